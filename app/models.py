@@ -1,0 +1,176 @@
+"""The documented model list of each route (from the upstream's API pages), and the check against it.
+
+The upstream adds models faster than releases ship: `PROXY_EXTRA_MODELS` extends these lists and
+`PROXY_ALLOW_ANY_MODEL=true` turns the check off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+AICHAT_MODELS = frozenset(
+    {
+        "gpt-5.5",
+        "gpt-5.5-pro",
+        "gpt-5.4",
+        "gpt-5.4-pro",
+        "gpt-5.2",
+        "gpt-5.1",
+        "gpt-5.1-all",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-5-all",
+        "gpt-4",
+        "gpt-4-all",
+        "gpt-4-turbo",
+        "gpt-4-turbo-preview",
+        "gpt-4-vision-preview",
+        "gpt-4.1",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini",
+        "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano",
+        "gpt-4.1-nano-2025-04-14",
+        "gpt-4.5-preview",
+        "gpt-4.5-preview-2025-02-27",
+        "gpt-4o",
+        "gpt-4o-2024-05-13",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-all",
+        "gpt-4o-image",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-mini-search-preview-2025-03-11",
+        "gpt-4o-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "o1",
+        "o1-2024-12-17",
+        "o1-all",
+        "o1-mini",
+        "o1-mini-2024-09-12",
+        "o1-mini-all",
+        "o1-preview",
+        "o1-preview-2024-09-12",
+        "o1-preview-all",
+        "o1-pro",
+        "o1-pro-2025-03-19",
+        "o1-pro-all",
+        "o3",
+        "o3-2025-04-16",
+        "o3-all",
+        "o3-mini",
+        "o3-mini-2025-01-31",
+        "o3-mini-2025-01-31-high",
+        "o3-mini-2025-01-31-low",
+        "o3-mini-2025-01-31-medium",
+        "o3-mini-all",
+        "o3-mini-high",
+        "o3-mini-high-all",
+        "o3-mini-low",
+        "o3-mini-medium",
+        "o3-pro",
+        "o3-pro-2025-06-10",
+        "o4-mini",
+        "o4-mini-2025-04-16",
+        "o4-mini-all",
+        "o4-mini-high-all",
+        "deepseek-r1",
+        "deepseek-r1-0528",
+        "deepseek-v3",
+        "deepseek-v3-250324",
+        "deepseek-v4-flash",
+        "grok-3",
+        "glm-5.2",
+        "glm-5.1",
+        "glm-4.7",
+        "glm-4.6",
+        "glm-3-turbo",
+    }
+)
+
+RESPONSES_MODELS = frozenset(
+    {
+        "gpt-5.4",
+        "gpt-5.4-pro",
+        "gpt-5.1",
+        "gpt-5.1-all",
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4",
+        "gpt-4-all",
+        "gpt-4-turbo",
+        "gpt-4-turbo-preview",
+        "gpt-4-vision-preview",
+        "gpt-4.1",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini",
+        "gpt-4.1-mini-2025-04-14",
+        "gpt-4.1-nano",
+        "gpt-4.1-nano-2025-04-14",
+        "gpt-4.5-preview",
+        "gpt-4.5-preview-2025-02-27",
+        "gpt-4o",
+        "gpt-4o-2024-05-13",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-11-20",
+        "gpt-4o-all",
+        "gpt-4o-image",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-mini-search-preview",
+        "gpt-4o-mini-search-preview-2025-03-11",
+        "gpt-4o-search-preview",
+        "gpt-4o-search-preview-2025-03-11",
+        "gpt-35-turbo-16k",
+        "o1",
+        "o1-2024-12-17",
+        "o1-all",
+        "o1-mini",
+        "o1-mini-2024-09-12",
+        "o1-mini-all",
+        "o1-preview",
+        "o1-preview-2024-09-12",
+        "o1-preview-all",
+        "o1-pro",
+        "o1-pro-2025-03-19",
+        "o1-pro-all",
+        "o3",
+        "o3-2025-04-16",
+        "o3-all",
+        "o3-mini",
+        "o3-mini-2025-01-31",
+        "o3-mini-2025-01-31-high",
+        "o3-mini-2025-01-31-low",
+        "o3-mini-2025-01-31-medium",
+        "o3-mini-all",
+        "o3-mini-high",
+        "o3-mini-high-all",
+        "o3-mini-low",
+        "o3-mini-medium",
+        "o3-pro",
+        "o3-pro-2025-06-10",
+        "o4-mini",
+        "o4-mini-2025-04-16",
+        "o4-mini-all",
+        "o4-mini-high-all",
+    }
+)
+
+
+class ModelCatalog:
+    """Which model names a route accepts; also the bounded label set for metrics."""
+
+    def __init__(self, documented: Iterable[str], extra: Iterable[str] = (), allow_any: bool = False):
+        self.known = frozenset(documented) | frozenset(extra)
+        self.allow_any = allow_any
+
+    def accepts(self, model: str) -> bool:
+        return self.allow_any or model in self.known
+
+    def label(self, model: str | None) -> str:
+        """A metric label value: a known model's name, else `other`, so clients cannot mint series."""
+        return model if model is not None and model in self.known else "other"
