@@ -1,0 +1,66 @@
+"""The `acedata-proxy` command: serve (default), demo, fake-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.fake_upstream import Behaviour
+from app.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="acedata-proxy", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="start the gateway (the default command)")
+    _listen_options(serve)
+    serve.add_argument("--workers", type=int, help="worker processes (PROXY_WORKERS, default 1)")
+    serve.add_argument("--demo", action="store_true", help="same as `acedata-proxy demo`")
+    demo = commands.add_parser("demo", help="gateway + built-in fake upstream on loopback; no token needed")
+    _listen_options(demo)
+    fake = commands.add_parser("fake-upstream", help="only the fake upstream (for benchmarks)")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9000)
+    fake.add_argument("--token", default="upstream-test-token")
+    fake.add_argument("--deltas", type=int, default=5, help="stream pieces per answer")
+    fake.add_argument("--delay", type=float, default=0.0, help="seconds between stream pieces")
+    return parser
+
+
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listening address (PROXY_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listening port (PROXY_PORT, default 8000)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        name: getattr(args, name) for name in ("host", "port", "workers") if getattr(args, name, None) is not None
+    }
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)]
+        sys.exit("acedata-proxy: invalid settings\n" + "\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from app import server  # uvicorn and the app load only for commands that serve
+
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "fake-upstream":
+        server.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
+        return
+    if command == "serve" and args.command is None:
+        args.host = args.port = args.workers = None
+    settings = _settings(args)
+    try:
+        if command == "demo" or getattr(args, "demo", False):
+            server.demo(settings)
+        else:
+            server.serve(settings)
+    except server.UnsafeBind as exc:
+        sys.exit(f"acedata-proxy: {exc}")

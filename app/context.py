@@ -1,0 +1,43 @@
+"""What the gateway learns about one request while serving it, shared by the endpoint, logs and metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from app.types import Scope
+
+SCOPE_KEY = "acedata_proxy.request"
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+
+
+@dataclass(slots=True)
+class RequestInfo:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    route: str = "other"
+    model: str | None = None
+    key_name: str | None = None
+    status: int = 0
+    bytes_out: int = 0
+    upstream_ttfb: float | None = None
+    client_disconnected: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's x-request-id when it is a sane token, else a fresh one (never echo arbitrary bytes)."""
+    for name, value in headers:
+        if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
+            return value.decode()
+    return uuid.uuid4().hex
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    info: RequestInfo | None = scope.get(SCOPE_KEY)
+    if info is None:
+        info = scope[SCOPE_KEY] = RequestInfo(request_id_from(scope.get("headers", [])))
+    return info

@@ -1,0 +1,324 @@
+"""A faithful fake of the AceData upstream (see shared/api/WIRE-FORMATS.md), for tests, the demo and benchmarks.
+
+It checks the bearer token, records what it received and sent, paces streams, and misbehaves on demand through
+`Behaviour` (error statuses, hangs, mid-stream cuts and stalls). `RawFaultServer` covers what ASGI cannot:
+connections refused by reset, or answered with garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from app.types import Headers, Receive, Scope, Send
+
+UPSTREAM_ERRORS = {
+    400: "bad_request", 401: "invalid_token", 403: "used_up", 404: "no_api", 413: "request_too_large",
+    429: "too_many_requests", 500: "api_error", 504: "timeout",
+}  # fmt: skip
+WORDS = [
+    "Hello!",
+    "This",
+    "answer",
+    "streams",
+    "from",
+    "the",
+    "acedata-proxy",
+    "fake",
+    "upstream,",
+    "one",
+    "piece",
+    "at",
+    "a",
+    "time.",
+]
+
+
+@dataclass
+class Behaviour:
+    deltas: int = 5  # stream pieces (text deltas) per answer
+    delay: float = 0.0  # seconds between stream chunks
+    headers_delay: float = 0.0  # seconds before the status line (a slow or hanging upstream)
+    status: int | None = None  # answer every request with this upstream error status
+    cut_after: int | None = None  # drop the connection after this many body chunks
+    stall_after: int | None = None  # go silent (forever) after this many body chunks
+    sse_style: Literal["events", "data-only"] = "events"  # Responses streams with or without `event:` lines
+    done_marker: bool = False  # end Responses streams with `data: [DONE]` too
+    crlf: bool = False  # end NDJSON lines with \r\n
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    sent: bytearray = field(default_factory=bytearray)
+    chunk_times: list[float] = field(default_factory=list)
+    finished: bool = False
+    closed_early: bool = False
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.decode().lower() == name.lower():
+                return value.decode()
+        return None
+
+
+def _answer(count: int) -> list[str]:
+    return [WORDS[i % len(WORDS)] + (" " if i < count - 1 else "") for i in range(count)]
+
+
+def _word_count(value: Any) -> int:
+    return len(orjson.dumps(value).split()) if value is not None else 0
+
+
+def _usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
+    input_tokens = max(1, _word_count(body.get("input")))
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def _response(body: dict[str, Any], text: str, pieces: int, status: str = "completed") -> dict[str, Any]:
+    done = status == "completed"
+    return {
+        "id": "resp_" + uuid.uuid4().hex,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body.get("model"),
+        "output": [
+            {
+                "id": "msg_fake",
+                "type": "message",
+                "status": status,
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}] if done else [],
+            }
+        ],
+        "usage": _usage(body, pieces) if done else None,
+    }
+
+
+def responses_events(body: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
+    """The Responses stream's event objects, in the documented order."""
+    text = "".join(pieces)
+    base = _response(body, "", len(pieces), status="in_progress")
+    item = {"id": "msg_fake", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    ids = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
+    final = {**_response(body, text, len(pieces)), "id": base["id"]}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": base},
+        {"type": "response.in_progress", "response": base},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", **ids, "part": part},
+        *({"type": "response.output_text.delta", **ids, "delta": p, "logprobs": []} for p in pieces),
+        {"type": "response.output_text.done", **ids, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **ids, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
+        {"type": "response.completed", "response": final},
+    ]
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+    return events
+
+
+class FakeUpstream:
+    """The fake upstream as an ASGI app. Tests change `behaviour` and read `exchanges`."""
+
+    def __init__(self, token: str = "upstream-test-token", behaviour: Behaviour | None = None):
+        self.token = token
+        self.behaviour = behaviour or Behaviour()
+        self.exchanges: list[Exchange] = []
+        self.record = True
+
+    def reset(self) -> None:
+        self.behaviour = Behaviour()
+        self.exchanges.clear()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        body = await _read(receive)
+        exchange = Exchange(scope["method"], scope["path"], list(scope["headers"]), body)
+        if self.record:
+            self.exchanges.append(exchange)
+        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, self.behaviour)))
+        watcher = asyncio.create_task(_until_disconnect(receive))
+        await asyncio.wait((serving, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            watcher.cancel()
+            exchange.finished = serving.exception() is None
+            serving.result()  # a fault raised on purpose ends the connection uncleanly, as it should
+            return
+        exchange.closed_early = True  # the gateway closed the request before the answer was complete
+        serving.cancel()
+
+    async def _serve(self, scope: Scope, exchange: Exchange, out: _Sender) -> None:
+        behaviour = self.behaviour
+        if behaviour.headers_delay:
+            await asyncio.sleep(behaviour.headers_delay)
+        if exchange.header("authorization") != f"Bearer {self.token}":
+            await out.error(401, "The specified token is invalid or wrong.")
+            return
+        if behaviour.status is not None:
+            await out.error(behaviour.status, "The fake upstream was told to fail.")
+            return
+        route = {
+            ("POST", "/openai/responses"): self._responses,
+            ("POST", "/aichat/conversations"): self._aichat,
+            ("GET", "/openai/models"): self._models,
+        }.get((scope["method"], scope["path"]))
+        if route is None:
+            await out.error(404, "The API does not exist.")
+            return
+        try:
+            request = orjson.loads(exchange.body) if exchange.body else {}
+        except orjson.JSONDecodeError:
+            await out.error(400, "The request body is not JSON.")
+            return
+        await route(request, exchange, out)
+
+    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = _answer(self.behaviour.deltas)
+        if not body.get("stream"):
+            await out.json(200, _response(body, "".join(pieces), len(pieces)))
+            return
+        await out.start(200, b"text/event-stream; charset=utf-8")
+        for event in responses_events(body, pieces):
+            data = orjson.dumps(event if self.behaviour.sse_style == "events" else {**event, "model": body["model"]})
+            prefix = b"event: " + event["type"].encode() + b"\n" if self.behaviour.sse_style == "events" else b""
+            await out.chunk(prefix + b"data: " + data + b"\n\n")
+        if self.behaviour.done_marker:
+            await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = _answer(self.behaviour.deltas)
+        conversation = body.get("id") or str(uuid.uuid4())
+        accept = exchange.header("accept") or ""
+        if "application/x-ndjson" not in accept and "text/event-stream" not in accept:
+            await out.json(200, {"answer": "".join(pieces), "id": conversation})
+            return
+        sse = "text/event-stream" in accept
+        await out.start(200, b"text/event-stream" if sse else b"application/x-ndjson")
+        end = b"\r\n" if self.behaviour.crlf else b"\n"
+        so_far = ""
+        for piece in pieces:
+            so_far += piece
+            line = orjson.dumps({"answer": so_far, "delta_answer": piece, "id": conversation})
+            await out.chunk(b"data: " + line + b"\n\n" if sse else line + end)
+        if sse:
+            await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _models(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        model = {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "acedata"}
+        await out.json(200, {"object": "list", "data": [model]})
+
+
+class _Sender:
+    """Sends one answer, applying the behaviour's pacing and faults to its body chunks."""
+
+    def __init__(self, send: Send, exchange: Exchange, behaviour: Behaviour):
+        self.send = send
+        self.exchange = exchange
+        self.behaviour = behaviour
+        self.chunks = 0
+
+    async def start(self, status: int, content_type: bytes, extra: Headers | None = None) -> None:
+        headers = [
+            (b"content-type", content_type),
+            (b"x-request-id", b"upstream-" + uuid.uuid4().hex[:8].encode()),
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+
+    async def chunk(self, data: bytes) -> None:
+        behaviour = self.behaviour
+        if self.chunks and behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        if behaviour.cut_after is not None and self.chunks >= behaviour.cut_after:
+            raise ConnectionResetError("fake upstream cut the stream on purpose")
+        if behaviour.stall_after is not None and self.chunks >= behaviour.stall_after:
+            await asyncio.sleep(3600)
+        self.chunks += 1
+        self.exchange.sent += data
+        self.exchange.chunk_times.append(time.monotonic())
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def json(self, status: int, payload: dict[str, Any]) -> None:
+        data = orjson.dumps(payload)
+        length = str(len(data)).encode()
+        await self.start(status, b"application/json", [(b"content-length", length)])
+        await self.chunk(data)
+        await self.end()
+
+    async def error(self, status: int, message: str) -> None:
+        code = UPSTREAM_ERRORS.get(status, "api_error")
+        await self.json(status, {"error": {"code": code, "message": message}, "trace_id": uuid.uuid4().hex})
+
+
+async def _read(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class RawFaultServer:
+    """A TCP listener that breaks HTTP on purpose: `reset` closes each connection once the request arrives,
+    `garbage` answers it with bytes that are not HTTP."""
+
+    def __init__(self, mode: Literal["reset", "garbage"]):
+        self.mode = mode
+        self.server: asyncio.Server | None = None
+        self.connections = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.server = await asyncio.start_server(self._handle, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.read(65536)
+        if self.mode == "garbage":
+            writer.write(b"\x00\x01 this is not HTTP \xff\r\n\r\n")
+            await writer.drain()
+        writer.transport.abort()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

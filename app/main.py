@@ -1,0 +1,52 @@
+"""The app factory: `uvicorn --factory app.main:create_app`. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+
+from app import __version__, errors, logs
+from app.observe import ObserveMiddleware
+from app.routes import aichat, health, openai
+from app.routes.forward import ForwardEndpoint
+from app.routing import Dispatcher
+from app.settings import Settings
+from app.types import ASGIApp
+from app.upstream import UpstreamPool
+
+log = logging.getLogger("acedata_proxy")
+
+FORWARDED_ROUTES = (aichat.CONVERSATIONS, openai.RESPONSES)
+
+
+def create_app(settings: Settings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> ASGIApp:
+    settings = settings or Settings()
+    logs.configure(settings)
+    pool = UpstreamPool(settings, transport)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.token is None:
+            log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
+        await pool.open()
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def readiness() -> list[str]:
+        problem = pool.problem()
+        return [problem] if problem else []
+
+    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=lifespan)
+    api.state.readiness = readiness
+    api.include_router(health.router)
+    api.add_exception_handler(Exception, errors.handle)
+    api.add_exception_handler(HTTPException, errors.handle)
+    endpoints = [ForwardEndpoint(spec, settings, pool) for spec in FORWARDED_ROUTES]
+    return ObserveMiddleware(Dispatcher(endpoints, api))

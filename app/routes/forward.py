@@ -1,0 +1,163 @@
+"""The ASGI endpoint every forwarding route shares: read the body, validate it, forward it, relay the answer.
+
+Plain ASGI rather than a FastAPI handler: the hot path pays for no request object, no dependency graph and no
+per-chunk wrapper, and it can watch for the client leaving while the upstream is still thinking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from app.context import RequestInfo, request_info
+from app.errors import InvalidRequest, ProxyError, RequestTooLarge, UpstreamNotConfigured, send_error
+from app.models import ModelCatalog
+from app.schemas import RequestBody, parse_body
+from app.settings import Settings
+from app.types import Receive, Scope, Send
+from app.upstream import UpstreamPool, relay, request_headers, response_headers, stream_format, translate
+
+log = logging.getLogger("acedata_proxy.forward")
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One upstream route as clients see it: its paths, its body schema and its documented models."""
+
+    name: str
+    paths: tuple[str, ...]
+    upstream_path: str
+    schema: type[RequestBody]
+    models: frozenset[str]
+
+
+class ClientGone(Exception):
+    """The client disconnected before the request body was complete."""
+
+
+class _Watch:
+    """Cancels the request's task when the client disconnects, until the final byte is handed over."""
+
+    __slots__ = ("disconnected", "finished")
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.finished = False
+
+    async def run(self, receive: Receive, task: asyncio.Task[None]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self.finished:
+            self.disconnected = True
+            task.cancel()
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ForwardEndpoint:
+    def __init__(self, spec: RouteSpec, settings: Settings, pool: UpstreamPool):
+        self.spec = spec
+        self.settings = settings
+        self.pool = pool
+        self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
+        self.url = httpx.URL(settings.api_base_url + spec.upstream_path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = request_info(scope)
+        info.route = self.spec.name
+        try:
+            body = await self._admit(scope, receive, info)
+        except ProxyError as exc:
+            await send_error(send, exc)
+            return
+        except ClientGone:
+            info.client_disconnected = True
+            return
+        await self._forward(scope, receive, send, body, info)
+
+    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> bytes:
+        """The request body once it has passed every check; nothing is forwarded before this returns."""
+        if self.settings.token is None:
+            raise UpstreamNotConfigured("The gateway has no upstream token: set ACEDATACLOUD_API_TOKEN and restart it.")
+        self.pool.client  # noqa: B018 - raises NotReady while the lifespan has not opened the pool
+        body = await read_body(scope, receive, self.settings.max_request_bytes)
+        if not _is_json(_header(scope, b"content-type")):
+            raise InvalidRequest("Content-Type must be application/json.")
+        parsed = parse_body(self.spec.schema, body, self.catalog)
+        info.model = parsed.model
+        return body
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        watch = _Watch()
+        watcher = asyncio.create_task(watch.run(receive, task))
+        try:
+            await self._exchange(scope, send, body, info, watch)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            task.uncancel()
+            info.client_disconnected = True
+            log.info("client disconnected; upstream request closed")
+        finally:
+            watch.finished = True
+            watcher.cancel()
+
+    async def _exchange(self, scope: Scope, send: Send, body: bytes, info: RequestInfo, watch: _Watch) -> None:
+        client = self.pool.client
+        headers = request_headers(scope["headers"], self.settings.token or "", info.request_id)
+        request = client.build_request("POST", self.url, content=body, headers=headers)
+        sent_at = time.perf_counter()
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = translate(exc)
+            log.warning("upstream request failed before the response: %s", error.message)
+            await send_error(send, error)
+            return
+        info.upstream_ttfb = time.perf_counter() - sent_at
+        try:
+            fmt = stream_format(response.headers.get("content-type", "").encode())
+            start = {"type": "http.response.start", "status": response.status_code}
+            await send({**start, "headers": response_headers(response, fmt)})
+            last = await relay(response, send, fmt)
+            watch.finished = True
+            await send({"type": "http.response.body", "body": last, "more_body": False})
+        finally:
+            await response.aclose()

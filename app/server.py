@@ -1,0 +1,124 @@
+"""Running the gateway under uvicorn: `serve` (one or more workers), `demo` (gateway + fake upstream in one
+process, on loopback), and the fake upstream alone (for benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import uvicorn
+from pydantic import SecretStr
+
+from app.fake_upstream import Behaviour, FakeUpstream
+from app.main import create_app
+from app.settings import Settings
+
+log = logging.getLogger("acedata_proxy.server")
+
+# uvloop sets TCP_NODELAY on accepted sockets; with asyncio's loop and several workers, responses waited for the
+# client's delayed ACK (~40 ms each; see uvicorn issue #3149), so the fast loop is also the correct one.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_config": None,
+    "access_log": False,
+    "lifespan": "on",
+    "server_header": False,
+}
+
+
+class UnsafeBind(Exception):
+    """Refusing to serve an open relay."""
+
+
+def check_bind(settings: Settings) -> None:
+    if settings.binds_publicly() and settings.keys_file is None and not settings.allow_unauthenticated:
+        raise UnsafeBind(
+            f"Refusing to listen on {settings.host} without PROXY_KEYS_FILE: anyone who can reach it would "
+            "spend the team's AceData balance. Create keys (acedata-proxy keys create) or set "
+            "PROXY_ALLOW_UNAUTHENTICATED=true if something else guards this address."
+        )
+
+
+def _exit_quietly_on_signals() -> None:
+    """uvicorn shuts down gracefully, then re-raises the signal it caught; make that an ordinary exit
+    (0 for SIGTERM: a requested stop that completed) instead of a death by signal or a traceback."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+
+
+def serve(settings: Settings) -> None:
+    check_bind(settings)
+    _exit_quietly_on_signals()
+    # worker processes build their own Settings from the environment: hand them the command line's choices
+    os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        **UVICORN_OPTIONS,
+    )
+
+
+def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+DEMO_TOKEN = "demo-upstream-token"
+
+DEMO_BANNER = """
+acedata-proxy demo: the gateway on http://{host}:{port}, talking to a built-in fake upstream on
+http://127.0.0.1:{fake_port} (no AceData token, no network). Try:
+
+  curl -s http://{host}:{port}/aichat/conversations -H 'content-type: application/json' \\
+       -d '{{"model": "gpt-4o", "question": "hi"}}'
+  curl -sN http://{host}:{port}/aichat/conversations -H 'accept: application/x-ndjson' \\
+       -H 'content-type: application/json' -d '{{"model": "gpt-4o", "question": "hi"}}'
+  curl -sN http://{host}:{port}/openai/responses -H 'content-type: application/json' \\
+       -d '{{"model": "gpt-4.1", "input": "hi", "stream": true}}'
+
+  python -c "from openai import OpenAI; c = OpenAI(base_url='http://{host}:{port}/openai', api_key='x'); \\
+print(c.responses.create(model='gpt-4.1', input='hi').output_text)"
+
+Ctrl-C stops both.
+"""
+
+
+async def _demo(settings: Settings) -> None:
+    fake_sock = loopback_socket()
+    fake_port = fake_sock.getsockname()[1]
+    fake = FakeUpstream(token=DEMO_TOKEN, behaviour=Behaviour(deltas=16, delay=0.12))
+    fake.record = False
+    settings = settings.model_copy(
+        update={"api_token": SecretStr(DEMO_TOKEN), "api_base_url": f"http://127.0.0.1:{fake_port}"}
+    )
+    fake_config = uvicorn.Config(fake, **{**UVICORN_OPTIONS, "lifespan": "off"})
+    gateway_config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, **UVICORN_OPTIONS)
+    print(DEMO_BANNER.format(host=settings.host, port=settings.port, fake_port=fake_port), flush=True)
+    fake_server, gateway_server = uvicorn.Server(fake_config), uvicorn.Server(gateway_config)
+    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve())
+
+
+def demo(settings: Settings) -> None:
+    check_bind(settings)
+    _exit_quietly_on_signals()
+    import uvloop
+
+    uvloop.run(_demo(settings))
+
+
+def fake_upstream(host: str, port: int, token: str, behaviour: Behaviour) -> None:
+    app = FakeUpstream(token=token, behaviour=behaviour)
+    app.record = False
+    uvicorn.run(app, host=host, port=port, **{**UVICORN_OPTIONS, "lifespan": "off"})
