@@ -1,0 +1,32 @@
+"""GET /healthz and /readyz, and the 503 every forwarding route gives while no upstream token is set."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.fake_upstream import FakeUpstream
+from tests.conftest import GatewayFactory
+from tests.servers import GatewayProcess
+
+
+def test_healthz_and_readyz(gateway: GatewayProcess):
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+def test_without_token_the_gateway_starts_warns_and_answers_503(make_gateway: GatewayFactory, fake: FakeUpstream):
+    gateway = make_gateway(ACEDATACLOUD_API_TOKEN="")
+    assert "ACEDATACLOUD_API_TOKEN is not set" in gateway.log()
+    for path, body in [("/openai/responses", {"model": "gpt-4.1", "input": "hi"}),
+                       ("/aichat/conversations", {"model": "gpt-4o", "question": "hi"})]:  # fmt: skip
+        response = httpx.post(gateway.url + path, json=body)
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "upstream_not_configured"
+        assert "ACEDATACLOUD_API_TOKEN" in error["message"]
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["problems"] == ["ACEDATACLOUD_API_TOKEN is not set"]
+    assert fake.exchanges == []

@@ -1,0 +1,133 @@
+"""POST /openai/responses and /v1/responses through the real gateway, with the official OpenAI SDK."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import orjson
+import pytest
+from openai import OpenAI
+
+from app.fake_upstream import FakeUpstream
+from tests.conftest import CLIENT_KEY, UPSTREAM_TOKEN, assert_no_secrets
+from tests.servers import GatewayProcess
+
+
+def sdk(gateway: GatewayProcess, prefix: str) -> OpenAI:
+    return OpenAI(base_url=gateway.url + prefix, api_key=CLIENT_KEY, max_retries=0, timeout=30)
+
+
+@pytest.mark.parametrize("prefix", ["/openai", "/v1"])
+def test_sdk_create_returns_the_upstream_response(gateway: GatewayProcess, fake: FakeUpstream, prefix: str):
+    response = sdk(gateway, prefix).responses.create(model="gpt-4.1", input="Say hello")
+
+    assert response.status == "completed"
+    assert response.output_text.startswith("Hello! This answer streams")
+    assert response.usage is not None
+    assert response.usage.output_tokens == 5
+    [exchange] = fake.exchanges
+    assert exchange.path == "/openai/responses"
+    assert orjson.loads(exchange.body) == {"model": "gpt-4.1", "input": "Say hello"}
+
+
+@pytest.mark.parametrize("prefix", ["/openai", "/v1"])
+def test_sdk_stream_yields_every_event_in_order(gateway: GatewayProcess, fake: FakeUpstream, prefix: str):
+    fake.behaviour.deltas = 7
+    with sdk(gateway, prefix).responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+        events = list(stream)
+
+    types = [event.type for event in events]
+    assert types[:4] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+    ]  # fmt: skip
+    assert types.count("response.output_text.delta") == 7
+    assert types[-1] == "response.completed"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    final = events[-1].response  # type: ignore[union-attr]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    assert final.output_text == deltas
+
+
+def test_sdk_accepts_data_only_streams_with_done_marker(gateway: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.sse_style, fake.behaviour.done_marker = "data-only", True
+    with sdk(gateway, "/openai").responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+        types = [event.type for event in stream]
+    assert types[-1] == "response.completed"
+
+
+def test_stream_is_byte_exact(client: httpx.Client, fake: FakeUpstream):
+    body = b'{"model":"gpt-4.1","input":[{"role":"user","content":"hi"}],"stream":true,"x_extra":{"k":[1,2]}}'
+    with client.stream("POST", "/openai/responses", content=body) as response:
+        received = b"".join(response.iter_raw())
+
+    [exchange] = fake.exchanges
+    assert exchange.body == body  # forwarded byte for byte, unknown fields included
+    assert received == bytes(exchange.sent)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["x-accel-buffering"] == "no"
+    assert response.headers["cache-control"] == "no-cache"
+
+
+def test_stream_is_not_buffered(client: httpx.Client, fake: FakeUpstream):
+    """The first event reaches the client long before the upstream sends the last one."""
+    fake.behaviour.deltas, fake.behaviour.delay = 6, 0.25  # 14 chunks, ~3.2 s of pacing
+    body = {"model": "gpt-4.1", "input": "hi", "stream": True}
+    arrivals: list[float] = []
+    with client.stream("POST", "/openai/responses", json=body) as response:
+        for _ in response.iter_raw():
+            arrivals.append(time.monotonic())
+
+    [exchange] = fake.exchanges
+    pacing = exchange.chunk_times[-1] - exchange.chunk_times[0]
+    assert pacing > 3
+    assert arrivals[0] < exchange.chunk_times[-1] - 2.5  # the first byte did not wait for the last
+    assert len(arrivals) >= 10  # chunks arrived one by one, not as one lump
+
+
+def test_upstream_gets_our_token_and_no_client_credentials(client: httpx.Client, fake: FakeUpstream):
+    response = client.post(
+        "/openai/responses",
+        json={"model": "gpt-4.1", "input": "hi"},
+        headers={
+            "x-request-id": "req-123",
+            "user-agent": "my-app/1.0",
+            "x-api-key": "other",
+            "proxy-authorization": "x",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-123"
+    [exchange] = fake.exchanges
+    names = {name.decode().lower() for name, _ in exchange.headers}
+    assert exchange.header("authorization") == f"Bearer {UPSTREAM_TOKEN}"
+    assert exchange.header("x-request-id") == "req-123"
+    assert exchange.header("user-agent") == "my-app/1.0"
+    assert not names & {"cookie", "x-api-key", "proxy-authorization"}
+    assert CLIENT_KEY.encode() not in b"".join(value for _, value in exchange.headers)
+    assert_no_secrets(response.text + str(response.headers), "a response")
+
+
+def test_request_id_is_generated_when_absent_or_unsafe(client: httpx.Client, fake: FakeUpstream):
+    first = client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
+    second = client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"}, headers={"x-request-id": "a b"})
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert len(set(ids)) == 2
+    assert all(len(i) == 32 for i in ids)
+    assert [e.header("x-request-id") for e in fake.exchanges] == ids
+
+
+def test_upstream_error_passes_through_unchanged(client: httpx.Client, fake: FakeUpstream):
+    fake.behaviour.status = 403
+    response = client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
+    assert response.status_code == 403
+    assert response.content == bytes(fake.exchanges[0].sent)
+    assert response.json()["error"]["code"] == "used_up"
+
+
+def test_sdk_raises_typed_error_for_upstream_status(gateway: GatewayProcess, fake: FakeUpstream):
+    import openai
+
+    fake.behaviour.status = 401
+    with pytest.raises(openai.AuthenticationError):
+        sdk(gateway, "/v1").responses.create(model="gpt-4.1", input="hi")

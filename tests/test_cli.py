@@ -1,0 +1,71 @@
+"""The `acedata-proxy` command as users run it: refusing an open relay, and the no-token demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+from tests.servers import ROOT, free_port, wait_healthy
+
+
+def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", *args],
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_public_bind_without_keys_is_refused(tmp_path: Path):
+    proc = run_cli(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    output, _ = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert b"Refusing to listen on 0.0.0.0 without PROXY_KEYS_FILE" in output
+
+
+def test_public_bind_allowed_when_explicitly_unauthenticated(tmp_path: Path):
+    port = free_port()
+    proc = run_cli(tmp_path, "serve", "--host", "0.0.0.0", "--port", str(port), PROXY_ALLOW_UNAUTHENTICATED="true")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_placeholder_token_stops_the_start_with_a_clear_message(tmp_path: Path):
+    (tmp_path / ".env").write_text("ACEDATACLOUD_API_TOKEN=changeme\n")
+    proc = run_cli(tmp_path, "serve", "--port", str(free_port()))
+    output, _ = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert b"invalid settings" in output
+    assert b"placeholder" in output
+
+
+def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
+    port = free_port()
+    proc = run_cli(tmp_path, "demo", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        sdk = OpenAI(base_url=url + "/openai", api_key="anything", max_retries=0)
+        with sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+            deltas = [e for e in stream if e.type == "response.output_text.delta"]
+        assert len(deltas) == 16
+        body = {"model": "gpt-4o", "question": "hi"}
+        ndjson = httpx.post(url + "/aichat/conversations", json=body, headers={"accept": "application/x-ndjson"})
+        assert len(ndjson.text.splitlines()) == 16
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    assert b"acedata-proxy demo" in output
+    assert proc.returncode == 0

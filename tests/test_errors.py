@@ -1,0 +1,56 @@
+"""Errors the gateway produces itself, in the OpenAI envelope: unknown routes, wrong methods, big bodies."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.errors import RequestTooLarge, UpstreamTimeout
+from app.fake_upstream import FakeUpstream
+from app.settings import MiB
+
+
+def test_envelope_shape():
+    error = UpstreamTimeout("slow")
+    assert error.envelope() == {
+        "error": {"message": "slow", "type": "api_error", "code": "upstream_timeout", "param": None}
+    }
+    assert error.stream_event("sse").startswith(b"event: error\ndata: {")
+    assert error.stream_event("ndjson").endswith(b"}\n")
+
+
+@pytest.mark.parametrize("path", ["/nope", "/openai/../admin", "/openai/responses/", "/openai/chat/completions"])
+def test_unknown_route_is_404_envelope(client: httpx.Client, fake: FakeUpstream, path: str):
+    response = client.post(path, json={"model": "gpt-4.1", "input": "hi"})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert response.headers["x-request-id"]
+    assert fake.exchanges == []
+
+
+def test_wrong_method_is_405(client: httpx.Client):
+    response = client.get("/openai/responses")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    assert client.post("/healthz").json()["error"]["code"] == "method_not_allowed"
+
+
+def test_body_over_the_limit_is_413_before_reading_it(client: httpx.Client, fake: FakeUpstream):
+    big = b'{"model": "gpt-4.1", "input": "' + b"x" * (10 * MiB) + b'"}'
+    response = client.post("/openai/responses", content=big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == RequestTooLarge.code
+    assert fake.exchanges == []
+
+
+def test_chunked_body_over_the_limit_is_413(client: httpx.Client, fake: FakeUpstream):
+    def chunks():
+        yield b'{"model": "gpt-4.1", "input": "'
+        for _ in range(11):
+            yield b"x" * MiB
+        yield b'"}'
+
+    response = client.post("/openai/responses", content=chunks())
+    assert response.status_code == 413
+    assert fake.exchanges == []

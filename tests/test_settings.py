@@ -1,0 +1,61 @@
+"""Settings: DESIGN.md's variable names, defaults, and refusals of values that cannot work."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import MiB, Settings
+
+
+def make(**env: str) -> Settings:
+    return Settings(_env_file=None, **env)  # type: ignore[call-arg]
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch):
+    for name in ("ACEDATACLOUD_API_TOKEN", "ACEDATACLOUD_API_BASE_URL", "PROXY_HOST", "PROXY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = make()
+    assert settings.token is None
+    assert settings.api_base_url == "https://api.acedata.cloud"
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+    assert (settings.connect_timeout, settings.read_timeout) == (5, 600)
+    assert settings.max_request_bytes == 10 * MiB
+    assert (settings.log_level, settings.log_format) == ("info", "text")
+
+
+def test_reads_design_names_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ACEDATACLOUD_API_TOKEN", "real-token-123")
+    monkeypatch.setenv("ACEDATACLOUD_API_BASE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("PROXY_EXTRA_MODELS", "gpt-9, gpt-10 ,")
+    monkeypatch.setenv("PROXY_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("PROXY_READ_TIMEOUT", "1.5")
+    settings = make()
+    assert settings.token == "real-token-123"
+    assert "real-token-123" not in repr(settings)
+    assert settings.api_base_url == "http://127.0.0.1:9"
+    assert settings.extra_models == ("gpt-9", "gpt-10")
+    assert settings.log_format == "json"
+    assert settings.read_timeout == 1.5
+
+
+@pytest.mark.parametrize("token", ["changeme", "your-token-here", "<token>"])
+def test_placeholder_token_is_refused(monkeypatch: pytest.MonkeyPatch, token: str):
+    monkeypatch.setenv("ACEDATACLOUD_API_TOKEN", token)
+    with pytest.raises(ValidationError, match="placeholder"):
+        make()
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "api.acedata.cloud", "https://user:pw@x", "https://x/?q=1"])
+def test_base_url_must_be_an_origin(monkeypatch: pytest.MonkeyPatch, url: str):
+    monkeypatch.setenv("ACEDATACLOUD_API_BASE_URL", url)
+    with pytest.raises(ValidationError):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("host", "public"),
+    [("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True), ("10.1.2.3", True)],
+)
+def test_binds_publicly(host: str, public: bool):
+    assert make(PROXY_HOST=host).binds_publicly() is public

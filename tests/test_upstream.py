@@ -1,0 +1,198 @@
+"""The upstream boundary: header filtering (unit), and faults over real sockets (refused, reset, garbage,
+timeouts, mid-stream cuts and stalls, client disconnects)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from app.fake_upstream import FakeUpstream, RawFaultServer
+from app.upstream import request_headers, response_headers, stream_format
+from tests.conftest import CLIENT_KEY, GatewayFactory
+from tests.servers import GatewayProcess, free_port
+
+STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
+
+
+def test_request_headers_keep_only_the_allowed_ones():
+    client = [
+        (b"authorization", b"Bearer sk-client"), (b"cookie", b"a=b"), (b"accept", b"text/event-stream"),
+        (b"user-agent", b"ua"), (b"x-request-id", b"spoof"), (b"host", b"evil.example"), (b"connection", b"close"),
+        (b"x-forwarded-host", b"evil.example"),
+    ]  # fmt: skip
+    headers = request_headers(client, "tok", "rid")
+    assert headers == [
+        (b"accept", b"text/event-stream"), (b"user-agent", b"ua"), (b"content-type", b"application/json"),
+        (b"authorization", b"Bearer tok"), (b"x-request-id", b"rid"),
+    ]  # fmt: skip
+
+
+def test_response_headers_drop_hop_by_hop_and_mark_streams():
+    upstream = httpx.Response(
+        200,
+        headers=[("Content-Type", "text/event-stream"), ("Connection", "keep-alive"), ("Set-Cookie", "s=1"),
+                 ("Transfer-Encoding", "chunked"), ("Alt-Svc", "h3=:443"), ("X-Request-Id", "up-1"),
+                 ("Cache-Control", "max-age=60"), ("OpenAI-Processing-Ms", "12")],
+    )  # fmt: skip
+    headers = dict(response_headers(upstream, stream_format(b"text/event-stream")))
+    assert headers == {
+        b"content-type": b"text/event-stream", b"cache-control": b"no-cache", b"x-accel-buffering": b"no",
+        b"openai-processing-ms": b"12", b"x-upstream-request-id": b"up-1",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [(b"text/event-stream; charset=utf-8", "sse"), (b"application/x-ndjson", "ndjson"),
+     (b"application/json", None), (b"", None)],
+)  # fmt: skip
+def test_stream_format(content_type: bytes, expected: str | None):
+    assert stream_format(content_type) == expected
+
+
+@pytest.fixture
+def raw_fault() -> Iterator[dict[str, int]]:
+    """A reset server and a garbage server on loopback, on an event loop of their own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    servers = {mode: RawFaultServer(mode) for mode in ("reset", "garbage")}  # type: ignore[arg-type]
+    ports = {m: asyncio.run_coroutine_threadsafe(s.start(), loop).result(5) for m, s in servers.items()}
+    yield ports
+    for server in servers.values():
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def post_json(gateway: GatewayProcess, body: dict | None = None) -> httpx.Response:
+    return httpx.post(gateway.url + "/openai/responses", json=body or {"model": "gpt-4.1", "input": "hi"}, timeout=30)
+
+
+def assert_gateway_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.headers["x-request-id"]
+
+
+def test_refused_connection_is_502(make_gateway: GatewayFactory):
+    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
+    assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
+
+
+@pytest.mark.parametrize("mode", ["reset", "garbage"])
+def test_reset_or_garbage_before_headers_is_502(make_gateway: GatewayFactory, raw_fault: dict[str, int], mode: str):
+    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{raw_fault[mode]}")
+    assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
+
+
+@pytest.fixture
+def impatient(make_gateway: GatewayFactory) -> GatewayProcess:
+    return make_gateway(PROXY_READ_TIMEOUT="0.5")
+
+
+def test_silent_upstream_is_504_within_the_read_timeout(impatient: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.headers_delay = 5
+    started = time.monotonic()
+    response = post_json(impatient)
+    assert_gateway_error(response, 504, "upstream_timeout")
+    assert time.monotonic() - started < 2
+
+
+def sse_events(raw: bytes) -> list[tuple[str | None, bytes]]:
+    events = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        if not block.strip():
+            continue
+        name = None
+        data = b""
+        for line in block.split(b"\n"):
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: "):
+                data += line[6:]
+        events.append((name, data))
+    return events
+
+
+def test_stall_mid_stream_ends_with_an_error_event(impatient: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.stall_after = 3
+    started = time.monotonic()
+    with httpx.stream("POST", impatient.url + "/openai/responses", json=STREAM, timeout=30) as response:
+        raw = b"".join(response.iter_raw())
+    assert time.monotonic() - started < 3
+    assert response.status_code == 200
+    events = sse_events(raw)
+    assert len(events) == 4
+    name, data = events[-1]
+    assert name == "error"
+    assert orjson.loads(data)["error"]["code"] == "upstream_timeout"
+
+
+def test_cut_mid_stream_ends_sse_with_an_error_event(client: httpx.Client, fake: FakeUpstream):
+    fake.behaviour.cut_after = 5
+    with client.stream("POST", "/openai/responses", json=STREAM) as response:
+        raw = b"".join(response.iter_raw())
+    assert raw.startswith(bytes(fake.exchanges[0].sent))
+    name, data = sse_events(raw)[-1]
+    assert name == "error"
+    assert orjson.loads(data)["error"]["code"] == "upstream_unavailable"
+
+
+def test_cut_mid_stream_makes_the_sdk_raise(gateway: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.cut_after = 6
+    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    seen = []
+    with pytest.raises(openai.APIError, match="upstream"):  # noqa: PT012 - the error comes while iterating
+        for event in sdk.responses.create(model="gpt-4.1", input="hi", stream=True):
+            seen.append(event.type)
+    assert len(seen) == 6
+
+
+def test_cut_mid_stream_ends_ndjson_with_an_error_line(client: httpx.Client, fake: FakeUpstream):
+    fake.behaviour.cut_after = 2
+    headers = {"accept": "application/x-ndjson"}
+    body = {"model": "gpt-4o", "question": "hi"}
+    with client.stream("POST", "/aichat/conversations", json=body, headers=headers) as response:
+        lines = [orjson.loads(line) for line in response.iter_lines() if line]
+    assert len(lines) == 3
+    assert lines[-1]["error"]["code"] == "upstream_unavailable"
+
+
+def test_cut_json_body_aborts_the_connection(client: httpx.Client, fake: FakeUpstream):
+    """A plain JSON body has no error format: the client must see a broken response, never a short one."""
+    fake.behaviour.cut_after = 0
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
+
+
+def wait_for(predicate, timeout: float = 2.0) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_client_disconnect_mid_stream_closes_upstream(client: httpx.Client, fake: FakeUpstream):
+    fake.behaviour.deltas, fake.behaviour.delay = 50, 0.2
+    with client.stream("POST", "/openai/responses", json=STREAM) as response:
+        next(response.iter_raw())
+    assert wait_for(lambda: fake.exchanges[0].closed_early) < 1
+    assert not fake.exchanges[0].finished
+
+
+def test_client_disconnect_while_upstream_thinks_closes_upstream(gateway: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.headers_delay = 10
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.url + "/openai/responses", json={"model": "gpt-4.1", "input": "hi"}, timeout=0.5)
+    assert wait_for(lambda: bool(fake.exchanges) and fake.exchanges[0].closed_early) < 1.5
