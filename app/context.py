@@ -19,10 +19,12 @@ class RequestInfo:
     started: float = field(default_factory=time.perf_counter)
     route: str = "other"
     model: str | None = None
+    model_label: str = "other"  # bounded: a documented or configured model, else "other"
     key_name: str | None = None
     status: int = 0
     bytes_out: int = 0
     upstream_ttfb: float | None = None
+    upstream_error: str | None = None  # connect, timeout, reset, protocol, status
     client_disconnected: bool = False
     input_tokens: int | None = None
     output_tokens: int | None = None

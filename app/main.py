@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from app import __version__, errors, logs
+from app.metrics import Metrics
 from app.observe import ObserveMiddleware
-from app.routes import aichat, health, openai
+from app.routes import aichat, health, metrics, openai
 from app.routes.forward import ForwardEndpoint
 from app.routing import Dispatcher
 from app.settings import Settings
@@ -22,12 +24,18 @@ from app.upstream import UpstreamPool
 log = logging.getLogger("acedata_proxy")
 
 FORWARDED_ROUTES = (aichat.CONVERSATIONS, openai.RESPONSES)
+OTHER_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
 
 
-def create_app(settings: Settings | None = None, transport: httpx.AsyncBaseTransport | None = None) -> ASGIApp:
+def create_app(
+    settings: Settings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    registry: CollectorRegistry | None = None,
+) -> ASGIApp:
     settings = settings or Settings()
     logs.configure(settings)
     pool = UpstreamPool(settings, transport)
+    app_metrics = Metrics(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,6 +46,7 @@ def create_app(settings: Settings | None = None, transport: httpx.AsyncBaseTrans
             yield
         finally:
             await pool.close()
+            app_metrics.close()
 
     async def readiness() -> list[str]:
         problem = pool.problem()
@@ -45,8 +54,11 @@ def create_app(settings: Settings | None = None, transport: httpx.AsyncBaseTrans
 
     api = FastAPI(title="acedata-proxy", version=__version__, lifespan=lifespan)
     api.state.readiness = readiness
+    api.state.metrics = app_metrics
     api.include_router(health.router)
+    api.include_router(metrics.router)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
     endpoints = [ForwardEndpoint(spec, settings, pool) for spec in FORWARDED_ROUTES]
-    return ObserveMiddleware(Dispatcher(endpoints, api))
+    route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
+    return ObserveMiddleware(Dispatcher(endpoints, api), app_metrics, route_names)

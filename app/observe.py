@@ -1,4 +1,5 @@
-"""Pure ASGI middleware around every request: the x-request-id, and one access log line when it ends."""
+"""Pure ASGI middleware around every request: the x-request-id, the in-flight gauge, and, when the request
+ends, its metrics and one access log line (both read from the RequestInfo the endpoint filled in)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,25 @@ import logging
 import time
 
 from app.context import SCOPE_KEY, RequestInfo, request_id_from
+from app.metrics import Metrics
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("acedata_proxy.access")
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_names: dict[str, str]):
         self.app = app
+        self.metrics = metrics
+        # every label value a path can produce; anything else is "other", so clients cannot mint series
+        self.route_names = route_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         info = RequestInfo(request_id_from(scope["headers"]))
+        info.route = self.route_names.get(scope["path"], "other")
         scope[SCOPE_KEY] = info
         request_id = info.request_id.encode()
 
@@ -31,26 +37,41 @@ class ObserveMiddleware:
                 info.bytes_out += len(message.get("body", b""))
             await send(message)
 
+        inflight = self.metrics.inflight.labels(info.route)
+        inflight.inc()
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            self._log(scope, info)
+            inflight.dec()
+            self._done(scope, info)
 
-    @staticmethod
-    def _log(scope: Scope, info: RequestInfo) -> None:
+    def _done(self, scope: Scope, info: RequestInfo) -> None:
+        # 499 (nginx's "client closed request") when the client left before any status was sent
+        status = info.status or (499 if info.client_disconnected else 500)
+        seconds = time.perf_counter() - info.started
+        self.metrics.record(info, status, seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return
         fields = {
             "method": scope["method"],
-            "path": repr(scope["path"][:200])[1:-1],  # escaped: a client's %0a must not forge log lines
+            "path": _printable(scope["path"]),
             "route": info.route,
-            "model": info.model,
-            "status": info.status or (499 if info.client_disconnected else 500),
-            "duration_ms": round((time.perf_counter() - info.started) * 1000, 2),
+            "model": _printable(info.model) if info.model is not None else None,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
             "bytes": info.bytes_out,
             "request_id": info.request_id,
             "key": info.key_name,
         }
+        if info.input_tokens is not None:
+            fields["tokens_in"], fields["tokens_out"] = info.input_tokens, info.output_tokens
+        if info.upstream_error is not None:
+            fields["upstream_error"] = info.upstream_error
         if info.client_disconnected:
             fields["client_disconnected"] = True
         access_log.info("request", extra={"fields": fields})
+
+
+def _printable(text: str) -> str:
+    """Escaped and capped: a client's %0a in a path or model must not forge log lines."""
+    return repr(text[:200])[1:-1]

@@ -14,8 +14,10 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
+from app import logs
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
+from app.metrics import prepare_multiprocess_dir
 from app.settings import Settings
 
 log = logging.getLogger("acedata_proxy.server")
@@ -57,6 +59,9 @@ def serve(settings: Settings) -> None:
     _exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
+    if settings.workers > 1:
+        logs.configure(settings)
+        log.info("metrics of %d workers merge in %s", settings.workers, prepare_multiprocess_dir())
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -68,7 +73,10 @@ def serve(settings: Settings) -> None:
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto given explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP, and
+    # without it every response written in two parts waits ~40 ms for the peer's delayed ACK (uvicorn #3149)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)

@@ -15,6 +15,7 @@ from app import __version__
 from app.errors import NotReady, ProxyError, UpstreamTimeout, UpstreamUnavailable
 from app.settings import Settings
 from app.types import Headers, Send
+from app.usage import UsageTap
 
 log = logging.getLogger("acedata_proxy.upstream")
 
@@ -126,6 +127,15 @@ class StreamBroken(Exception):
     """The upstream failed after bytes reached the client of a body with no error-event format."""
 
 
+class StreamFailed(Exception):
+    """The upstream failed mid-stream; `event` is what ends the client's stream in its own format."""
+
+    def __init__(self, kind: str, event: bytes):
+        super().__init__(kind)
+        self.kind = kind
+        self.event = event
+
+
 def _separator(tail: bytes, fmt: StreamFormat) -> bytes:
     """What closes a half-sent event, so our error event is parsed as an event of its own."""
     if fmt == "sse":
@@ -133,19 +143,22 @@ def _separator(tail: bytes, fmt: StreamFormat) -> bytes:
     return b"" if tail.endswith(b"\n") or not tail else b"\n"
 
 
-async def relay(response: httpx.Response, send: Send, fmt: StreamFormat) -> bytes:
-    """Send each upstream chunk on as it arrives. Returns the body's last piece, for the caller to send once
-    it has marked the exchange finished: empty, or the error event that ends a stream the upstream broke."""
+async def relay(response: httpx.Response, send: Send, fmt: StreamFormat, tap: UsageTap | None) -> bytes:
+    """Send each upstream chunk on as it arrives, then let `tap` look at it. Returns the body's last piece, for
+    the caller to send once it has marked the exchange finished: empty, or the error event that ends a stream
+    the upstream broke (StreamBroken when the body has no error-event format)."""
     tail = b""
     try:
         async for chunk in response.aiter_raw():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if tap is not None:
+                tap.feed(chunk)
             tail = chunk
     except httpx.HTTPError as exc:
         log.warning("upstream failed mid-body: %s", error_kind(exc))
         if fmt is None:
             raise StreamBroken(error_kind(exc)) from exc
-        return _separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)
+        raise StreamFailed(error_kind(exc), _separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
     return b""
 
 

@@ -19,7 +19,18 @@ from app.models import ModelCatalog
 from app.schemas import RequestBody, parse_body
 from app.settings import Settings
 from app.types import Receive, Scope, Send
-from app.upstream import UpstreamPool, relay, request_headers, response_headers, stream_format, translate
+from app.upstream import (
+    StreamBroken,
+    StreamFailed,
+    UpstreamPool,
+    error_kind,
+    relay,
+    request_headers,
+    response_headers,
+    stream_format,
+    translate,
+)
+from app.usage import UsageTap
 
 log = logging.getLogger("acedata_proxy.forward")
 
@@ -100,7 +111,6 @@ class ForwardEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
-        info.route = self.spec.name
         try:
             body = await self._admit(scope, receive, info)
         except ProxyError as exc:
@@ -120,7 +130,7 @@ class ForwardEndpoint:
         if not _is_json(_header(scope, b"content-type")):
             raise InvalidRequest("Content-Type must be application/json.")
         parsed = parse_body(self.spec.schema, body, self.catalog)
-        info.model = parsed.model
+        info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
         return body
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
@@ -147,17 +157,33 @@ class ForwardEndpoint:
         try:
             response = await client.send(request, stream=True)
         except httpx.HTTPError as exc:
+            info.upstream_error = error_kind(exc)
             error = translate(exc)
             log.warning("upstream request failed before the response: %s", error.message)
             await send_error(send, error)
             return
         info.upstream_ttfb = time.perf_counter() - sent_at
         try:
-            fmt = stream_format(response.headers.get("content-type", "").encode())
-            start = {"type": "http.response.start", "status": response.status_code}
-            await send({**start, "headers": response_headers(response, fmt)})
-            last = await relay(response, send, fmt)
-            watch.finished = True
-            await send({"type": "http.response.body", "body": last, "more_body": False})
+            await self._relay(response, send, info, watch)
         finally:
             await response.aclose()
+
+    async def _relay(self, response: httpx.Response, send: Send, info: RequestInfo, watch: _Watch) -> None:
+        fmt = stream_format(response.headers.get("content-type", "").encode())
+        start = {"type": "http.response.start", "status": response.status_code}
+        await send({**start, "headers": response_headers(response, fmt)})
+        tap = UsageTap() if response.status_code < 400 else None
+        if tap is None:
+            info.upstream_error = "status"
+        try:
+            last = await relay(response, send, fmt, tap)
+        except StreamFailed as exc:
+            info.upstream_error, last = exc.kind, exc.event
+        except StreamBroken as exc:
+            info.upstream_error = str(exc)
+            raise
+        finally:
+            if tap is not None:
+                info.input_tokens, info.output_tokens = tap.input_tokens, tap.output_tokens
+        watch.finished = True
+        await send({"type": "http.response.body", "body": last, "more_body": False})

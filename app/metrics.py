@@ -1,0 +1,139 @@
+"""Prometheus metrics (DESIGN.md names), built on an injected registry, and their exposition.
+
+With several workers, prometheus_client's multiprocess mode keeps each worker's values in files under
+PROMETHEUS_MULTIPROC_DIR (prepared by `server.serve` before the workers start); a scrape, answered by any worker,
+merges them all, so every scrape sees the same complete totals.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+from app.context import RequestInfo
+
+PREFIX = "acedata_proxy_"
+# Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+NO_KEY = "-"
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "prepare_multiprocess_dir"]
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def prepare_multiprocess_dir() -> str:
+    """Before workers start: a metrics directory (PROMETHEUS_MULTIPROC_DIR, or a fresh temporary one), emptied
+    of a previous run's files, and exported so every worker process writes there."""
+    directory = multiprocess_dir() or tempfile.mkdtemp(prefix="acedata-proxy-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(stale)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        if multiprocess_dir() is None:
+            ProcessCollector(registry=self.registry)
+            self.registry.register(PLATFORM_COLLECTOR)
+            self.registry.register(GC_COLLECTOR)
+        reg = self.registry
+        self.requests = Counter(PREFIX + "requests", "Requests served", ["route", "model", "status"], registry=reg)
+        self.duration = Histogram(
+            PREFIX + "request_duration_seconds", "Time from request to last byte sent", ["route", "model"],
+            buckets=BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.ttfb = Histogram(
+            PREFIX + "upstream_ttfb_seconds", "Time from sending upstream to its response headers", ["route", "model"],
+            buckets=BUCKETS, registry=reg,
+        )  # fmt: skip
+        self.inflight = Gauge(
+            PREFIX + "inflight_requests", "Requests being served now (streams included)", ["route"],
+            multiprocess_mode="livesum", registry=reg,
+        )  # fmt: skip
+        self.upstream_errors = Counter(
+            PREFIX + "upstream_errors", "Upstream failures by kind (connect, timeout, reset, protocol, status)",
+            ["route", "kind"], registry=reg,
+        )  # fmt: skip
+        self.tokens = Counter(
+            PREFIX + "tokens", "Tokens from the upstream's reported usage", ["route", "model", "key", "direction"],
+            registry=reg,
+        )  # fmt: skip
+        self.disconnects = Counter(
+            PREFIX + "client_disconnects", "Clients that left before the response ended", ["route"], registry=reg
+        )
+        self.rate_limited = Counter(PREFIX + "rate_limited", "Requests refused by a rate limit", ["key"], registry=reg)
+
+    def record(self, info: RequestInfo, status: int, seconds: float) -> None:
+        """Everything one finished request contributes; called once, when it ends."""
+        model = info.model_label
+        self.requests.labels(info.route, model, str(status)).inc()
+        self.duration.labels(info.route, model).observe(seconds)
+        if info.upstream_ttfb is not None:
+            self.ttfb.labels(info.route, model).observe(info.upstream_ttfb)
+        if info.upstream_error is not None:
+            self.upstream_errors.labels(info.route, info.upstream_error).inc()
+        if info.client_disconnected:
+            self.disconnects.labels(info.route).inc()
+        key = info.key_name or NO_KEY
+        if info.input_tokens:
+            self.tokens.labels(info.route, model, key, "input").inc(info.input_tokens)
+        if info.output_tokens:
+            self.tokens.labels(info.route, model, key, "output").inc(info.output_tokens)
+
+    def close(self) -> None:
+        """A worker's clean exit: its in-flight gauge leaves the merged view (its counters stay)."""
+        directory = multiprocess_dir()
+        if directory is not None:
+            multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+    def exposition(self) -> bytes:
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        _forget_dead_workers(directory)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
+
+
+def _forget_dead_workers(directory: str) -> None:
+    """Drop live gauges of workers that died without a clean shutdown (a crash, a kill -9), so the in-flight
+    gauge does not count their requests forever. Their counters stay: totals must not go backwards."""
+    for path in glob.glob(os.path.join(directory, "gauge_live*.db")):
+        match = _LIVE_GAUGE_FILE.search(path)
+        if match and not _alive(int(match.group(1))):
+            multiprocess.mark_process_dead(int(match.group(1)), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,81 @@
+"""Token usage read from the upstream's bytes as they pass through, JSON bodies and streams alike.
+
+Nothing is buffered or parsed on the way: each chunk is searched for a key that only a usage object carries
+(`"output_tokens"`, `"completion_tokens"`; quotes inside JSON strings are escaped, so model text cannot forge
+them). Only around a hit is a small slice kept and parsed: the usage object itself, never the whole event.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+MARKERS = (b'"output_tokens"', b'"completion_tokens"')
+TAIL = 640  # bytes of the stream kept behind each chunk: enough to reach back from a marker to its `"usage"` key
+GIVE_UP = 64 * 1024  # a usage object never grows this large; stop collecting if it seems to
+
+
+def _has_marker(data: bytes) -> bool:
+    return MARKERS[0] in data or MARKERS[1] in data
+
+
+def _closing_brace(data: bytes, start: int) -> int:
+    """Index of the brace closing the object opened at `start`, or -1 if it has not arrived yet."""
+    depth = 0
+    for index in range(start, len(data)):
+        byte = data[index]
+        if byte == 0x7B:  # {
+            depth += 1
+        elif byte == 0x7D:  # }
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
+
+
+class UsageTap:
+    __slots__ = ("_open", "_tail", "input_tokens", "output_tokens")
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self._open: bytes | None = None  # bytes from just before a usage object, while it is incomplete
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if self._open is not None:
+            self._open += chunk
+            self._finish()
+        elif _has_marker(chunk) or _has_marker(self._tail[-32:] + chunk[:32]):
+            self._open = self._tail + chunk
+            self._finish()
+        # the stream's last TAIL bytes, however small its chunks (small copies only)
+        self._tail = chunk[-TAIL:] if len(chunk) >= TAIL else (self._tail + chunk)[-TAIL:]
+
+    def _finish(self) -> None:
+        data = self._open
+        assert data is not None
+        marker = max(data.rfind(MARKERS[0]), data.rfind(MARKERS[1]))
+        key = data.rfind(b'"usage"', 0, marker)
+        opening = data.find(b"{", key) if key >= 0 else -1
+        if opening < 0 or opening > marker:
+            self._open = None  # not a usage object we can place; count nothing rather than guess
+            return
+        closing = _closing_brace(data, opening)
+        if closing < 0:
+            if len(data) > GIVE_UP:
+                self._open = None
+            return
+        self._open = None
+        self._read(data[opening : closing + 1])
+
+    def _read(self, raw: bytes) -> None:
+        try:
+            usage = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(usage, dict):
+            return
+        inputs = usage.get("input_tokens", usage.get("prompt_tokens"))
+        outputs = usage.get("output_tokens", usage.get("completion_tokens"))
+        if isinstance(inputs, int) and isinstance(outputs, int):
+            self.input_tokens, self.output_tokens = inputs, outputs

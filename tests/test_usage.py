@@ -1,0 +1,66 @@
+"""Reading token usage from bytes in passing: any chunking, JSON and streams, never fooled by model text."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.fake_upstream import responses_events
+from app.usage import UsageTap
+
+
+def feed_all(*chunks: bytes) -> UsageTap:
+    tap = UsageTap()
+    for chunk in chunks:
+        tap.feed(chunk)
+    return tap
+
+
+def sse_stream(deltas: int = 3) -> bytes:
+    events = responses_events({"model": "gpt-4.1", "input": "one two three"}, ["a ", "b ", "c"][:deltas])
+    return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+
+
+def test_usage_from_a_whole_stream():
+    tap = feed_all(sse_stream())
+    assert (tap.input_tokens, tap.output_tokens) == (3, 3)
+
+
+def test_usage_survives_every_split_point():
+    stream = sse_stream()
+    start = stream.index(b'"usage":{')
+    for cut in range(start - 50, start + 260):
+        tap = feed_all(stream[:cut], stream[cut:])
+        assert (tap.input_tokens, tap.output_tokens) == (3, 3), cut
+
+
+def test_usage_split_into_tiny_chunks():
+    stream = sse_stream()
+    tap = feed_all(*(stream[i : i + 7] for i in range(0, len(stream), 7)))
+    assert (tap.input_tokens, tap.output_tokens) == (3, 3)
+
+
+def test_chat_style_usage():
+    chunk = b'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15}}\n\ndata: [DONE]\n\n'  # noqa: E501
+    tap = feed_all(chunk)
+    assert (tap.input_tokens, tap.output_tokens) == (11, 4)
+
+
+def test_json_body_usage():
+    body = orjson.dumps(
+        {"id": "r", "output": [], "usage": {"input_tokens": 8, "output_tokens": 10, "total_tokens": 18}}
+    )
+    assert (feed_all(body).input_tokens, feed_all(body).output_tokens) == (8, 10)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"answer": "the \\"usage\\": {\\"output_tokens\\": 99} trick", "id": "1"}',
+        b'{"usage": null, "max_output_tokens": 5}',
+        b'{"answer": "no usage here"}',
+    ],
+)
+def test_no_usage_is_no_usage(body: bytes):
+    tap = feed_all(body)
+    assert (tap.input_tokens, tap.output_tokens) == (None, None)
