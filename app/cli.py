@@ -1,13 +1,15 @@
-"""The `acedata-proxy` command: serve (default), demo, fake-upstream."""
+"""The `acedata-proxy` command: serve (default), demo, keys, fake-upstream."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
+from app import keys
 from app.fake_upstream import Behaviour
 from app.settings import Settings
 
@@ -21,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="same as `acedata-proxy demo`")
     demo = commands.add_parser("demo", help="gateway + built-in fake upstream on loopback; no token needed")
     _listen_options(demo)
+    _keys_parser(commands.add_parser("keys", help="manage client keys (PROXY_KEYS_FILE)"))
     fake = commands.add_parser("fake-upstream", help="only the fake upstream (for benchmarks)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=9000)
@@ -28,6 +31,40 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--deltas", type=int, default=5, help="stream pieces per answer")
     fake.add_argument("--delay", type=float, default=0.0, help="seconds between stream pieces")
     return parser
+
+
+def _keys_parser(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="add a key; prints the plaintext once, on the last line")
+    create.add_argument("--name", required=True)
+    create.add_argument("--models", help="comma-separated allowlist (default: every model)")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute")
+    actions.add_parser("list", help="list keys (names and limits; keys themselves are not stored)")
+    revoke = actions.add_parser("revoke", help="remove a key")
+    revoke.add_argument("name")
+    for action in actions.choices.values():
+        action.add_argument("--file", type=Path, help="keys file (default: PROXY_KEYS_FILE, else ./keys.toml)")
+
+
+def _keys(args: argparse.Namespace) -> None:
+    path: Path = args.file or _settings(argparse.Namespace()).keys_file or Path("keys.toml")
+    try:
+        if args.action == "create":
+            allowed = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            key = keys.create(path, args.name, allowed, args.rpm, args.tpm)
+            print(f"Created key {args.name!r} in {path}. It is shown once and stored only as a SHA-256 digest:")
+            print(key)
+        elif args.action == "list":
+            print(f"{'name':<24} {'models':<40} {'rpm':>8} {'tpm':>10}")
+            for entry in keys.load(path):
+                models = ",".join(sorted(entry.models)) if entry.models is not None else "*"
+                print(f"{entry.name:<24} {models:<40} {entry.rpm or '-':>8} {entry.tpm or '-':>10}")
+        else:
+            keys.revoke(path, args.name)
+            print(f"Revoked key {args.name!r} in {path}; running gateways drop it within a second.")
+    except keys.KeysFileError as exc:
+        sys.exit(f"acedata-proxy keys: {exc}")
 
 
 def _listen_options(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     args = _parser().parse_args(argv)
     command = args.command or "serve"
+    if command == "keys":
+        _keys(args)
+        return
     if command == "fake-upstream":
         server.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
         return

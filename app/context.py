@@ -26,6 +26,8 @@ class RequestInfo:
     upstream_ttfb: float | None = None
     upstream_error: str | None = None  # connect, timeout, reset, protocol, status
     client_disconnected: bool = False
+    rate_limited: bool = False
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever answers
     input_tokens: int | None = None
     output_tokens: int | None = None
 

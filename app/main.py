@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,8 +14,10 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from app import __version__, errors, logs
+from app.auth import KeyStore
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
+from app.ratelimit import RateLimiter
 from app.routes import aichat, health, metrics, openai
 from app.routes.forward import ForwardEndpoint
 from app.routing import Dispatcher
@@ -36,12 +40,21 @@ def create_app(
     logs.configure(settings)
     pool = UpstreamPool(settings, transport)
     app_metrics = Metrics(registry)
+    keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
+    limiter = RateLimiter(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.token is None:
             log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
         await pool.open()
+        if keys is not None:
+            _reload_on_sighup(keys)
+        if await limiter.problem():
+            log.warning(
+                "PROXY_REDIS_URL is unreachable: keys with limits are %s until it is back",
+                "admitted unchecked" if settings.rate_limit_fail_open else "refused",
+            )
         try:
             yield
         finally:
@@ -49,8 +62,7 @@ def create_app(
             app_metrics.close()
 
     async def readiness() -> list[str]:
-        problem = pool.problem()
-        return [problem] if problem else []
+        return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
 
     api = FastAPI(title="acedata-proxy", version=__version__, lifespan=lifespan)
     api.state.readiness = readiness
@@ -59,6 +71,13 @@ def create_app(
     api.include_router(metrics.router)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
-    endpoints = [ForwardEndpoint(spec, settings, pool) for spec in FORWARDED_ROUTES]
+    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
     route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
     return ObserveMiddleware(Dispatcher(endpoints, api), app_metrics, route_names)
+
+
+def _reload_on_sighup(keys: KeyStore) -> None:
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        log.info("SIGHUP reload unavailable here; the keys file is still re-read when it changes")

@@ -96,6 +96,8 @@ class Metrics:
         if info.client_disconnected:
             self.disconnects.labels(info.route).inc()
         key = info.key_name or NO_KEY
+        if info.rate_limited:
+            self.rate_limited.labels(key).inc()
         if info.input_tokens:
             self.tokens.labels(info.route, model, key, "input").inc(info.input_tokens)
         if info.output_tokens:

@@ -32,7 +32,11 @@ class ObserveMiddleware:
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 info.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    *info.response_headers,
+                    (b"x-request-id", request_id),
+                ]
             else:
                 info.bytes_out += len(message.get("body", b""))
             await send(message)

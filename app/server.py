@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 from pydantic import SecretStr
 
-from app import logs
+from app import keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
 from app.metrics import prepare_multiprocess_dir
@@ -47,6 +47,18 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def check_limits_are_shared(settings: Settings) -> None:
+    """In-process limits are per worker: N workers would admit N times a key's RPM/TPM."""
+    if settings.workers == 1 or settings.keys_file is None or settings.redis_url:
+        return
+    if any(entry.rpm or entry.tpm for entry in keys.load(settings.keys_file)):
+        raise UnsafeBind(
+            f"Refusing to start {settings.workers} workers with rate-limited keys and no PROXY_REDIS_URL: each "
+            "worker would count limits on its own and admit up to that many times each key's RPM/TPM. "
+            "Set PROXY_REDIS_URL (limits exact across workers and replicas) or run one worker."
+        )
+
+
 def _exit_quietly_on_signals() -> None:
     """uvicorn shuts down gracefully, then re-raises the signal it caught; make that an ordinary exit
     (0 for SIGTERM: a requested stop that completed) instead of a death by signal or a traceback."""
@@ -56,6 +68,7 @@ def _exit_quietly_on_signals() -> None:
 
 def serve(settings: Settings) -> None:
     check_bind(settings)
+    check_limits_are_shared(settings)
     _exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     extra_models: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_EXTRA_MODELS"))
     allow_any_model: bool = Field(False, validation_alias=_env("PROXY_ALLOW_ANY_MODEL"))
     allow_unauthenticated: bool = Field(False, validation_alias=_env("PROXY_ALLOW_UNAUTHENTICATED"))
+    rate_limit_fail_open: bool = Field(False, validation_alias=_env("PROXY_RATE_LIMIT_FAIL_OPEN"))
+    tpm_output_reservation: int = Field(1024, ge=0, validation_alias=_env("PROXY_TPM_OUTPUT_RESERVATION"))
 
     @field_validator("api_token", mode="after")
     @classmethod

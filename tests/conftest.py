@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from app.fake_upstream import FakeUpstream
@@ -18,6 +19,7 @@ CLIENT_KEY = "sk-client-key-must-stay-here-42"
 SECRETS = (UPSTREAM_TOKEN, CLIENT_KEY)
 
 GatewayFactory = Callable[..., GatewayProcess]
+SdkFactory = Callable[..., openai.OpenAI]
 
 
 def assert_no_secrets(text: str, where: str) -> None:
@@ -87,3 +89,18 @@ def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {CLIENT_KEY}", "cookie": "session=abc"}
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+def make_sdk() -> Iterator[SdkFactory]:
+    """The official OpenAI client on a base URL, closed after the test: make_sdk(gateway.url + "/v1")."""
+    clients: list[openai.OpenAI] = []
+
+    def factory(base_url: str, api_key: str = CLIENT_KEY) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=30)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()

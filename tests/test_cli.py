@@ -57,8 +57,10 @@ def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        sdk = OpenAI(base_url=url + "/openai", api_key="anything", max_retries=0)
-        with sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+        with (
+            OpenAI(base_url=url + "/openai", api_key="anything", max_retries=0) as sdk,
+            sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream,
+        ):
             deltas = [e for e in stream if e.type == "response.output_text.delta"]
         assert len(deltas) == 16
         body = {"model": "gpt-4o", "question": "hi"}
@@ -69,3 +71,13 @@ def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
         output, _ = proc.communicate(timeout=20)
     assert b"acedata-proxy demo" in output
     assert proc.returncode == 0
+
+
+def test_several_workers_with_limited_keys_need_redis(tmp_path: Path):
+    from app import keys
+
+    keys.create(tmp_path / "keys.toml", "limited", rpm=5)
+    proc = run_cli(tmp_path, "serve", "--workers", "2", "--port", str(free_port()), PROXY_KEYS_FILE="keys.toml")
+    output, _ = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert b"Refusing to start 2 workers with rate-limited keys and no PROXY_REDIS_URL" in output

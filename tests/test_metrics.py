@@ -9,11 +9,10 @@ import uuid
 
 import httpx
 import orjson
-from openai import OpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import CLIENT_KEY, GatewayFactory
+from tests.conftest import CLIENT_KEY, GatewayFactory, SdkFactory
 from tests.servers import GatewayProcess
 
 RESPONSES = {"model": "gpt-4.1", "input": "one two three"}
@@ -54,10 +53,12 @@ def test_every_design_metric_is_exported(gateway: GatewayProcess, fake: FakeUpst
         assert f"# TYPE acedata_proxy_{metric} counter" in text
 
 
-def test_requests_tokens_and_ttfb_are_counted_exactly(gateway: GatewayProcess, fake: FakeUpstream):
+def test_requests_tokens_and_ttfb_are_counted_exactly(
+    gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory
+):
     route = {"route": "openai.responses", "model": "gpt-4.1"}
     before = scrape(gateway)
-    sdk = OpenAI(base_url=gateway.url + "/openai", api_key=CLIENT_KEY, max_retries=0)
+    sdk = make_sdk(gateway.url + "/openai")
     sdk.responses.create(**RESPONSES)
     with sdk.responses.create(**RESPONSES, stream=True) as stream:
         list(stream)

@@ -15,7 +15,7 @@ import pytest
 
 from app.fake_upstream import FakeUpstream, RawFaultServer
 from app.upstream import request_headers, response_headers, stream_format
-from tests.conftest import CLIENT_KEY, GatewayFactory
+from tests.conftest import GatewayFactory, SdkFactory
 from tests.servers import GatewayProcess, free_port
 
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
@@ -147,9 +147,9 @@ def test_cut_mid_stream_ends_sse_with_an_error_event(client: httpx.Client, fake:
     assert orjson.loads(data)["error"]["code"] == "upstream_unavailable"
 
 
-def test_cut_mid_stream_makes_the_sdk_raise(gateway: GatewayProcess, fake: FakeUpstream):
+def test_cut_mid_stream_makes_the_sdk_raise(gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory):
     fake.behaviour.cut_after = 6
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    sdk = make_sdk(gateway.url + "/v1")
     seen = []
     with pytest.raises(openai.APIError, match="upstream"):  # noqa: PT012 - the error comes while iterating
         for event in sdk.responses.create(model="gpt-4.1", input="hi", stream=True):

@@ -13,9 +13,19 @@ from dataclasses import dataclass
 
 import httpx
 
+from app.auth import KeyStore
 from app.context import RequestInfo, request_info
-from app.errors import InvalidRequest, ProxyError, RequestTooLarge, UpstreamNotConfigured, send_error
+from app.errors import (
+    InvalidRequest,
+    ModelNotAllowed,
+    ProxyError,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamNotConfigured,
+    send_error,
+)
 from app.models import ModelCatalog
+from app.ratelimit import RateLimiter, Ticket
 from app.schemas import RequestBody, parse_body
 from app.settings import Settings
 from app.types import Receive, Scope, Send
@@ -102,36 +112,53 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 class ForwardEndpoint:
-    def __init__(self, spec: RouteSpec, settings: Settings, pool: UpstreamPool):
+    def __init__(
+        self, spec: RouteSpec, settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+    ):
         self.spec = spec
         self.settings = settings
         self.pool = pool
+        self.keys = keys
+        self.limiter = limiter
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
         self.url = httpx.URL(settings.api_base_url + spec.upstream_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
         try:
-            body = await self._admit(scope, receive, info)
+            body, ticket = await self._admit(scope, receive, info)
         except ProxyError as exc:
+            info.rate_limited = isinstance(exc, RateLimited)
             await send_error(send, exc)
             return
         except ClientGone:
             info.client_disconnected = True
             return
-        await self._forward(scope, receive, send, body, info)
+        try:
+            await self._forward(scope, receive, send, body, info)
+        finally:
+            used = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
+            await self.limiter.settle(ticket, used, 0 < info.status < 400 and info.upstream_error is None)
 
-    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> bytes:
+    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, Ticket]:
         """The request body once it has passed every check; nothing is forwarded before this returns."""
         if self.settings.token is None:
             raise UpstreamNotConfigured("The gateway has no upstream token: set ACEDATACLOUD_API_TOKEN and restart it.")
         self.pool.client  # noqa: B018 - raises NotReady while the lifespan has not opened the pool
+        key = None
+        if self.keys is not None:
+            key = self.keys.authenticate(_header(scope, b"authorization"))
+            info.key_name = key.name
         body = await read_body(scope, receive, self.settings.max_request_bytes)
         if not _is_json(_header(scope, b"content-type")):
             raise InvalidRequest("Content-Type must be application/json.")
         parsed = parse_body(self.spec.schema, body, self.catalog)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
-        return body
+        if key is None:
+            return body, Ticket()
+        if key.models is not None and parsed.model not in key.models:
+            raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
+        return body, await self.limiter.admit(key, body, parsed, info.response_headers)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
         task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]

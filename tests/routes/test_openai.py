@@ -7,20 +7,17 @@ import time
 import httpx
 import orjson
 import pytest
-from openai import OpenAI
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import CLIENT_KEY, UPSTREAM_TOKEN, assert_no_secrets
+from tests.conftest import CLIENT_KEY, UPSTREAM_TOKEN, SdkFactory, assert_no_secrets
 from tests.servers import GatewayProcess
 
 
-def sdk(gateway: GatewayProcess, prefix: str) -> OpenAI:
-    return OpenAI(base_url=gateway.url + prefix, api_key=CLIENT_KEY, max_retries=0, timeout=30)
-
-
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])
-def test_sdk_create_returns_the_upstream_response(gateway: GatewayProcess, fake: FakeUpstream, prefix: str):
-    response = sdk(gateway, prefix).responses.create(model="gpt-4.1", input="Say hello")
+def test_sdk_create_returns_the_upstream_response(
+    gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory, prefix: str
+):
+    response = make_sdk(gateway.url + prefix).responses.create(model="gpt-4.1", input="Say hello")
 
     assert response.status == "completed"
     assert response.output_text.startswith("Hello! This answer streams")
@@ -32,9 +29,11 @@ def test_sdk_create_returns_the_upstream_response(gateway: GatewayProcess, fake:
 
 
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])
-def test_sdk_stream_yields_every_event_in_order(gateway: GatewayProcess, fake: FakeUpstream, prefix: str):
+def test_sdk_stream_yields_every_event_in_order(
+    gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory, prefix: str
+):
     fake.behaviour.deltas = 7
-    with sdk(gateway, prefix).responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+    with make_sdk(gateway.url + prefix).responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
         events = list(stream)
 
     types = [event.type for event in events]
@@ -49,9 +48,11 @@ def test_sdk_stream_yields_every_event_in_order(gateway: GatewayProcess, fake: F
     assert final.output_text == deltas
 
 
-def test_sdk_accepts_data_only_streams_with_done_marker(gateway: GatewayProcess, fake: FakeUpstream):
+def test_sdk_accepts_data_only_streams_with_done_marker(
+    gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory
+):
     fake.behaviour.sse_style, fake.behaviour.done_marker = "data-only", True
-    with sdk(gateway, "/openai").responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+    with make_sdk(gateway.url + "/openai").responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
         types = [event.type for event in stream]
     assert types[-1] == "response.completed"
 
@@ -125,9 +126,9 @@ def test_upstream_error_passes_through_unchanged(client: httpx.Client, fake: Fak
     assert response.json()["error"]["code"] == "used_up"
 
 
-def test_sdk_raises_typed_error_for_upstream_status(gateway: GatewayProcess, fake: FakeUpstream):
+def test_sdk_raises_typed_error_for_upstream_status(gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory):
     import openai
 
     fake.behaviour.status = 401
     with pytest.raises(openai.AuthenticationError):
-        sdk(gateway, "/v1").responses.create(model="gpt-4.1", input="hi")
+        make_sdk(gateway.url + "/v1").responses.create(model="gpt-4.1", input="hi")

@@ -1,0 +1,80 @@
+"""The keys file and `acedata-proxy keys`: hashes only, plaintext printed once, clear refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import keys
+from app.keys import KeysFileError
+from tests.servers import ROOT
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "keys", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_create_prints_the_key_once_and_stores_only_its_digest(tmp_path: Path):
+    result = cli("create", "--name", "alice", "--models", "gpt-4.1, gpt-4o", "--rpm", "5", "--tpm", "900",
+                 "--file", "team.toml", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip().splitlines()[-1]
+    assert key.startswith("sk-")
+    assert len(key) > 40
+    text = (tmp_path / "team.toml").read_text()
+    assert key not in text
+    assert keys.digest(key) in text
+    assert (tmp_path / "team.toml").stat().st_mode & 0o777 == 0o600
+    [entry] = keys.load(tmp_path / "team.toml")
+    assert entry == keys.KeyEntry("alice", keys.digest(key), frozenset({"gpt-4.1", "gpt-4o"}), 5, 900)
+
+
+def test_list_and_revoke(tmp_path: Path):
+    for name in ("alice", "bob"):
+        assert cli("create", "--name", name, "--file", "k.toml", cwd=tmp_path).returncode == 0
+    listing = cli("list", "--file", "k.toml", cwd=tmp_path).stdout
+    assert "alice" in listing
+    assert "bob" in listing
+    assert "sk-" not in listing
+    assert cli("revoke", "bob", "--file", "k.toml", cwd=tmp_path).returncode == 0
+    assert [e.name for e in keys.load(tmp_path / "k.toml")] == ["alice"]
+    again = cli("revoke", "bob", "--file", "k.toml", cwd=tmp_path)
+    assert again.returncode != 0
+    assert "no key named 'bob'" in again.stderr
+
+
+def test_duplicate_names_are_refused(tmp_path: Path):
+    path = tmp_path / "k.toml"
+    keys.create(path, "alice")
+    with pytest.raises(KeysFileError, match="already exists"):
+        keys.create(path, "alice")
+
+
+def test_keys_file_defaults_to_proxy_keys_file(tmp_path: Path):
+    (tmp_path / ".env").write_text("PROXY_KEYS_FILE=from-env.toml\n")
+    assert cli("create", "--name", "carol", cwd=tmp_path).returncode == 0
+    assert [e.name for e in keys.load(tmp_path / "from-env.toml")] == ["carol"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[keys]]\nname = 'a b'\nsha256 = '" + "0" * 64 + "'\n", "name must match"),
+        ("[[keys]]\nname = 'a'\nsha256 = 'sk-plaintext'\n", "sha256 must be 64"),
+        ("[[keys]]\nname = 'a'\nsha256 = '" + "0" * 64 + "'\nrpm = 0\n", "rpm must be a positive integer"),
+        ("[[keys]]\nname = 'a'\nsha256 = '" + "0" * 64 + "'\nmodels = 'gpt-4.1'\n", "models must be a list"),
+        ("keys = [", "cannot be read"),
+        ("[[keys]]\nname='a'\nsha256='" + "0" * 64 + "'\n[[keys]]\nname='a'\nsha256='" + "1" * 64 + "'\n", "unique"),
+    ],
+)
+def test_invalid_files_are_refused_with_the_reason(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "k.toml"
+    path.write_text(text)
+    with pytest.raises(KeysFileError, match=message):
+        keys.load(path)
