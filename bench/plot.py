@@ -1,0 +1,87 @@
+"""The benchmark chart: RPS by target and concurrency (log scale), and added p50 latency over direct.
+
+    python bench/plot.py bench/results/latest.json docs/benchmark.png   # any python with matplotlib
+
+bench/run.py calls `plot()` itself when matplotlib is importable, or runs this file with --plot-python.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+COLORS = {
+    "direct": "#7f7f7f",
+    "nginx": "#2ca02c",
+    "gateway-1w": "#1f77b4",
+    "gateway-2w": "#17becf",
+    "litellm": "#d62728",
+}
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = results["load_summary"]
+    labels = {t["name"]: t["label"] for t in results["load"]["targets"]}
+    concurrencies = [str(c) for c in results["meta"]["concurrency"]]
+    names = [n for n in summary if any(c in summary[n] for c in concurrencies)]
+    width = 0.8 / max(1, len(names))
+    fig, (ax_rps, ax_lat) = plt.subplots(1, 2, figsize=(13, 5))
+
+    for i, name in enumerate(names):
+        xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(concurrencies))]
+        rps = [summary[name].get(c, {}).get("rps", 0) for c in concurrencies]
+        bars = ax_rps.bar(xs, rps, width, label=labels.get(name, name), color=COLORS.get(name))
+        for bar, value in zip(bars, rps, strict=True):
+            if value:
+                text = f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+                ax_rps.annotate(text, (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
+                                fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+    ax_rps.set_yscale("log")
+    top = max((summary[n].get(c, {}).get("rps", 0) for n in names for c in concurrencies), default=1)
+    ax_rps.set_ylim(top=top * 6)  # room for the value labels
+    ax_rps.set_xticks(range(len(concurrencies)), [f"c={c}" for c in concurrencies])
+    ax_rps.set_ylabel("requests per second (log scale)")
+    ax_rps.set_title("JSON requests: RPS (median of rounds)")
+    ax_rps.legend(fontsize=8)
+    ax_rps.grid(axis="y", which="both", alpha=0.3)
+
+    proxied = [n for n in names if n != "direct"]
+    width = 0.8 / max(1, len(proxied))
+    for i, name in enumerate(proxied):
+        xs = [j + (i - (len(proxied) - 1) / 2) * width for j in range(len(concurrencies))]
+        added = [summary[name].get(c, {}).get("added_p50_ms", 0) for c in concurrencies]
+        bars = ax_lat.bar(xs, added, width, label=labels.get(name, name), color=COLORS.get(name))
+        for bar, value in zip(bars, added, strict=True):
+            ax_lat.annotate(
+                f"{value:.2f}", (bar.get_x() + bar.get_width() / 2, max(value, 0)), ha="center",
+                va="bottom", fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points",
+            )  # fmt: skip
+    if "litellm" in proxied:
+        ax_lat.set_yscale("symlog", linthresh=1.0)
+    peak = max((summary[n].get(c, {}).get("added_p50_ms", 0) for n in proxied for c in concurrencies), default=1)
+    ax_lat.set_ylim(top=peak * (6 if "litellm" in proxied else 1.25))
+    ax_lat.set_xticks(range(len(concurrencies)), [f"c={c}" for c in concurrencies])
+    ax_lat.set_ylabel("added p50 latency vs direct, ms" + (" (symlog)" if "litellm" in proxied else ""))
+    ax_lat.set_title("Added p50 latency over the upstream alone")
+    ax_lat.legend(fontsize=8)
+    ax_lat.grid(axis="y", alpha=0.3)
+
+    meta = results["meta"]
+    fig.suptitle(f"acedata-proxy benchmark, {meta['date']}: {meta['nproc']} cores, {meta['layout']}", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: plot.py RESULTS.json OUT.png")
+    plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
