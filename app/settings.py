@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, validation_alias=_env("PROXY_WORKERS"))
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("PROXY_CONNECT_TIMEOUT"))
     read_timeout: float = Field(600.0, gt=0, validation_alias=_env("PROXY_READ_TIMEOUT"))
+    # None: the read timeout. Separate because a model may think long before its first byte, then stream fast.
+    first_byte_timeout_setting: float | None = Field(None, gt=0, validation_alias=_env("PROXY_FIRST_BYTE_TIMEOUT"))
+    connect_retries: int = Field(2, ge=0, le=5, validation_alias=_env("PROXY_CONNECT_RETRIES"))
+    upstream_client: Literal["http1", "httpx"] = Field("http1", validation_alias=_env("PROXY_UPSTREAM_CLIENT"))
     max_connections: int = Field(1000, ge=1, validation_alias=_env("PROXY_MAX_CONNECTIONS"))
     max_keepalive_connections: int = Field(200, ge=0, validation_alias=_env("PROXY_MAX_KEEPALIVE_CONNECTIONS"))
     max_request_bytes: int = Field(10 * MiB, ge=1, validation_alias=_env("PROXY_MAX_REQUEST_BYTES"))
@@ -48,6 +52,8 @@ class Settings(BaseSettings):
     allow_unauthenticated: bool = Field(False, validation_alias=_env("PROXY_ALLOW_UNAUTHENTICATED"))
     rate_limit_fail_open: bool = Field(False, validation_alias=_env("PROXY_RATE_LIMIT_FAIL_OPEN"))
     tpm_output_reservation: int = Field(1024, ge=0, validation_alias=_env("PROXY_TPM_OUTPUT_RESERVATION"))
+    # SIGTERM: stop accepting, let in-flight requests and streams finish for this long, then cut them and exit
+    shutdown_grace: float = Field(30.0, ge=0, validation_alias=_env("PROXY_SHUTDOWN_GRACE"))
 
     @field_validator("api_token", mode="after")
     @classmethod
@@ -77,6 +83,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @property
+    def first_byte_timeout(self) -> float:
+        return self.first_byte_timeout_setting or self.read_timeout
 
     @property
     def token(self) -> str | None:

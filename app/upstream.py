@@ -1,7 +1,5 @@
-"""The pooled upstream client: which headers may cross, sending, and streaming the answer back chunk by chunk.
-
-httpx exceptions are translated into the gateway's error tree here and nowhere else.
-"""
+"""The upstream side of a forwarded request: the pooled client, which headers may cross, and streaming the
+answer back chunk by chunk. Client failures become the gateway's error tree here and nowhere else."""
 
 from __future__ import annotations
 
@@ -12,6 +10,9 @@ from typing import Literal
 import httpx
 
 from app import __version__
+from app.clients import UpstreamClient, UpstreamFailure, UpstreamResponse
+from app.clients.http1 import Http1Client
+from app.clients.httpx_client import HttpxClient
 from app.errors import NotReady, ProxyError, UpstreamTimeout, UpstreamUnavailable
 from app.settings import Settings
 from app.types import Headers, Send
@@ -34,6 +35,12 @@ DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )  # fmt: skip
 
+DEFAULT_REQUEST_HEADERS = {
+    b"accept": b"*/*",
+    b"content-type": b"application/json",
+    b"user-agent": b"acedata-proxy/" + __version__.encode(),
+}
+
 NDJSON_TYPES = (
     b"application/x-ndjson",
     b"application/ndjson",
@@ -42,36 +49,34 @@ NDJSON_TYPES = (
 )
 
 
-def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The one client every request shares, with explicit timeouts and pool limits."""
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.read_timeout,
-            pool=settings.connect_timeout,
-        ),
-        limits=httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_keepalive_connections,
-            keepalive_expiry=30.0,
-        ),
-        # identity: bytes pass through unchanged and usage can be read from them without decompressing
-        headers={"accept-encoding": "identity", "user-agent": f"acedata-proxy/{__version__}"},
-        follow_redirects=False,
-        trust_env=False,
-    )
+def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> UpstreamClient:
+    """The one client every request shares, with explicit timeouts and pool limits. An injected transport
+    (unit tests) means httpx, the only client that takes one."""
+    if transport is not None or settings.upstream_client == "httpx":
+        return HttpxClient(
+            settings.api_base_url, connect_timeout=settings.connect_timeout,
+            first_byte_timeout=settings.first_byte_timeout, read_timeout=settings.read_timeout,
+            max_connections=settings.max_connections, max_keepalive=settings.max_keepalive_connections,
+            transport=transport,
+        )  # fmt: skip
+    return Http1Client(
+        settings.api_base_url, connect_timeout=settings.connect_timeout,
+        first_byte_timeout=settings.first_byte_timeout, read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections, max_keepalive=settings.max_keepalive_connections,
+        connect_retries=settings.connect_retries,
+    )  # fmt: skip
 
 
-def request_headers(client_headers: Iterable[tuple[bytes, bytes]], token: str, request_id: str) -> Headers:
-    """Headers for the upstream request: the allowed client headers plus our token and request id."""
-    headers = [(name, value) for name, value in client_headers if name in FORWARDED_REQUEST_HEADERS]
-    if not any(name == b"content-type" for name, _ in headers):
-        headers.append((b"content-type", b"application/json"))
-    headers.append((b"authorization", b"Bearer " + token.encode()))
-    headers.append((b"x-request-id", request_id.encode()))
-    return headers
+def request_headers(client_headers: Iterable[tuple[bytes, bytes]], token: bytes, request_id: str) -> Headers:
+    """Headers for the upstream request: the allowed client headers (with defaults for the ones the client did
+    not send), our token and the request id. `identity`: bytes pass through unchanged, and usage is readable."""
+    headers = {name: value for name, value in client_headers if name in FORWARDED_REQUEST_HEADERS}
+    return [
+        *(DEFAULT_REQUEST_HEADERS | headers).items(),
+        (b"accept-encoding", b"identity"),
+        (b"authorization", b"Bearer " + token),
+        (b"x-request-id", request_id.encode()),
+    ]
 
 
 def stream_format(content_type: bytes) -> StreamFormat:
@@ -83,44 +88,26 @@ def stream_format(content_type: bytes) -> StreamFormat:
     return None
 
 
-def response_headers(response: httpx.Response, fmt: StreamFormat) -> Headers:
+def response_headers(upstream: Headers, fmt: StreamFormat) -> Headers:
     """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them."""
-    headers = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in DROPPED_RESPONSE_HEADERS]
-    if fmt is None:
-        length = response.headers.get("content-length")
-        if length is not None:
-            headers.append((b"content-length", length.encode()))
-    else:
-        headers = [(k, v) for k, v in headers if k != b"cache-control"]
+    headers = [(name, value) for name, value in upstream if name not in DROPPED_RESPONSE_HEADERS]
+    for name, value in upstream:
+        if name == b"content-length" and fmt is None:
+            headers.append((name, value))
+        elif name == b"x-request-id":
+            headers.append((b"x-upstream-request-id", value))
+    if fmt is not None:
+        headers = [(name, value) for name, value in headers if name != b"cache-control"]
         headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-    upstream_id = response.headers.get("x-request-id")
-    if upstream_id is not None:
-        headers.append((b"x-upstream-request-id", upstream_id.encode()))
     return headers
 
 
-def translate(exc: httpx.HTTPError) -> ProxyError:
-    """An httpx failure before any byte reached the client, as the error the client sees."""
-    if isinstance(exc, httpx.PoolTimeout):
-        return UpstreamTimeout("No upstream connection became free in time; the gateway is saturated.")
-    if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamTimeout("Connecting to the upstream timed out.")
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout("The upstream sent nothing within the read timeout.")
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamUnavailable("The upstream refused the connection or could not be reached.")
-    return UpstreamUnavailable(f"The upstream connection failed ({type(exc).__name__}).")
-
-
-def error_kind(exc: httpx.HTTPError) -> str:
-    """A bounded label for the upstream_errors_total metric."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return "connect"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "protocol"
-    return "reset"
+def translate(failure: UpstreamFailure) -> ProxyError:
+    """An upstream failure before any byte reached the client, as the error the client sees."""
+    message = failure.message[0].upper() + failure.message[1:] + "."
+    if failure.timeout:
+        return UpstreamTimeout(message)
+    return UpstreamUnavailable(message)
 
 
 class StreamBroken(Exception):
@@ -143,22 +130,27 @@ def _separator(tail: bytes, fmt: StreamFormat) -> bytes:
     return b"" if tail.endswith(b"\n") or not tail else b"\n"
 
 
-async def relay(response: httpx.Response, send: Send, fmt: StreamFormat, tap: UsageTap | None) -> bytes:
+async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: UsageTap | None) -> bytes:
     """Send each upstream chunk on as it arrives, then let `tap` look at it. Returns the body's last piece, for
-    the caller to send once it has marked the exchange finished: empty, or the error event that ends a stream
-    the upstream broke (StreamBroken when the body has no error-event format)."""
+    the caller to send with `more_body: False` once it has marked the exchange finished: the final chunk (so a
+    one-chunk JSON answer costs one write), or the error event that ends a stream the upstream broke
+    (StreamBroken when the body has no error-event format)."""
     tail = b""
     try:
-        async for chunk in response.aiter_raw():
+        while chunk := await response.read():
+            if response.at_end():
+                if tap is not None:
+                    tap.feed(chunk)
+                return chunk
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if tap is not None:
                 tap.feed(chunk)
             tail = chunk
-    except httpx.HTTPError as exc:
-        log.warning("upstream failed mid-body: %s", error_kind(exc))
+    except UpstreamFailure as exc:
+        log.warning("upstream failed mid-body: %s", exc.message)
         if fmt is None:
-            raise StreamBroken(error_kind(exc)) from exc
-        raise StreamFailed(error_kind(exc), _separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
+            raise StreamBroken(exc.kind) from exc
+        raise StreamFailed(exc.kind, _separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
     return b""
 
 
@@ -168,24 +160,26 @@ class UpstreamPool:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
+        self.token = (settings.token or "").encode()
 
     async def open(self) -> None:
         self._client = build_client(self.settings, self.transport)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None or self._client.is_closed:
+    def client(self) -> UpstreamClient:
+        if self._client is None:
             raise NotReady("The upstream pool is not open (the gateway is starting or stopping).")
         return self._client
 
     def problem(self) -> str | None:
         """Why the pool cannot serve now, or None when it can."""
-        if self._client is None or self._client.is_closed:
+        if self._client is None:
             return "upstream pool is not open"
         if self.settings.token is None:
             return "ACEDATACLOUD_API_TOKEN is not set"

@@ -11,9 +11,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-import httpx
-
 from app.auth import KeyStore
+from app.clients import UpstreamFailure, UpstreamResponse
 from app.context import RequestInfo, request_info
 from app.errors import (
     InvalidRequest,
@@ -28,12 +27,11 @@ from app.models import ModelCatalog
 from app.ratelimit import RateLimiter, Ticket
 from app.schemas import RequestBody, parse_body
 from app.settings import Settings
-from app.types import Receive, Scope, Send
+from app.types import Headers, Receive, Scope, Send
 from app.upstream import (
     StreamBroken,
     StreamFailed,
     UpstreamPool,
-    error_kind,
     relay,
     request_headers,
     response_headers,
@@ -121,7 +119,7 @@ class ForwardEndpoint:
         self.keys = keys
         self.limiter = limiter
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
-        self.url = httpx.URL(settings.api_base_url + spec.upstream_path)
+        self.path = spec.upstream_path.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
@@ -177,17 +175,14 @@ class ForwardEndpoint:
             watcher.cancel()
 
     async def _exchange(self, scope: Scope, send: Send, body: bytes, info: RequestInfo, watch: _Watch) -> None:
-        client = self.pool.client
-        headers = request_headers(scope["headers"], self.settings.token or "", info.request_id)
-        request = client.build_request("POST", self.url, content=body, headers=headers)
+        headers = request_headers(scope["headers"], self.pool.token, info.request_id)
         sent_at = time.perf_counter()
         try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            info.upstream_error = error_kind(exc)
-            error = translate(exc)
-            log.warning("upstream request failed before the response: %s", error.message)
-            await send_error(send, error)
+            response = await self.pool.client.post(self.path, headers, body)
+        except UpstreamFailure as exc:
+            info.upstream_error = exc.kind
+            log.warning("upstream request failed before the response: %s", exc.message)
+            await send_error(send, translate(exc))
             return
         info.upstream_ttfb = time.perf_counter() - sent_at
         try:
@@ -195,11 +190,11 @@ class ForwardEndpoint:
         finally:
             await response.aclose()
 
-    async def _relay(self, response: httpx.Response, send: Send, info: RequestInfo, watch: _Watch) -> None:
-        fmt = stream_format(response.headers.get("content-type", "").encode())
-        start = {"type": "http.response.start", "status": response.status_code}
-        await send({**start, "headers": response_headers(response, fmt)})
-        tap = UsageTap() if response.status_code < 400 else None
+    async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
+        fmt = stream_format(_content_type(response.headers))
+        start = {"type": "http.response.start", "status": response.status}
+        await send({**start, "headers": response_headers(response.headers, fmt)})
+        tap = UsageTap() if response.status < 400 else None
         if tap is None:
             info.upstream_error = "status"
         try:
@@ -214,3 +209,10 @@ class ForwardEndpoint:
                 info.input_tokens, info.output_tokens = tap.input_tokens, tap.output_tokens
         watch.finished = True
         await send({"type": "http.response.body", "body": last, "more_body": False})
+
+
+def _content_type(headers: Headers) -> bytes:
+    for name, value in headers:
+        if name == b"content-type":
+            return value
+    return b""

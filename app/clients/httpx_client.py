@@ -1,0 +1,95 @@
+"""The same client interface on `httpx.AsyncClient`: chosen with `PROXY_UPSTREAM_CLIENT=httpx`, and the seam unit
+tests swap (`create_app(transport=httpx.MockTransport(...))`). httpx exceptions become UpstreamFailure here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from app.clients import FailureKind, UpstreamFailure
+from app.types import Headers
+
+
+def failure(exc: httpx.HTTPError) -> UpstreamFailure:
+    if isinstance(exc, httpx.PoolTimeout):
+        return UpstreamFailure("timeout", "no upstream connection became free in time", timeout=True)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamFailure("connect", "connecting to the upstream timed out", timeout=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamFailure("timeout", "the upstream sent nothing within the timeout", timeout=True)
+    kind: FailureKind = "reset"
+    if isinstance(exc, httpx.ConnectError):
+        kind = "connect"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        kind = "protocol"
+    return UpstreamFailure(kind, f"the upstream connection failed ({type(exc).__name__})")
+
+
+class HttpxResponse:
+    def __init__(self, response: httpx.Response):
+        self.response = response
+        self.status = response.status_code
+        self.headers: Headers = [(name.lower(), value) for name, value in response.headers.raw]
+        self.chunks: AsyncIterator[bytes] = response.aiter_raw()
+        self.done = False
+
+    async def read(self) -> bytes:
+        if self.done:
+            return b""
+        try:
+            return await anext(self.chunks)
+        except StopAsyncIteration:
+            self.done = True
+            return b""
+        except httpx.HTTPError as exc:
+            raise failure(exc) from exc
+
+    def at_end(self) -> bool:
+        return self.done
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+class HttpxClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        first_byte_timeout: float,
+        read_timeout: float,
+        max_connections: int,
+        max_keepalive: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.base_url = base_url
+        self.client = httpx.AsyncClient(
+            transport=transport,
+            # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504)
+            timeout=httpx.Timeout(connect=connect_timeout, read=first_byte_timeout, write=read_timeout,
+                                  pool=connect_timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive,
+                                keepalive_expiry=15.0),
+            follow_redirects=False,
+            trust_env=False,
+        )  # fmt: skip
+
+    async def post(self, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
+        request = self.client.build_request("POST", self.base_url + path.decode(), content=body, headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise failure(exc) from exc
+        return HttpxResponse(response)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def connections(self) -> tuple[int, int]:
+        pool = getattr(self.client._transport, "_pool", None)  # httpcore's pool, when it is the transport
+        if pool is None:
+            return 0, 0
+        idle = sum(1 for connection in pool.connections if connection.is_idle())
+        return len(pool.connections) - idle, idle
