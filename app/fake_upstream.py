@@ -50,6 +50,7 @@ class Behaviour:
     sse_style: Literal["events", "data-only"] = "events"  # Responses streams with or without `event:` lines
     done_marker: bool = False  # end Responses streams with `data: [DONE]` too
     crlf: bool = False  # end NDJSON lines with \r\n
+    pad: int = 0  # characters added to each text delta (big streams at little CPU cost, for memory tests)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Exchange:
     chunk_times: list[float] = field(default_factory=list)
     finished: bool = False
     closed_early: bool = False
+    query: bytes = b""
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -70,8 +72,9 @@ class Exchange:
         return None
 
 
-def _answer(count: int) -> list[str]:
-    return [WORDS[i % len(WORDS)] + (" " if i < count - 1 else "") for i in range(count)]
+def _answer(count: int, pad: int = 0) -> list[str]:
+    filler = "~" * pad
+    return [WORDS[i % len(WORDS)] + filler + (" " if i < count - 1 else "") for i in range(count)]
 
 
 def _word_count(value: Any) -> int:
@@ -135,13 +138,15 @@ def responses_events(body: dict[str, Any], pieces: list[str]) -> list[dict[str, 
 
 
 class FakeUpstream:
-    """The fake upstream as an ASGI app. Tests change `behaviour` and read `exchanges`."""
+    """The fake upstream as an ASGI app. Tests change `behaviour` and read `exchanges`; `open_requests` counts
+    the requests it is serving now (a request the gateway abandoned but never closed would stay counted)."""
 
     def __init__(self, token: str = "upstream-test-token", behaviour: Behaviour | None = None):
         self.token = token
         self.behaviour = behaviour or Behaviour()
         self.exchanges: list[Exchange] = []
         self.record = True
+        self.open_requests = 0
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
@@ -151,8 +156,16 @@ class FakeUpstream:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
+        self.open_requests += 1
+        try:
+            await self._exchange(scope, receive, send)
+        finally:
+            self.open_requests -= 1
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read(receive)
         exchange = Exchange(scope["method"], scope["path"], list(scope["headers"]), body)
+        exchange.query = scope.get("query_string", b"")
         if self.record:
             self.exchanges.append(exchange)
         serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, self.behaviour)))
@@ -192,7 +205,7 @@ class FakeUpstream:
         await route(request, exchange, out)
 
     async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
-        pieces = _answer(self.behaviour.deltas)
+        pieces = _answer(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, _response(body, "".join(pieces), len(pieces)))
             return
@@ -206,7 +219,7 @@ class FakeUpstream:
         await out.end()
 
     async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
-        pieces = _answer(self.behaviour.deltas)
+        pieces = _answer(self.behaviour.deltas, self.behaviour.pad)
         conversation = body.get("id") or str(uuid.uuid4())
         accept = exchange.header("accept") or ""
         if "application/x-ndjson" not in accept and "text/event-stream" not in accept:

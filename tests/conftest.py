@@ -1,9 +1,10 @@
 """Shared fixtures: one fake upstream (thread) and one gateway (process) for the session, plus factories for
-gateways with other settings. Every gateway's log is scanned for secrets when it stops."""
+gateways with other settings. Every gateway's log and /metrics are scanned for secrets when it stops, and every
+response any httpx client receives in any test (the OpenAI SDK's included) is scanned as it arrives."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,9 +23,84 @@ GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
 
 
-def assert_no_secrets(text: str, where: str) -> None:
+def assert_no_secrets(text: str | bytes, where: str) -> None:
+    data = text.encode(errors="replace") if isinstance(text, str) else text
     for secret in SECRETS:
-        assert secret not in text, f"a secret leaked into {where}"
+        assert secret.encode() not in data, f"a secret leaked into {where}"
+
+
+class LeakScanner:
+    """Finds the secrets in response headers and bodies while they stream, chunk boundaries included."""
+
+    def __init__(self) -> None:
+        self.leaks: list[str] = []
+        self.responses = 0
+        self.overlap = max(len(secret) for secret in SECRETS) - 1
+
+    def found(self, data: bytes) -> list[str]:
+        return [secret for secret in SECRETS if secret.encode() in data]
+
+    def headers(self, response: httpx.Response, url: str) -> None:
+        self.responses += 1
+        raw = b"\n".join(name + b": " + value for name, value in response.headers.raw)
+        self.leaks += [f"{secret!r} in the headers of {url}" for secret in self.found(raw)]
+
+    def body(self, chunk: bytes, tail: bytes, url: str) -> bytes:
+        window = tail + chunk
+        self.leaks += [f"{secret!r} in the body of {url}" for secret in self.found(window)]
+        return window[-self.overlap :]
+
+
+class _ScannedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, scanner: LeakScanner, url: str):
+        self.stream, self.scanner, self.url, self.tail = stream, scanner, url, b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.stream:  # type: ignore[union-attr]
+            self.tail = self.scanner.body(chunk, self.tail, self.url)
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.stream:  # type: ignore[union-attr]
+            self.tail = self.scanner.body(chunk, self.tail, self.url)
+            yield chunk
+
+    def close(self) -> None:
+        self.stream.close()  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def leak_scanner() -> Iterator[LeakScanner]:
+    """Wraps httpx's real transports for the whole session, so every client the tests make is covered."""
+    scanner = LeakScanner()
+    sync_send, async_send = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
+
+    def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = sync_send(self, request)
+        scanner.headers(response, str(request.url))
+        response.stream = _ScannedStream(response.stream, scanner, str(request.url))
+        return response
+
+    async def handle_async_request(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
+        response = await async_send(self, request)
+        scanner.headers(response, str(request.url))
+        response.stream = _ScannedStream(response.stream, scanner, str(request.url))
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
+        patch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async_request)
+        yield scanner
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_responses(leak_scanner: LeakScanner) -> Iterator[None]:
+    yield
+    leaks, leak_scanner.leaks = leak_scanner.leaks, []
+    assert not leaks, f"secrets reached a client: {leaks}"
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +127,14 @@ def _start(tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> Gatewa
 
 
 def _stop(gateway: GatewayProcess) -> None:
+    metrics = ""
+    if gateway.proc.poll() is None:
+        try:
+            metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
+        except httpx.TransportError:  # a gateway a test is stopping: nothing to scrape
+            pass
     gateway.stop()
+    assert_no_secrets(metrics, f"the metrics of {gateway.url}")
     assert_no_secrets(gateway.log(), f"the gateway log {gateway.log_path}")
 
 
