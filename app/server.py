@@ -13,11 +13,13 @@ from typing import Any
 
 import uvicorn
 from pydantic import SecretStr
+from uvicorn.supervisors import Multiprocess
 
 from app import keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
 from app.metrics import prepare_multiprocess_dir
+from app.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
 
 log = logging.getLogger("acedata_proxy.server")
@@ -32,6 +34,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "lifespan": "on",
     "server_header": False,
 }
+
+
+APP_FACTORY = "app.main:create_app"  # by import string: each worker process builds its own app
 
 
 class UnsafeBind(Exception):
@@ -66,6 +71,18 @@ def _exit_quietly_on_signals() -> None:
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
 
+def gateway_options(settings: Settings) -> dict[str, Any]:
+    """UVICORN_OPTIONS for the gateway itself: requests the HTTP parser refuses get the error envelope, and
+    SIGTERM drains (stop accepting, let in-flight requests and streams finish for up to PROXY_SHUTDOWN_GRACE
+    seconds, then cancel what is left and exit). uvicorn types that timeout as int but hands it to
+    asyncio.wait_for, so fractions of a second work too."""
+    return {
+        **UVICORN_OPTIONS,
+        "http": EnvelopeHttpToolsProtocol,
+        "timeout_graceful_shutdown": settings.shutdown_grace,
+    }
+
+
 def serve(settings: Settings) -> None:
     check_bind(settings)
     check_limits_are_shared(settings)
@@ -75,14 +92,34 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         logs.configure(settings)
         log.info("metrics of %d workers merge in %s", settings.workers, prepare_multiprocess_dir())
-    uvicorn.run(
-        "app.main:create_app",
+        _serve_workers(settings)
+        return
+    uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
+
+
+class _DrainingSupervisor(Multiprocess):
+    """uvicorn's worker supervisor, closing its own copy of the listening socket before it stops the workers.
+    Otherwise, while the workers drain, the kernel keeps accepting connections into the backlog of that copy:
+    clients would wait on a gateway that is going away, then be reset when it exits, instead of being refused
+    at once and retrying elsewhere."""
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
+
+
+def _serve_workers(settings: Settings) -> None:
+    """What `uvicorn.run(workers=N)` does, with the supervisor above."""
+    config = uvicorn.Config(
+        APP_FACTORY,
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers if settings.workers > 1 else None,
-        **UVICORN_OPTIONS,
+        workers=settings.workers,
+        **gateway_options(settings),
     )
+    _DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
@@ -125,7 +162,9 @@ async def _demo(settings: Settings) -> None:
         update={"api_token": SecretStr(DEMO_TOKEN), "api_base_url": f"http://127.0.0.1:{fake_port}"}
     )
     fake_config = uvicorn.Config(fake, **{**UVICORN_OPTIONS, "lifespan": "off"})
-    gateway_config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, **UVICORN_OPTIONS)
+    gateway_config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, **gateway_options(settings)
+    )
     print(DEMO_BANNER.format(host=settings.host, port=settings.port, fake_port=fake_port), flush=True)
     fake_server, gateway_server = uvicorn.Server(fake_config), uvicorn.Server(gateway_config)
     await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve())

@@ -1,0 +1,241 @@
+"""Resilience over real sockets: SIGTERM drains in-flight streams (one worker, several, the demo), and a client
+that leaves at any point closes its upstream request and leaves nothing open behind it.
+
+(Disconnects mid-SSE-stream and during a JSON request's wait are in test_upstream.py; these are the rest.)
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from app.fake_upstream import FakeUpstream
+from tests.conftest import GatewayFactory
+from tests.servers import GatewayProcess, free_port, wait_healthy
+from tests.test_cli import run_cli
+from tests.test_metrics import scrape, value
+from tests.test_upstream import sse_events
+
+STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
+AICHAT = {"model": "gpt-4o", "question": "hi"}
+NDJSON = {"accept": "application/x-ndjson"}
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> float:
+    """Seconds until `predicate` holds; fails after `timeout`."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+# --- SIGTERM -------------------------------------------------------------------------------------------------
+
+
+def drain_one_stream(url: str, port: int, stop: Callable[[], None], fake: FakeUpstream, request_id: str) -> bytes:
+    """Start a stream, stop the gateway once its first bytes arrived, and read the stream to its end."""
+    headers = {"x-request-id": request_id}
+    with httpx.stream("POST", url + "/openai/responses", json=STREAM, headers=headers, timeout=30) as response:
+        chunks = response.iter_raw()
+        received = next(chunks)
+        stop()
+        # stopped accepting: new connections are refused while the stream goes on
+        wait_for(lambda: refuses_connections(port), what="listener closed")
+        assert not fake.exchanges[0].finished
+        for chunk in chunks:
+            received += chunk
+    return received
+
+
+def assert_complete(received: bytes, fake: FakeUpstream) -> None:
+    assert received == bytes(fake.exchanges[0].sent)  # byte for byte what the upstream sent
+    assert sse_events(received)[-1][0] == "response.completed"
+    assert fake.exchanges[0].finished
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_lets_an_inflight_stream_finish_then_exits_0(
+    make_gateway: GatewayFactory, fake: FakeUpstream, workers: str
+):
+    fake.behaviour.deltas, fake.behaviour.delay = 6, 0.1  # 14 chunks, ~1.3 s
+    gateway = make_gateway("--workers", workers)
+    stop = lambda: gateway.proc.send_signal(signal.SIGTERM)  # noqa: E731
+    received = drain_one_stream(gateway.url, gateway.port, stop, fake, f"drain-{workers}")
+    assert_complete(received, fake)
+    assert gateway.proc.wait(10) == 0
+    [line] = [line for line in gateway.log().splitlines() if f"request_id=drain-{workers}" in line]
+    assert "status=200" in line
+
+
+def test_sigterm_past_the_grace_cuts_the_stream_and_exits_in_time(make_gateway: GatewayFactory, fake: FakeUpstream):
+    """The stream outlives PROXY_SHUTDOWN_GRACE: the client's stream ends (it does not hang, and it does not look
+    complete: no `response.completed`), the upstream request is closed, and the process exits 0 in time."""
+    fake.behaviour.deltas, fake.behaviour.delay = 60, 0.2  # ~13 s: far longer than the grace
+    grace = 1.0
+    gateway = make_gateway(PROXY_SHUTDOWN_GRACE=str(grace))
+    received = b""
+    with httpx.stream("POST", gateway.url + "/openai/responses", json=STREAM, timeout=30) as response:
+        chunks = response.iter_raw()
+        received += next(chunks)
+        signalled = time.monotonic()
+        gateway.proc.send_signal(signal.SIGTERM)
+        try:
+            for chunk in chunks:
+                received += chunk
+        except httpx.RemoteProtocolError:
+            pass  # cut mid-body: the client can tell the stream is incomplete
+        ended = time.monotonic() - signalled
+    assert gateway.proc.wait(10) == 0
+    exited = time.monotonic() - signalled
+    assert grace - 0.2 < ended < grace + 1.5, ended
+    assert exited < grace + 2.5, exited
+    names = [name for name, _ in sse_events(received)]
+    assert "response.completed" not in names
+    # what arrived is what the upstream sent, cut short (or ended by an error event, should the gateway send one)
+    assert bytes(fake.exchanges[0].sent).startswith(received) or names[-1] == "error"
+    wait_for(lambda: fake.exchanges[0].closed_early and fake.open_requests == 0, what="upstream request closed")
+
+
+def test_demo_drains_on_sigterm(tmp_path: Path):
+    """`acedata-proxy demo` runs the gateway and its fake upstream in one process: SIGTERM lets the gateway's
+    stream finish (the fake keeps serving until the gateway is done), then both stop and the process exits 0."""
+    port = free_port()
+    proc = run_cli(tmp_path, "demo", "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        with httpx.stream("POST", url + "/openai/responses", json=STREAM, timeout=30) as response:
+            chunks = response.iter_raw()
+            received = next(chunks)
+            proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: refuses_connections(port), what="listener closed")
+            for chunk in chunks:
+                received += chunk
+        events = sse_events(received)
+        assert events[-1][0] == "response.completed"
+        deltas = [e for name, e in events if name == "response.output_text.delta"]
+        assert len(deltas) == 16  # the demo's stream, complete
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=20)
+
+
+# --- client disconnects --------------------------------------------------------------------------------------
+
+
+def inflight(gateway: GatewayProcess, route: str) -> float:
+    return value(scrape(gateway), "acedata_proxy_inflight_requests", route=route)
+
+
+def assert_nothing_left_open(gateway: GatewayProcess, fake: FakeUpstream, route: str) -> None:
+    wait_for(lambda: fake.open_requests == 0, timeout=2, what="fake upstream has no open request")
+    wait_for(lambda: inflight(gateway, route) == 0, timeout=2, what="in-flight gauge back to 0")
+
+
+def raw_post(port: int, path: str, body: bytes, headers: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = f"POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+    sock.sendall(head.encode() + headers + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+    return sock
+
+
+BEFORE_HEADERS = [
+    pytest.param("/openai/responses", STREAM, b"", "openai.responses", id="sse"),
+    pytest.param("/aichat/conversations", AICHAT, b"accept: application/x-ndjson\r\n", "aichat.conversations",
+                 id="ndjson"),
+    pytest.param("/aichat/conversations", AICHAT, b"", "aichat.conversations", id="json"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "route"), BEFORE_HEADERS)
+def test_disconnect_while_upstream_thinks(
+    gateway: GatewayProcess, fake: FakeUpstream, path: str, body: dict, headers: bytes, route: str
+):
+    """The client leaves after sending its request, before the upstream answered anything: the upstream
+    request is closed within a second, counted as 499 and as a disconnect, and nothing stays open."""
+    fake.behaviour.headers_delay = 30
+    before = scrape(gateway)
+    sock = raw_post(gateway.port, path, orjson.dumps(body), headers)
+    with sock:
+        wait_for(lambda: len(fake.exchanges) == 1 and fake.open_requests == 1, what="request upstream")
+        assert inflight(gateway, route) == 1
+    assert wait_for(lambda: fake.exchanges[0].closed_early, timeout=1, what="upstream closed") < 1
+    assert_nothing_left_open(gateway, fake, route)
+    after = scrape(gateway)
+    model = body["model"]
+    assert value(after, "acedata_proxy_requests_total", route=route, model=model, status="499") == (
+        value(before, "acedata_proxy_requests_total", route=route, model=model, status="499") + 1
+    )
+    disconnects = "acedata_proxy_client_disconnects_total"
+    assert value(after, disconnects, route=route) == value(before, disconnects, route=route) + 1
+
+
+def test_disconnect_mid_ndjson_stream(gateway: GatewayProcess, fake: FakeUpstream):
+    fake.behaviour.deltas, fake.behaviour.delay = 50, 0.2
+    with httpx.stream("POST", gateway.url + "/aichat/conversations", json=AICHAT, headers=NDJSON) as response:
+        lines = response.iter_lines()
+        assert orjson.loads(next(lines))["delta_answer"] == "Hello! "
+    assert wait_for(lambda: fake.exchanges[0].closed_early, timeout=1, what="upstream closed") < 1
+    assert not fake.exchanges[0].finished
+    assert_nothing_left_open(gateway, fake, "aichat.conversations")
+
+
+def test_disconnect_after_json_headers_before_the_body(gateway: GatewayProcess, fake: FakeUpstream):
+    """A JSON answer whose status line arrived but whose body has not: the client leaves, the upstream is closed."""
+    fake.behaviour.stall_after = 0  # the fake sends its headers, then nothing
+    with httpx.stream("POST", gateway.url + "/aichat/conversations", json=AICHAT) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+    assert wait_for(lambda: fake.exchanges[0].closed_early, timeout=1, what="upstream closed") < 1
+    assert_nothing_left_open(gateway, fake, "aichat.conversations")
+
+
+def test_disconnect_while_sending_the_body_forwards_nothing(gateway: GatewayProcess, fake: FakeUpstream):
+    body = orjson.dumps({**AICHAT, "question": "x" * 5000})
+    before = scrape(gateway)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        head = "POST /aichat/conversations HTTP/1.1\r\nhost: g\r\ncontent-type: application/json\r\n"
+        sock.sendall(head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body[:1000])
+        wait_for(lambda: inflight(gateway, "aichat.conversations") == 1, what="request under way")
+    assert_nothing_left_open(gateway, fake, "aichat.conversations")
+    assert fake.exchanges == []
+    after = scrape(gateway)
+    disconnects = "acedata_proxy_client_disconnects_total"
+    assert value(after, disconnects, route="aichat.conversations") == (
+        value(before, disconnects, route="aichat.conversations") + 1
+    )
+
+
+def test_many_disconnects_leave_nothing_open(gateway: GatewayProcess, fake: FakeUpstream):
+    """Twenty clients leave mid-stream at once: every upstream request closes, the gauge returns to 0."""
+    fake.behaviour.deltas, fake.behaviour.delay = 100, 0.05
+    sockets = [raw_post(gateway.port, "/openai/responses", orjson.dumps(STREAM)) for _ in range(20)]
+    try:
+        for sock in sockets:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        assert inflight(gateway, "openai.responses") == 20
+    finally:
+        for sock in sockets:
+            sock.close()
+    wait_for(lambda: all(e.closed_early for e in fake.exchanges), timeout=1, what="every upstream closed")
+    assert len(fake.exchanges) == 20
+    assert_nothing_left_open(gateway, fake, "openai.responses")
