@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
 import uuid
@@ -32,12 +34,32 @@ class RequestInfo:
     output_tokens: int | None = None
 
 
+class _Ids:
+    """Fresh request ids: a random prefix per process and a counter, unique without a uuid4 per request."""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.counter = itertools.count()
+        os.register_at_fork(after_in_child=self.forget)  # a forked child draws a prefix of its own
+
+    def forget(self) -> None:
+        self.prefix = ""
+
+    def __next__(self) -> str:
+        if not self.prefix:
+            self.prefix = uuid.uuid4().hex[:16]
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+_ids = _Ids()
+
+
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's x-request-id when it is a sane token, else a fresh one (never echo arbitrary bytes)."""
     for name, value in headers:
         if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
             return value.decode()
-    return uuid.uuid4().hex
+    return next(_ids)
 
 
 def request_info(scope: Scope) -> RequestInfo:

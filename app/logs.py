@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -22,39 +23,101 @@ class Formatter(logging.Formatter):
         super().__init__()
         self.fmt = fmt
         self.secrets = tuple(secret for secret in secrets if len(secret) >= 4)
+        self._second, self._stamp = -1, ""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = getattr(record, "fields", {})
-        text = self._json(record, fields) if self.fmt == "json" else self._text(record, fields)
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields, exception)
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exception: str | None
+    ) -> str:
+        if self.fmt == "json":
+            entry: dict[str, Any] = {
+                "ts": round(created, 3), "level": level.lower(), "logger": logger, "message": message, **fields,
+            }  # fmt: skip
+            if exception:
+                entry["exception"] = exception
+            text = orjson.dumps(entry, default=str).decode()
+        else:
+            text = f"{self._timestamp(created)} {level:<7} {logger}: {message}"
+            if fields:
+                text += " " + " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items())
+            if exception:
+                text += "\n" + exception
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
         return text
 
-    def _text(self, record: logging.LogRecord, fields: dict[str, Any]) -> str:
-        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
-        line = f"{when} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        if fields:
-            line += " " + " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items())
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-    def _json(self, record: logging.LogRecord, fields: dict[str, Any]) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **fields,
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime a second, not one a line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+        return self._stamp
 
 
-def configure(settings: Settings) -> None:
+class CoalescingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines logged during one event-loop iteration leave in one write: under load one syscall carries many
+    access lines; at rest a line is written at the end of the iteration that logged it. Without a running
+    loop (start-up, other threads) a line is written at once."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        try:
+            self.queue(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+    def queue(self, line: str) -> None:
+        """Write `line` at the end of this loop iteration, with the others logged in it (hold self.lock)."""
+        if not self.pending:  # the first line of this iteration schedules the write (asking for the loop costs
+            try:  # a getpid() system call, so only the first asks)
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self._write([line])
+                return
+        self.pending.append(line)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self.pending = self.pending, []
+            if lines:
+                self._write(lines)
+            super().flush()
+
+    def _write(self, lines: list[str]) -> None:
+        self.stream.write("\n".join(lines) + "\n")
+
+
+class AccessLog:
+    """One line per request. The hot path skips the LogRecord machinery when the line would only reach our own
+    handler anyway (the usual case); anything else (a test's handler, a filter) gets an ordinary record."""
+
+    def __init__(self, handler: CoalescingHandler):
+        self.logger = logging.getLogger("acedata_proxy.access")
+        self.handler = handler
+        self.formatter: Formatter = handler.formatter  # type: ignore[assignment]
+
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+    def write(self, fields: dict[str, Any]) -> None:
+        parent = self.logger.parent
+        if self.logger.handlers or self.logger.filters or parent is None or parent.handlers != [self.handler]:
+            self.logger.info("request", extra={"fields": fields})
+            return
+        line = self.formatter.line(time.time(), "INFO", self.logger.name, "request", fields, None)
+        with self.handler.lock:  # type: ignore[union-attr]
+            self.handler.queue(line)
+
+
+def configure(settings: Settings) -> AccessLog:
     """Point the gateway's and uvicorn's loggers at one stderr handler; safe to call again (tests do)."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CoalescingHandler()
     secrets = [settings.token] if settings.token else []
     handler.setFormatter(Formatter(settings.log_format, secrets))
     level = settings.log_level.upper()
@@ -70,3 +133,4 @@ def configure(settings: Settings) -> None:
         logger.setLevel(level)
     # uvicorn's own access log is replaced by ours, which knows route, model and key
     logging.getLogger("uvicorn.access").disabled = True
+    return AccessLog(handler)

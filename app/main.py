@@ -7,8 +7,8 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
@@ -25,6 +25,9 @@ from app.settings import Settings
 from app.types import ASGIApp
 from app.upstream import UpstreamPool
 
+if TYPE_CHECKING:
+    import httpx  # only to type an injected transport: httpx loads only when it is the client
+
 log = logging.getLogger("acedata_proxy")
 
 FORWARDED_ROUTES = (aichat.CONVERSATIONS, openai.RESPONSES)
@@ -37,7 +40,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> ASGIApp:
     settings = settings or Settings()
-    logs.configure(settings)
+    access_log = logs.configure(settings)
     pool = UpstreamPool(settings, transport)
     app_metrics = Metrics(registry)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
@@ -73,7 +76,7 @@ def create_app(
     api.add_exception_handler(HTTPException, errors.handle)
     endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
     route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
-    return ObserveMiddleware(Dispatcher(endpoints, api), app_metrics, route_names)
+    return ObserveMiddleware(Dispatcher(endpoints, api), app_metrics, route_names, access_log)
 
 
 def _reload_on_sighup(keys: KeyStore) -> None:

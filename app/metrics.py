@@ -83,12 +83,24 @@ class Metrics:
             PREFIX + "client_disconnects", "Clients that left before the response ended", ["route"], registry=reg
         )
         self.rate_limited = Counter(PREFIX + "rate_limited", "Requests refused by a rate limit", ["key"], registry=reg)
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._inflight: dict[str, Gauge] = {}
+
+    def inflight_for(self, route: str) -> Gauge:
+        gauge = self._inflight.get(route)
+        if gauge is None:
+            gauge = self._inflight[route] = self.inflight.labels(route)
+        return gauge
 
     def record(self, info: RequestInfo, status: int, seconds: float) -> None:
         """Everything one finished request contributes; called once, when it ends."""
         model = info.model_label
-        self.requests.labels(info.route, model, str(status)).inc()
-        self.duration.labels(info.route, model).observe(seconds)
+        series = self._series.get((info.route, model, status))
+        if series is None:  # label values are bounded, so this cache is too
+            series = (self.requests.labels(info.route, model, str(status)), self.duration.labels(info.route, model))
+            self._series[(info.route, model, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if info.upstream_ttfb is not None:
             self.ttfb.labels(info.route, model).observe(info.upstream_ttfb)
         if info.upstream_error is not None:

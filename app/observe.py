@@ -3,20 +3,19 @@ ends, its metrics and one access log line (both read from the RequestInfo the en
 
 from __future__ import annotations
 
-import logging
 import time
 
 from app.context import SCOPE_KEY, RequestInfo, request_id_from
+from app.logs import AccessLog
 from app.metrics import Metrics
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
-access_log = logging.getLogger("acedata_proxy.access")
-
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, route_names: dict[str, str]):
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_names: dict[str, str], access_log: AccessLog):
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
         # every label value a path can produce; anything else is "other", so clients cannot mint series
         self.route_names = route_names
 
@@ -41,7 +40,7 @@ class ObserveMiddleware:
                 info.bytes_out += len(message.get("body", b""))
             await send(message)
 
-        inflight = self.metrics.inflight.labels(info.route)
+        inflight = self.metrics.inflight_for(info.route)
         inflight.inc()
         try:
             await self.app(scope, receive, observed_send)
@@ -54,7 +53,7 @@ class ObserveMiddleware:
         status = info.status or (499 if info.client_disconnected else 500)
         seconds = time.perf_counter() - info.started
         self.metrics.record(info, status, seconds)
-        if not access_log.isEnabledFor(logging.INFO):
+        if not self.access_log.enabled():
             return
         fields = {
             "method": scope["method"],
@@ -73,7 +72,7 @@ class ObserveMiddleware:
             fields["upstream_error"] = info.upstream_error
         if info.client_disconnected:
             fields["client_disconnected"] = True
-        access_log.info("request", extra={"fields": fields})
+        self.access_log.write(fields)
 
 
 def _printable(text: str) -> str:

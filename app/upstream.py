@@ -3,20 +3,21 @@ answer back chunk by chunk. Client failures become the gateway's error tree here
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Literal
-
-import httpx
+from typing import TYPE_CHECKING, Literal
 
 from app import __version__
 from app.clients import UpstreamClient, UpstreamFailure, UpstreamResponse
 from app.clients.http1 import Http1Client
-from app.clients.httpx_client import HttpxClient
 from app.errors import NotReady, ProxyError, UpstreamTimeout, UpstreamUnavailable
 from app.settings import Settings
 from app.types import Headers, Send
 from app.usage import UsageTap
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("acedata_proxy.upstream")
 
@@ -53,6 +54,8 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
     """The one client every request shares, with explicit timeouts and pool limits. An injected transport
     (unit tests) means httpx, the only client that takes one."""
     if transport is not None or settings.upstream_client == "httpx":
+        from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need
+
         return HttpxClient(
             settings.api_base_url, connect_timeout=settings.connect_timeout,
             first_byte_timeout=settings.first_byte_timeout, read_timeout=settings.read_timeout,
@@ -161,9 +164,11 @@ class UpstreamPool:
         self.settings = settings
         self.transport = transport
         self._client: UpstreamClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.token = (settings.token or "").encode()
 
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._client = build_client(self.settings, self.transport)
 
     async def close(self) -> None:
@@ -176,6 +181,13 @@ class UpstreamPool:
         if self._client is None:
             raise NotReady("The upstream pool is not open (the gateway is starting or stopping).")
         return self._client
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop that serves every request of this app (known, so the hot path need not ask asyncio)."""
+        if self._loop is None:
+            raise NotReady("The upstream pool is not open (the gateway is starting or stopping).")
+        return self._loop
 
     def problem(self) -> str | None:
         """Why the pool cannot serve now, or None when it can."""

@@ -115,9 +115,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_gateway(procs: Processes, name: str, upstream_port: int, workers: int, pinning: Pinning) -> tuple[Proc, int]:
+def start_gateway(
+    procs: Processes, name: str, upstream_port: int, workers: int, pinning: Pinning, **settings: str
+) -> tuple[Proc, int]:
     port = free_port()
-    env = clean_env(ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN, ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}")
+    env = clean_env(
+        ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN, ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}", **settings
+    )
     argv = [*gateway_argv(), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     proc = procs.start(name, pinning.server(argv), env=env)  # cwd: an empty temp dir, so no stray .env is read
     wait_ready(proc, port, "/healthz", 40)
@@ -206,6 +210,13 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
+    if args.httpx:  # the same gateway with httpx as its upstream client: what the custom client buys
+        try:
+            proc, port = start_gateway(procs, "gateway-httpx", up_port, 1, pinning, PROXY_UPSTREAM_CLIENT="httpx")
+            label = "gateway, 1 worker, httpx client"
+            targets.append(Target("gateway-httpx", label, port, "/openai/responses", proc=proc))
+        except BenchError as exc:
+            failures.add(f"gateway-httpx did not start: {exc}")
     extra: dict[str, Any] = {}
     if args.litellm:
         extra["litellm"] = {"version": litellm_version(args.litellm_bin)}
@@ -668,6 +679,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=_ints, help="comma-separated (default 1,16,64; smoke 16)")
     parser.add_argument("--workers", type=_ints, default=[1, 2], help="gateway worker counts (default 1,2)")
     parser.add_argument("--litellm", action="store_true", help="also measure LiteLLM's proxy (not in smoke mode)")
+    parser.add_argument("--no-httpx", dest="httpx", action="store_false",
+                        help="skip the gateway with PROXY_UPSTREAM_CLIENT=httpx (JSON load only)")  # fmt: skip
     parser.add_argument("--litellm-bin", default=os.environ.get("LITELLM_BIN", DEFAULT_LITELLM_BIN))
     parser.add_argument("--streams", type=int, help="concurrent open streams for the RSS figure (default 1000)")
     parser.add_argument("--stream-runs", type=int, help="timed streams per path (default 8; smoke 3)")

@@ -277,6 +277,9 @@ class Http1Client:
     async def _acquire(self) -> Connection:
         if self.closed:
             raise UpstreamFailure("connect", "the upstream client is closed")
+        connection = self._idle_connection()
+        if connection is not None:  # the usual case, before anything asks for the loop (a getpid() syscall)
+            return connection
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connect_timeout
         while (connection := self._idle_connection()) is None and self.in_use >= self.max_connections:

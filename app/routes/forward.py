@@ -159,9 +159,10 @@ class ForwardEndpoint:
         return body, await self.limiter.admit(key, body, parsed, info.response_headers)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
-        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        loop = self.pool.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
+        task: asyncio.Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
         watch = _Watch()
-        watcher = asyncio.create_task(watch.run(receive, task))
+        watcher = loop.create_task(watch.run(receive, task))
         try:
             await self._exchange(scope, send, body, info, watch)
         except asyncio.CancelledError:
