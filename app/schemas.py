@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -48,13 +49,7 @@ _FIELD_HINTS = {
 
 
 def _describe(error: ErrorDetails) -> InvalidRequest:
-    loc = error["loc"]
-    if not loc:
-        if error["type"] == "json_invalid":
-            reason = error.get("ctx", {}).get("error", "")
-            return InvalidRequest(f"Request body is not valid JSON: {reason}".rstrip(": "))
-        return InvalidRequest("Request body must be a JSON object.")
-    field = str(loc[0])
+    field = str(error["loc"][0])  # parse_body hands pydantic an object: every error is in a field
     if error["type"] == "missing":
         return InvalidRequest(f"Missing required field '{field}'.", param=field)
     hint = _FIELD_HINTS.get(field, error["msg"][:1].lower() + error["msg"][1:])
@@ -62,9 +57,18 @@ def _describe(error: ErrorDetails) -> InvalidRequest:
 
 
 def parse_body(schema: type[RequestBody], body: bytes, catalog: ModelCatalog) -> RequestBody:
-    """The validated body, or InvalidRequest naming the first offending field."""
+    """The validated body, or InvalidRequest naming the first offending field.
+
+    orjson parses (strict RFC 8259: no NaN or Infinity, which pydantic's parser accepts and the upstream may
+    not; valid UTF-8 only; nesting capped), pydantic checks the fields of what it parsed."""
     try:
-        parsed = schema.model_validate_json(body)
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("Request body must be a JSON object.")
+    try:
+        parsed = schema.model_validate(document)
     except ValidationError as exc:
         raise _describe(exc.errors(include_url=False)[0]) from None
     if not catalog.accepts(parsed.model):

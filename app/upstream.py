@@ -73,7 +73,10 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
 def request_headers(client_headers: Iterable[tuple[bytes, bytes]], token: bytes, request_id: str) -> Headers:
     """Headers for the upstream request: the allowed client headers (with defaults for the ones the client did
     not send), our token and the request id. `identity`: bytes pass through unchanged, and usage is readable."""
-    headers = {name: value for name, value in client_headers if name in FORWARDED_REQUEST_HEADERS}
+    headers: dict[bytes, bytes] = {}
+    for name, value in client_headers:  # the first of repeated headers: the one the gateway checked
+        if name in FORWARDED_REQUEST_HEADERS:
+            headers.setdefault(name, value)
     return [
         *(DEFAULT_REQUEST_HEADERS | headers).items(),
         (b"accept-encoding", b"identity"),
