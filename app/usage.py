@@ -20,16 +20,18 @@ def _has_marker(data: bytes) -> bool:
 
 def _closing_brace(data: bytes, start: int) -> int:
     """Index of the brace closing the object opened at `start`, or -1 if it has not arrived yet."""
-    depth = 0
-    for index in range(start, len(data)):
-        byte = data[index]
-        if byte == 0x7B:  # {
-            depth += 1
-        elif byte == 0x7D:  # }
-            depth -= 1
-            if depth == 0:
-                return index
-    return -1
+    depth, index = 0, start
+    while True:  # jump from brace to brace with bytes.find: a Python loop over every byte cost ~10 us a request
+        closing = data.find(b"}", index)
+        if closing < 0:
+            return -1
+        opening = data.find(b"{", index, closing)
+        if opening >= 0:
+            depth, index = depth + 1, opening + 1
+            continue
+        depth, index = depth - 1, closing + 1
+        if depth == 0:
+            return closing
 
 
 class UsageTap:

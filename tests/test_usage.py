@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from app.fake_upstream import responses_events
-from app.usage import UsageTap
+from app.usage import UsageTap, _closing_brace
 
 
 def feed_all(*chunks: bytes) -> UsageTap:
@@ -64,3 +64,11 @@ def test_json_body_usage():
 def test_no_usage_is_no_usage(body: bytes):
     tap = feed_all(body)
     assert (tap.input_tokens, tap.output_tokens) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "start", "expected"),
+    [(b'x{"a":{"b":1},"c":{}}y', 1, 20), (b"{{}", 0, -1), (b"{}", 0, 1), (b'{"a":1}}}', 0, 6), (b"{", 0, -1)],
+)
+def test_closing_brace_skips_nested_objects(data: bytes, start: int, expected: int):
+    assert _closing_brace(data, start) == expected
