@@ -8,6 +8,7 @@ connections refused by reset, or answered with garbage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -70,6 +71,20 @@ class Exchange:
             if key.decode().lower() == name.lower():
                 return value.decode()
         return None
+
+
+def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
+    """A fault for one request, named in its x-request-id (which the gateway forwards), so that concurrent load
+    can mix faults: `fake-status-500-...` answers 500, `fake-cut-3-...` drops the connection after 3 chunks."""
+    kind, _, rest = (request_id or "").removeprefix("fake-").partition("-")
+    number = rest.split("-", 1)[0]
+    if not (request_id or "").startswith("fake-") or not number.isdigit():
+        return behaviour
+    if kind == "status":
+        return dataclasses.replace(behaviour, status=int(number))
+    if kind == "cut":
+        return dataclasses.replace(behaviour, cut_after=int(number))
+    return behaviour
 
 
 def _answer(count: int, pad: int = 0) -> list[str]:
@@ -168,7 +183,8 @@ class FakeUpstream:
         exchange.query = scope.get("query_string", b"")
         if self.record:
             self.exchanges.append(exchange)
-        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, self.behaviour)))
+        behaviour = _for_request(self.behaviour, exchange.header("x-request-id"))
+        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, behaviour)))
         watcher = asyncio.create_task(_until_disconnect(receive))
         await asyncio.wait((serving, watcher), return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
@@ -180,7 +196,7 @@ class FakeUpstream:
         serving.cancel()
 
     async def _serve(self, scope: Scope, exchange: Exchange, out: _Sender) -> None:
-        behaviour = self.behaviour
+        behaviour = out.behaviour
         if behaviour.headers_delay:
             await asyncio.sleep(behaviour.headers_delay)
         if exchange.header("authorization") != f"Bearer {self.token}":
