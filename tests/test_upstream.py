@@ -114,6 +114,42 @@ def test_silent_upstream_is_504_within_the_read_timeout(impatient: GatewayProces
     assert time.monotonic() - started < 2
 
 
+def test_first_byte_and_silence_timeouts_are_separate(make_gateway: GatewayFactory, fake: FakeUpstream):
+    """A model may think long before its first byte, then stream fast: the two waits have their own limits."""
+    thinker = make_gateway(PROXY_FIRST_BYTE_TIMEOUT="3", PROXY_READ_TIMEOUT="0.4")
+    fake.behaviour.headers_delay = 1  # past the silence limit, within the first-byte one
+    assert post_json(thinker).status_code == 200
+    fake.behaviour.headers_delay = 0
+    fake.behaviour.stall_after = 2
+    started = time.monotonic()
+    with httpx.stream("POST", thinker.url + "/openai/responses", json=STREAM, timeout=30) as response:
+        raw = b"".join(response.iter_raw())
+    assert time.monotonic() - started < 2
+    assert sse_events(raw)[-1][0] == "error"
+
+    hasty = make_gateway(PROXY_FIRST_BYTE_TIMEOUT="0.4", PROXY_READ_TIMEOUT="30")
+    fake.behaviour.stall_after = None
+    fake.behaviour.headers_delay = 5
+    started = time.monotonic()
+    assert_gateway_error(post_json(hasty), 504, "upstream_timeout")
+    assert time.monotonic() - started < 2
+
+
+def test_refused_connection_is_retried_with_backoff_then_502(make_gateway: GatewayFactory):
+    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{free_port()}", PROXY_CONNECT_RETRIES="2")
+    started = time.monotonic()
+    assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
+    assert time.monotonic() - started >= 0.075  # at least the two shortest jittered backoffs
+    assert gateway.log().count("retrying in") == 2
+
+
+def test_upstream_errors_are_never_retried(client: httpx.Client, fake: FakeUpstream):
+    fake.behaviour.status = 500  # SDKs retry 5xx and 429 themselves; the gateway doing it too would multiply
+    response = client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
+    assert response.status_code == 500
+    assert len(fake.exchanges) == 1
+
+
 def sse_events(raw: bytes) -> list[tuple[str | None, bytes]]:
     events = []
     for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
