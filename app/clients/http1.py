@@ -45,6 +45,7 @@ class Connection(asyncio.Protocol):
         self.status = 0
         self.headers: Headers = []
         self.headers_done = False
+        self.informational = False
         self.framed = False  # content-length or chunked: the end is known without the peer closing
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -90,6 +91,9 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:  # 100 Continue, 103 Early Hints: not the answer; it follows
+            self.headers, self.informational = [], True
+            return
         self.headers_done = True
         for name, value in self.headers:
             if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
@@ -105,6 +109,9 @@ class Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
         self.complete = True
         self.active = False
         self.keep_alive = not self.lost and self.parser.should_keep_alive()

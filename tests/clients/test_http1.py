@@ -4,10 +4,12 @@ keep-alive reuse, backpressure, timeouts, retries and failures, each as Upstream
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import trustme
 
 from app.clients import UpstreamFailure
 from app.clients.http1 import HIGH_WATER, Http1Client
@@ -136,6 +138,21 @@ async def test_chunked_and_close_delimited_bodies_arrive_whole(serve):
         assert await body(response) == expected
         await response.aclose()
         await upstream.aclose()
+
+
+async def test_informational_responses_are_skipped(serve):
+    async def hints_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + JSON_ANSWER)
+
+    url, _ = await serve(hints_first)
+    upstream = client(url)
+    response = await upstream.post(b"/x", [], b"{}")
+    assert response.status == 200
+    assert [name for name, _ in response.headers] == [b"content-type", b"content-length"]
+    assert await body(response) == b"{}"
+    await response.aclose()
+    await upstream.aclose()
 
 
 async def test_slow_reader_pauses_the_upstream(serve):
@@ -294,3 +311,48 @@ async def test_closing_a_response_before_its_end_closes_the_connection(serve):
     await asyncio.wait_for(closed.wait(), 2)  # the upstream saw the connection go at once
     assert upstream.connections() == (0, 0)
     await upstream.aclose()
+
+
+@pytest.fixture
+def tls_upstream(monkeypatch: pytest.MonkeyPatch, tmp_path) -> ssl.SSLContext:
+    """A test CA the client trusts through SSL_CERT_FILE (what OpenSSL's default paths read), and the server
+    context of a certificate it signed for 127.0.0.1 and localhost."""
+    authority = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    return server_context
+
+
+async def test_https_upstream_is_verified_and_kept_alive(tls_upstream: ssl.SSLContext):
+    server = await asyncio.start_server(keep_answering, "127.0.0.1", 0, ssl=tls_upstream)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        upstream = client(f"https://localhost:{port}")
+        for _ in range(2):
+            response = await upstream.post(b"/x", [], b"{}")
+            assert (response.status, await body(response)) == (200, b"{}")
+            await response.aclose()
+        assert upstream.connections() == (0, 1)
+        await upstream.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_https_upstream_with_an_untrusted_certificate_is_refused(tls_upstream: ssl.SSLContext, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE")  # the system's authorities: none of them signed the test certificate
+    server = await asyncio.start_server(keep_answering, "127.0.0.1", 0, ssl=tls_upstream)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        upstream = client(f"https://localhost:{port}", connect_retries=0)
+        with pytest.raises(UpstreamFailure) as failure:
+            await upstream.post(b"/x", [], b"{}")
+        assert failure.value.kind == "connect"
+        assert "CERTIFICATE_VERIFY_FAILED" in failure.value.message
+        await upstream.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
