@@ -1,4 +1,4 @@
-"""Should the gateway's upstream transport be httpx's own (httpcore) or httpx-aiohttp's AiohttpTransport?
+"""Which upstream client should the gateway use: its own (http1), httpx with httpcore, or httpx with httpx-aiohttp?
 
 Builds the app in-process with `create_app(Settings(...), transport=...)` for each transport, serves each with
 uvicorn (uvloop + httptools, as `acedata-proxy serve` does) pinned to the server core, and measures:
@@ -50,14 +50,16 @@ from harness import (
     workspace,
 )
 
-TRANSPORTS = ("httpcore", "aiohttp")  # httpcore = create_app's default (transport=None)
+# http1 = the gateway's own client (its default); httpcore = httpx's default transport (PROXY_UPSTREAM_CLIENT=httpx);
+# aiohttp = httpx with httpx-aiohttp's transport (pip install httpx-aiohttp first)
+TRANSPORTS = ("http1", "httpcore", "aiohttp")
 
 
 # ------------------------------------------------------------------------------------------ server process
 
 
 def make_transport(kind: str, settings: Any) -> Any:
-    if kind == "httpcore":
+    if kind in ("http1", "httpcore"):
         return None
     import httpx
     from httpx_aiohttp import AiohttpTransport
@@ -78,7 +80,8 @@ def serve(kind: str, port: int, upstream: str) -> None:
     from app.main import create_app
     from app.settings import Settings
 
-    settings = Settings(api_token=UPSTREAM_TOKEN, api_base_url=upstream)
+    client = "http1" if kind == "http1" else "httpx"
+    settings = Settings(api_token=UPSTREAM_TOKEN, api_base_url=upstream, upstream_client=client)
     app = create_app(settings, transport=make_transport(kind, settings))
     uvicorn.run(
         app, host=HOST, port=port, loop="uvloop", http="httptools", log_config=None, access_log=False,
@@ -109,7 +112,37 @@ def client_only(upstream_port: int, concurrencies: list[int], requests: int) -> 
     url = f"http://{HOST}:{upstream_port}/openai/responses"
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0)
 
+    async def run_http1(conc: int) -> dict[str, float]:
+        from app.clients.http1 import Http1Client
+
+        client = Http1Client(
+            f"http://{HOST}:{upstream_port}", connect_timeout=5, first_byte_timeout=60, read_timeout=60,
+            max_connections=1000, max_keepalive=200,
+        )  # fmt: skip
+
+        async def worker(count: int) -> None:
+            for _ in range(count):
+                response = await client.post(b"/openai/responses", [(b"content-type", b"application/json")],
+                                             REQUEST_BODY)  # fmt: skip
+                while await response.read():
+                    pass
+                await response.aclose()
+
+        await asyncio.gather(*(worker(50) for _ in range(conc)))
+        per = max(1, requests // conc)
+        before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        await asyncio.gather(*(worker(per) for _ in range(conc)))
+        after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
+        await client.aclose()
+        n = per * conc
+        return {
+            "cpu_us_per_request": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / n * 1e6,
+            "requests_per_s": n / wall,
+        }
+
     async def run(kind: str, conc: int) -> dict[str, float]:
+        if kind == "http1":
+            return await run_http1(conc)
         transport = None
         if kind == "aiohttp":
             from httpx_aiohttp import AiohttpTransport
@@ -309,8 +342,9 @@ def render(results: dict[str, Any]) -> str:
                 f"| {kind} | {conc} | {row['rps']:,.0f} | {row['rps_min']:,.0f}–{row['rps_max']:,.0f} | "
                 f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |"
             )
-        base, alt = summary["httpcore"][str(conc)], summary["aiohttp"][str(conc)]
-        lines.append(f"| aiohttp / httpcore | {conc} | {alt['rps'] / base['rps']:.2f}× | | | |")
+        base = summary["httpcore"][str(conc)]
+        for kind in ("aiohttp", "http1"):
+            lines.append(f"| {kind} / httpcore | {conc} | {summary[kind][str(conc)]['rps'] / base['rps']:.2f}× | | | |")
     if "client_only" in results:
         lines += [
             "",
