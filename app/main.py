@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
-from app import __version__, errors, logs
+from app import __version__, errors, logs, openapi
 from app.auth import KeyStore
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
@@ -68,6 +68,8 @@ def create_app(
         return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
 
     api = FastAPI(title="acedata-proxy", version=__version__, lifespan=lifespan)
+    document = openapi.document(FORWARDED_ROUTES, settings)  # FastAPI cannot see the forwarding routes
+    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness
     api.state.metrics = app_metrics
     api.include_router(health.router)
