@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from app import __version__, errors, logs, openapi
 from app.auth import KeyStore
+from app.drain import EndCutRequests
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
 from app.ratelimit import RateLimiter
@@ -78,7 +79,8 @@ def create_app(
     api.add_exception_handler(HTTPException, errors.handle)
     endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
     route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
-    return ObserveMiddleware(Dispatcher(endpoints, api), app_metrics, route_names, access_log)
+    app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
+    return ObserveMiddleware(app, app_metrics, route_names, access_log)
 
 
 def _reload_on_sighup(keys: KeyStore) -> None:

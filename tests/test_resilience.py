@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,33 +85,58 @@ def test_sigterm_lets_an_inflight_stream_finish_then_exits_0(
     assert "status=200" in line
 
 
-def test_sigterm_past_the_grace_cuts_the_stream_and_exits_in_time(make_gateway: GatewayFactory, fake: FakeUpstream):
-    """The stream outlives PROXY_SHUTDOWN_GRACE: the client's stream ends (it does not hang, and it does not look
-    complete: no `response.completed`), the upstream request is closed, and the process exits 0 in time."""
+def test_sigterm_past_the_grace_ends_the_stream_with_an_error_event(make_gateway: GatewayFactory, fake: FakeUpstream):
+    """The stream outlives PROXY_SHUTDOWN_GRACE: it ends at the grace with an error event (never hangs, never looks
+    complete), the upstream request is closed, and the process exits 0 in time."""
     fake.behaviour.deltas, fake.behaviour.delay = 60, 0.2  # ~13 s: far longer than the grace
     grace = 1.0
     gateway = make_gateway(PROXY_SHUTDOWN_GRACE=str(grace))
-    received = b""
     with httpx.stream("POST", gateway.url + "/openai/responses", json=STREAM, timeout=30) as response:
         chunks = response.iter_raw()
-        received += next(chunks)
+        received = next(chunks)
         signalled = time.monotonic()
         gateway.proc.send_signal(signal.SIGTERM)
-        try:
-            for chunk in chunks:
-                received += chunk
-        except httpx.RemoteProtocolError:
-            pass  # cut mid-body: the client can tell the stream is incomplete
+        for chunk in chunks:
+            received += chunk
         ended = time.monotonic() - signalled
     assert gateway.proc.wait(10) == 0
     exited = time.monotonic() - signalled
     assert grace - 0.2 < ended < grace + 1.5, ended
     assert exited < grace + 2.5, exited
-    names = [name for name, _ in sse_events(received)]
-    assert "response.completed" not in names
-    # what arrived is what the upstream sent, cut short (or ended by an error event, should the gateway send one)
-    assert bytes(fake.exchanges[0].sent).startswith(received) or names[-1] == "error"
+    events = sse_events(received)
+    assert "response.completed" not in [name for name, _ in events]
+    name, data = events[-1]
+    assert name == "error"
+    assert orjson.loads(data)["error"]["code"] == "not_ready"
+    relayed = received[: received.rindex(b"event: error")]
+    assert bytes(fake.exchanges[0].sent).startswith(relayed.removesuffix(b"\n\n")) or relayed == b""
     wait_for(lambda: fake.exchanges[0].closed_early and fake.open_requests == 0, what="upstream request closed")
+    [line] = [line for line in gateway.log().splitlines() if "acedata_proxy.access" in line and "/openai" in line]
+    assert "status=200" in line
+
+
+def test_sigterm_past_the_grace_answers_a_waiting_request_503(make_gateway: GatewayFactory, fake: FakeUpstream):
+    """A request still waiting for the upstream's first byte when the grace runs out gets a 503 in the envelope
+    (SDKs retry it), not uvicorn's plain-text 500."""
+    fake.behaviour.headers_delay = 30
+    gateway = make_gateway(PROXY_SHUTDOWN_GRACE="0.5")
+
+    def stop_once_upstream() -> None:
+        wait_for(lambda: fake.open_requests == 1, what="request upstream")
+        gateway.proc.send_signal(signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_upstream)
+    stopper.start()
+    try:
+        response = httpx.post(gateway.url + "/openai/responses", json={**STREAM, "stream": False}, timeout=10)
+    finally:
+        stopper.join()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert response.headers["x-request-id"]
+    assert gateway.proc.wait(10) == 0
+    wait_for(lambda: fake.open_requests == 0, what="upstream request closed")
+    assert "status=503" in gateway.log()
 
 
 def test_demo_drains_on_sigterm(tmp_path: Path):

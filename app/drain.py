@@ -1,0 +1,80 @@
+"""What a request still running when the shutdown grace (PROXY_SHUTDOWN_GRACE) runs out gets.
+
+uvicorn cancels such requests. Left alone, one that has not answered yet would get uvicorn's plain-text 500 and
+a stream would be cut mid-body. Instead: no status sent yet, a 503 in the error envelope (SDKs retry it); a
+stream, a last error event in its own format, as for any failure after a stream began (DESIGN.md); a JSON body
+under way has no such format, so its connection is still aborted, never left looking complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.errors import NotReady, send_error
+from app.types import ASGIApp, Message, Receive, Scope, Send
+from app.upstream import stream_format
+
+log = logging.getLogger("acedata_proxy.drain")
+
+CUT = NotReady("The gateway is shutting down and cut this request; retry it.")
+
+
+class _Progress:
+    """How far the response has gone: enough to end it properly."""
+
+    __slots__ = ("done", "fmt", "started", "tail")
+
+    def __init__(self) -> None:
+        self.started = self.done = False
+        self.fmt: str | None = None
+        self.tail = b""
+
+    def see(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            headers = dict(message.get("headers", ()))
+            self.fmt = stream_format(bytes(headers.get(b"content-type", b"")))
+        elif message["type"] == "http.response.body":
+            self.tail = (self.tail + bytes(message.get("body", b"")))[-4:]
+            self.done = not message.get("more_body", False)
+
+    def last_event(self) -> bytes:
+        """The error event that ends the stream, after whatever closes a half-sent event or line."""
+        if self.fmt == "sse":
+            ended = not self.tail or self.tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
+        else:
+            ended = not self.tail or self.tail.endswith(b"\n")
+        separator = b"" if ended else (b"\n\n" if self.fmt == "sse" else b"\n")
+        return separator + CUT.stream_event(self.fmt or "ndjson")
+
+
+class EndCutRequests:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        progress = _Progress()
+
+        async def tracked(message: Message) -> None:
+            progress.see(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels only at the end of the grace; a client's disconnect is handled (and uncancelled)
+            # by the endpoint before it gets here
+            if progress.done or (progress.started and progress.fmt is None):
+                raise
+            log.warning("shutdown grace over: request cut (%s)", "stream ended" if progress.started else "503")
+            if progress.started:
+                await send({"type": "http.response.body", "body": progress.last_event(), "more_body": False})
+            else:
+                await send_error(send, CUT)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
