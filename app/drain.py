@@ -31,13 +31,16 @@ class _Progress:
         self.tail = b""
 
     def see(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            self.started = True
-            headers = dict(message.get("headers", ()))
-            self.fmt = stream_format(bytes(headers.get(b"content-type", b"")))
-        elif message["type"] == "http.response.body":
-            self.tail = (self.tail + bytes(message.get("body", b"")))[-4:]
+        if message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            if chunk:
+                self.tail = (self.tail + bytes(chunk[-4:]))[-4:]  # never copies a whole chunk
             self.done = not message.get("more_body", False)
+        elif message["type"] == "http.response.start":
+            self.started = True
+            for name, value in message.get("headers", ()):
+                if name == b"content-type":
+                    self.fmt = stream_format(bytes(value))
 
     def last_event(self) -> bytes:
         """The error event that ends the stream, after whatever closes a half-sent event or line."""
