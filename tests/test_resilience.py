@@ -265,3 +265,26 @@ def test_many_disconnects_leave_nothing_open(gateway: GatewayProcess, fake: Fake
     wait_for(lambda: all(e.closed_early for e in fake.exchanges), timeout=1, what="every upstream closed")
     assert len(fake.exchanges) == 20
     assert_nothing_left_open(gateway, fake, "openai.responses")
+
+
+# --- upstream silence mid-body, per format (the SSE case is in test_upstream.py) ---------------------------
+
+
+def test_silence_mid_body_ends_ndjson_with_an_error_line_and_aborts_json(
+    make_gateway: GatewayFactory, fake: FakeUpstream
+):
+    """(timeouts: see upstream settings) After PROXY_READ_TIMEOUT of silence once the answer began: NDJSON gets
+    an error line; a JSON body has no error format, so its connection is aborted, never left looking complete."""
+    gateway = make_gateway(PROXY_READ_TIMEOUT="0.5")
+    fake.behaviour.stall_after = 2
+    with httpx.stream("POST", gateway.url + "/aichat/conversations", json=AICHAT, headers=NDJSON) as response:
+        lines = [orjson.loads(line) for line in response.iter_lines() if line]
+    assert len(lines) == 3
+    assert lines[-1]["error"]["code"] == "upstream_timeout"
+    fake.behaviour.stall_after = 0  # the JSON answer's status line goes out, its body never does
+    with httpx.stream("POST", gateway.url + "/aichat/conversations", json=AICHAT) as response:
+        assert response.status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            response.read()
+    kinds = scrape(gateway)
+    assert value(kinds, "acedata_proxy_upstream_errors_total", route="aichat.conversations", kind="timeout") == 2
