@@ -58,9 +58,10 @@ class Formatter(logging.Formatter):
 
 
 class CoalescingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Lines logged during one event-loop iteration leave in one write: under load one syscall carries many
-    access lines; at rest a line is written at the end of the iteration that logged it. Without a running
-    loop (start-up, other threads) a line is written at once."""
+    """Access lines logged during one event-loop iteration leave in one write (`queue`): under load one syscall
+    carries many; at rest a line is written at the end of the iteration that logged it. Every other record is
+    written at once, after the queued lines: a worker that dies right after logging (uvicorn re-raises SIGTERM
+    once it has shut down) must not take its last lines with it."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -68,7 +69,9 @@ class CoalescingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
-            self.queue(self.format(record))
+            lines, self.pending = self.pending, []
+            self._write([*lines, self.format(record)])
+            self.stream.flush()
         except Exception:
             self.handleError(record)
 

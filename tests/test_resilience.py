@@ -288,3 +288,11 @@ def test_silence_mid_body_ends_ndjson_with_an_error_line_and_aborts_json(
             response.read()
     kinds = scrape(gateway)
     assert value(kinds, "acedata_proxy_upstream_errors_total", route="aichat.conversations", kind="timeout") == 2
+
+
+def test_workers_keep_their_last_log_lines_on_sigterm(make_gateway: GatewayFactory, fake: FakeUpstream):
+    """uvicorn re-raises SIGTERM in a worker once it has shut down: lines logged just before must be written."""
+    gateway = make_gateway("--workers", "2")
+    assert httpx.post(gateway.url + "/openai/responses", json={"model": "gpt-4.1", "input": "hi"}).status_code == 200
+    assert gateway.stop() == 0
+    assert gateway.log().count("Finished server process") == 2
