@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import tempfile
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -83,37 +84,37 @@ class Metrics:
             PREFIX + "client_disconnects", "Clients that left before the response ended", ["route"], registry=reg
         )
         self.rate_limited = Counter(PREFIX + "rate_limited", "Requests refused by a rate limit", ["key"], registry=reg)
-        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self._inflight: dict[str, Gauge] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def inflight_for(self, route: str) -> Gauge:
-        gauge = self._inflight.get(route)
-        if gauge is None:
-            gauge = self._inflight[route] = self.inflight.labels(route)
-        return gauge
+        return self._child(self.inflight, route)  # type: ignore[no-any-return]
 
     def record(self, info: RequestInfo, status: int, seconds: float) -> None:
         """Everything one finished request contributes; called once, when it ends."""
         model = info.model_label
-        series = self._series.get((info.route, model, status))
-        if series is None:  # label values are bounded, so this cache is too
-            series = (self.requests.labels(info.route, model, str(status)), self.duration.labels(info.route, model))
-            self._series[(info.route, model, status)] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        route, key = info.route, info.key_name or NO_KEY
+        self._child(self.requests, route, model, str(status)).inc()
+        self._child(self.duration, route, model).observe(seconds)
         if info.upstream_ttfb is not None:
-            self.ttfb.labels(info.route, model).observe(info.upstream_ttfb)
+            self._child(self.ttfb, route, model).observe(info.upstream_ttfb)
         if info.upstream_error is not None:
-            self.upstream_errors.labels(info.route, info.upstream_error).inc()
+            self._child(self.upstream_errors, route, info.upstream_error).inc()
         if info.client_disconnected:
-            self.disconnects.labels(info.route).inc()
-        key = info.key_name or NO_KEY
+            self._child(self.disconnects, route).inc()
         if info.rate_limited:
-            self.rate_limited.labels(key).inc()
+            self._child(self.rate_limited, key).inc()
         if info.input_tokens:
-            self.tokens.labels(info.route, model, key, "input").inc(info.input_tokens)
+            self._child(self.tokens, route, model, key, "input").inc(info.input_tokens)
         if info.output_tokens:
-            self.tokens.labels(info.route, model, key, "output").inc(info.output_tokens)
+            self._child(self.tokens, route, model, key, "output").inc(info.output_tokens)
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        """metric.labels(*values), remembered: label values are bounded, so this cache is too, and labels()
+        (a lock, a tuple, a dict) costs more than the increment itself."""
+        child = self._children.get((metric, values))
+        if child is None:
+            child = self._children[(metric, values)] = metric.labels(*values)
+        return child
 
     def close(self) -> None:
         """A worker's clean exit: its in-flight gauge leaves the merged view (its counters stay)."""
