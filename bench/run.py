@@ -753,7 +753,11 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = BENCH_DIR / "results"
     out_dir.mkdir(exist_ok=True)
-    json_path = out_dir / ("smoke.json" if args.smoke else "latest.json")
+    # latest.json is what docs/ were drawn from; an experiment (--no-docs) keeps its own file
+    name = (
+        "smoke.json" if args.smoke else "latest.json" if not args.no_docs else time.strftime("run-%Y%m%d-%H%M%S.json")
+    )
+    json_path = out_dir / name
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     if not args.no_docs:
         png = REPO / "docs" / "benchmark.png"
