@@ -13,7 +13,7 @@ import logging
 
 from app.errors import NotReady, send_error
 from app.types import ASGIApp, Message, Receive, Scope, Send
-from app.upstream import stream_format
+from app.upstream import StreamFormat, separator, stream_format
 
 log = logging.getLogger("acedata_proxy.drain")
 
@@ -27,7 +27,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self.started = self.done = False
-        self.fmt: str | None = None
+        self.fmt: StreamFormat = None
         self.tail = b""
 
     def see(self, message: Message) -> None:
@@ -44,12 +44,7 @@ class _Progress:
 
     def last_event(self) -> bytes:
         """The error event that ends the stream, after whatever closes a half-sent event or line."""
-        if self.fmt == "sse":
-            ended = not self.tail or self.tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r"))
-        else:
-            ended = not self.tail or self.tail.endswith(b"\n")
-        separator = b"" if ended else (b"\n\n" if self.fmt == "sse" else b"\n")
-        return separator + CUT.stream_event(self.fmt or "ndjson")
+        return separator(self.tail, self.fmt) + CUT.stream_event(self.fmt or "ndjson")
 
 
 class EndCutRequests:

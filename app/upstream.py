@@ -129,7 +129,7 @@ class StreamFailed(Exception):
         self.event = event
 
 
-def _separator(tail: bytes, fmt: StreamFormat) -> bytes:
+def separator(tail: bytes, fmt: StreamFormat) -> bytes:
     """What closes a half-sent event, so our error event is parsed as an event of its own."""
     if fmt == "sse":
         return b"" if tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) or not tail else b"\n\n"
@@ -156,7 +156,7 @@ async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: 
         log.warning("upstream failed mid-body: %s", exc.message)
         if fmt is None:
             raise StreamBroken(exc.kind) from exc
-        raise StreamFailed(exc.kind, _separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
+        raise StreamFailed(exc.kind, separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
     return b""
 
 
