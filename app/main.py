@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -47,8 +47,31 @@ def create_app(
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
     limiter = RateLimiter(settings)
 
+    async def readiness() -> list[str]:
+        return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
+
+    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter))
+    document = openapi.document(FORWARDED_ROUTES, settings)  # FastAPI cannot see the forwarding routes
+    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
+    api.state.readiness = readiness
+    api.state.metrics = app_metrics
+    api.include_router(health.router)
+    api.include_router(metrics.router)
+    api.add_exception_handler(Exception, errors.handle)
+    api.add_exception_handler(HTTPException, errors.handle)
+    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
+    route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
+    app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
+    return ObserveMiddleware(app, app_metrics, route_names, access_log)
+
+
+def _lifespan(
+    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shutdown: the upstream pool opens in the serving loop and closes with it."""
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if settings.token is None:
             log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
         await pool.open()
@@ -63,24 +86,9 @@ def create_app(
             yield
         finally:
             await pool.close()
-            app_metrics.close()
+            api.state.metrics.close()
 
-    async def readiness() -> list[str]:
-        return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
-
-    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=lifespan)
-    document = openapi.document(FORWARDED_ROUTES, settings)  # FastAPI cannot see the forwarding routes
-    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
-    api.state.readiness = readiness
-    api.state.metrics = app_metrics
-    api.include_router(health.router)
-    api.include_router(metrics.router)
-    api.add_exception_handler(Exception, errors.handle)
-    api.add_exception_handler(HTTPException, errors.handle)
-    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
-    route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
-    app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
-    return ObserveMiddleware(app, app_metrics, route_names, access_log)
+    return lifespan
 
 
 def _reload_on_sighup(keys: KeyStore) -> None:
