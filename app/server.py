@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -18,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 from app import keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
-from app.metrics import prepare_multiprocess_dir
+from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
 
@@ -91,8 +92,14 @@ def serve(settings: Settings) -> None:
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
     if settings.workers > 1:
         logs.configure(settings)
-        log.info("metrics of %d workers merge in %s", settings.workers, prepare_multiprocess_dir())
-        _serve_workers(settings)
+        ours = multiprocess_dir() is None  # a directory of our own making is removed on the way out
+        directory = prepare_multiprocess_dir()
+        log.info("metrics of %d workers merge in %s", settings.workers, directory)
+        try:
+            _serve_workers(settings)
+        finally:
+            if ours:
+                shutil.rmtree(directory, ignore_errors=True)
         return
     uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
 

@@ -294,5 +294,8 @@ def test_workers_keep_their_last_log_lines_on_sigterm(make_gateway: GatewayFacto
     """uvicorn re-raises SIGTERM in a worker once it has shut down: lines logged just before must be written."""
     gateway = make_gateway("--workers", "2")
     assert httpx.post(gateway.url + "/openai/responses", json={"model": "gpt-4.1", "input": "hi"}).status_code == 200
+    directory = Path(gateway.log().split("workers merge in ", 1)[1].split()[0])
+    assert directory.is_dir()
     assert gateway.stop() == 0
     assert gateway.log().count("Finished server process") == 2
+    assert not directory.exists()  # the metrics directory it made for its workers goes with it
