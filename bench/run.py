@@ -593,7 +593,8 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             "target alike; `× nginx` is the fairer ratio. Direct's p99 of a few ms is scheduling noise on this VM "
             "(wrk saturates its core), which is why an *added p99* can come out negative.",
             "- Every server, the upstream included, shares CPU 1, so the two-worker gateway cannot gain CPU here: "
-            "its row shows that a second worker costs nothing in latency (no delayed-ACK stall), not a speed-up.",
+            "its row shows there is no delayed-ACK stall with workers (no ~40 ms added), and what two processes "
+            "taking turns on one core cost. docs/performance-steps.md has an unpinned run where they can scale.",
             "- A CPU-bound target's latency at concurrency N is mostly queueing: p50 ≈ N / RPS.",
         ]
     if docs and results.get("chart"):
