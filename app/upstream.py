@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 from app import __version__
-from app.clients import UpstreamClient, UpstreamFailure, UpstreamResponse
+from app.clients import ClientOptions, UpstreamClient, UpstreamFailure, UpstreamResponse
 from app.clients.http1 import Http1Client
 from app.errors import NotReady, ProxyError, UpstreamTimeout, UpstreamUnavailable
 from app.settings import Settings
@@ -53,21 +53,16 @@ NDJSON_TYPES = (
 def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> UpstreamClient:
     """The one client every request shares, with explicit timeouts and pool limits. An injected transport
     (unit tests) means httpx, the only client that takes one."""
+    options = ClientOptions(
+        connect_timeout=settings.connect_timeout, first_byte_timeout=settings.first_byte_timeout,
+        read_timeout=settings.read_timeout, max_connections=settings.max_connections,
+        max_keepalive=settings.max_keepalive_connections, connect_retries=settings.connect_retries,
+    )  # fmt: skip
     if transport is not None or settings.upstream_client == "httpx":
         from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need
 
-        return HttpxClient(
-            settings.api_base_url, connect_timeout=settings.connect_timeout,
-            first_byte_timeout=settings.first_byte_timeout, read_timeout=settings.read_timeout,
-            max_connections=settings.max_connections, max_keepalive=settings.max_keepalive_connections,
-            transport=transport,
-        )  # fmt: skip
-    return Http1Client(
-        settings.api_base_url, connect_timeout=settings.connect_timeout,
-        first_byte_timeout=settings.first_byte_timeout, read_timeout=settings.read_timeout,
-        max_connections=settings.max_connections, max_keepalive=settings.max_keepalive_connections,
-        connect_retries=settings.connect_retries,
-    )  # fmt: skip
+        return HttpxClient(settings.api_base_url, options, transport)
+    return Http1Client(settings.api_base_url, options)
 
 
 def request_headers(client_headers: Iterable[tuple[bytes, bytes]], token: bytes, request_id: str) -> Headers:

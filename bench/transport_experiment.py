@@ -113,12 +113,13 @@ def client_only(upstream_port: int, concurrencies: list[int], requests: int) -> 
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30.0)
 
     async def run_http1(conc: int) -> dict[str, float]:
+        from app.clients import ClientOptions
         from app.clients.http1 import Http1Client
 
-        client = Http1Client(
-            f"http://{HOST}:{upstream_port}", connect_timeout=5, first_byte_timeout=60, read_timeout=60,
-            max_connections=1000, max_keepalive=200,
-        )  # fmt: skip
+        options = ClientOptions(
+            connect_timeout=5, first_byte_timeout=60, read_timeout=60, max_connections=1000, max_keepalive=200
+        )
+        client = Http1Client(f"http://{HOST}:{upstream_port}", options)
 
         async def worker(count: int) -> None:
             for _ in range(count):

@@ -7,12 +7,26 @@ rest of the gateway never sees a library's exception.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from app.types import Headers
 
 # bounded: these are the `kind` label of acedata_proxy_upstream_errors_total
 FailureKind = Literal["connect", "timeout", "reset", "protocol"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """Timeouts (seconds) and pool limits, the same for every client."""
+
+    connect_timeout: float  # also the longest wait for a free connection when the pool is full
+    first_byte_timeout: float  # request sent -> response headers
+    read_timeout: float  # longest silence between body bytes
+    max_connections: int
+    max_keepalive: int
+    keepalive_expiry: float = 15.0  # idle connections older than this are not reused
+    connect_retries: int = 2  # new tries of a connection that could not be made (nothing was sent)
 
 
 class UpstreamFailure(Exception):

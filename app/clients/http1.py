@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from app.clients import FailureKind, UpstreamFailure
+from app.clients import ClientOptions, FailureKind, UpstreamFailure
 from app.types import Headers
 
 log = logging.getLogger("acedata_proxy.upstream")
@@ -125,7 +125,7 @@ class Connection(asyncio.Protocol):
                 return b""
             if self.failure is not None:
                 raise self.failure
-            await self.wait(self.client.read_timeout, "between body bytes")
+            await self.wait(self.client.options.read_timeout, "between body bytes")
         chunk = self.chunks.popleft()
         self.buffered -= len(chunk)
         if self.paused and self.buffered <= LOW_WATER and self.transport is not None:
@@ -192,31 +192,14 @@ class Http1Client:
     """Pooled keep-alive connections to one origin. Counts only connections in use against `max_connections`;
     an idle one is always taken before a new one is opened, so the total stays within it too."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout: float,
-        first_byte_timeout: float,
-        read_timeout: float,
-        max_connections: int,
-        max_keepalive: int,
-        keepalive_expiry: float = 15.0,
-        connect_retries: int = 2,
-    ):
+    def __init__(self, base_url: str, options: ClientOptions):
         parts = urlsplit(base_url)
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.tls else 80)
         self.host_header = parts.netloc.encode("idna")
         self.ssl_context = ssl.create_default_context() if self.tls else None
-        self.connect_timeout, self.first_byte_timeout, self.read_timeout = (
-            connect_timeout, first_byte_timeout, read_timeout,
-        )  # fmt: skip
-        self.max_connections, self.max_keepalive, self.keepalive_expiry = (
-            max_connections, max_keepalive, keepalive_expiry,
-        )  # fmt: skip
-        self.connect_retries = connect_retries
+        self.options = options
         self.idle: list[Connection] = []  # most recently used last: reuse the warmest
         self.in_use = 0
         self.waiting: deque[asyncio.Future[None]] = deque()
@@ -234,7 +217,7 @@ class Http1Client:
             while not connection.headers_done:
                 if connection.failure is not None:
                     raise connection.failure
-                await connection.wait(self.first_byte_timeout, "before the response began")
+                await connection.wait(self.options.first_byte_timeout, "before the response began")
         except BaseException:
             connection.released = True
             self._discard(connection)
@@ -242,7 +225,7 @@ class Http1Client:
         return connection
 
     def release(self, connection: Connection) -> None:
-        if not connection.reusable() or self.closed or len(self.idle) >= self.max_keepalive:
+        if not connection.reusable() or self.closed or len(self.idle) >= self.options.max_keepalive:
             self._discard(connection)
             return
         self.in_use -= 1
@@ -275,7 +258,7 @@ class Http1Client:
         now = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
-            if not connection.lost and now - connection.idle_since < self.keepalive_expiry:
+            if not connection.lost and now - connection.idle_since < self.options.keepalive_expiry:
                 self.in_use += 1
                 return connection
             connection.close()
@@ -288,8 +271,8 @@ class Http1Client:
         if connection is not None:  # the usual case, before anything asks for the loop (a getpid() syscall)
             return connection
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.connect_timeout
-        while (connection := self._idle_connection()) is None and self.in_use >= self.max_connections:
+        deadline = loop.time() + self.options.connect_timeout
+        while (connection := self._idle_connection()) is None and self.in_use >= self.options.max_connections:
             waiter = loop.create_future()
             self.waiting.append(waiter)
             try:
@@ -311,11 +294,11 @@ class Http1Client:
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> Connection:
         """A new connection; a refused or unreachable upstream is tried again (nothing was sent yet), with a
         small jittered backoff, `connect_retries` times at most."""
-        for attempt in range(self.connect_retries + 1):
+        for attempt in range(self.options.connect_retries + 1):
             try:
                 return await self._open(loop)
             except UpstreamFailure as exc:
-                if exc.timeout or attempt == self.connect_retries:
+                if exc.timeout or attempt == self.options.connect_retries:
                     raise
                 delay = 0.05 * 2**attempt * random.uniform(0.5, 1.5)
                 log.info("upstream connection failed (%s); retrying in %.0f ms", exc.message, delay * 1000)
@@ -324,13 +307,13 @@ class Http1Client:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Connection:
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(self.options.connect_timeout):
                 _, connection = await loop.create_connection(
                     lambda: Connection(self, loop), self.host, self.port,
                     ssl=self.ssl_context, server_hostname=self.host if self.tls else None,
                 )  # fmt: skip
         except TimeoutError:
-            message = f"connecting to the upstream timed out after {self.connect_timeout:g} s"
+            message = f"connecting to the upstream timed out after {self.options.connect_timeout:g} s"
             raise UpstreamFailure("connect", message, timeout=True) from None
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__

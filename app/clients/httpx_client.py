@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from app.clients import FailureKind, UpstreamFailure
+from app.clients import ClientOptions, FailureKind, UpstreamFailure
 from app.types import Headers
 
 
@@ -53,25 +53,17 @@ class HttpxResponse:
 
 
 class HttpxClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout: float,
-        first_byte_timeout: float,
-        read_timeout: float,
-        max_connections: int,
-        max_keepalive: int,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ):
+    def __init__(self, base_url: str, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url
         self.client = httpx.AsyncClient(
             transport=transport,
-            # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504)
-            timeout=httpx.Timeout(connect=connect_timeout, read=first_byte_timeout, write=read_timeout,
-                                  pool=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive,
-                                keepalive_expiry=15.0),
+            # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504);
+            # it retries no connection either, so connect_retries does not apply
+            timeout=httpx.Timeout(connect=options.connect_timeout, read=options.first_byte_timeout,
+                                  write=options.read_timeout, pool=options.connect_timeout),
+            limits=httpx.Limits(max_connections=options.max_connections,
+                                max_keepalive_connections=options.max_keepalive,
+                                keepalive_expiry=options.keepalive_expiry),
             follow_redirects=False,
             trust_env=False,
         )  # fmt: skip

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import trustme
 
-from app.clients import UpstreamFailure
+from app.clients import ClientOptions, UpstreamFailure
 from app.clients.http1 import HIGH_WATER, Http1Client
 from tests.servers import free_port
 
@@ -63,7 +63,7 @@ class RawServer:
 def client(url: str, **options: float) -> Http1Client:
     settings = {"connect_timeout": 2.0, "first_byte_timeout": 2.0, "read_timeout": 2.0, "max_connections": 10,
                 "max_keepalive": 10, **options}  # fmt: skip
-    return Http1Client(url, **settings)  # type: ignore[arg-type]
+    return Http1Client(url, ClientOptions(**settings))  # type: ignore[arg-type]
 
 
 async def body(response: object) -> bytes:
