@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from app.auth import KeyStore
@@ -27,7 +28,7 @@ from app.models import ModelCatalog
 from app.ratelimit import RateLimiter, Ticket
 from app.schemas import RequestBody, parse_body
 from app.settings import Settings
-from app.types import Headers, Receive, Scope, Send
+from app.types import Receive, Scope, Send
 from app.upstream import (
     StreamBroken,
     StreamFailed,
@@ -82,16 +83,17 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
+def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower-case), from a client's scope or an upstream's answer alike."""
+    for key, value in headers:
         if key == name:
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
-    length = _header(scope, b"content-length")
+    length = _header(scope["headers"], b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
     chunks: list[bytes] = []
@@ -145,10 +147,10 @@ class ForwardEndpoint:
         self.pool.client  # noqa: B018 - raises NotReady while the lifespan has not opened the pool
         key = None
         if self.keys is not None:
-            key = self.keys.authenticate(_header(scope, b"authorization"))
+            key = self.keys.authenticate(_header(scope["headers"], b"authorization"))
             info.key_name = key.name
         body = await read_body(scope, receive, self.settings.max_request_bytes)
-        if not _is_json(_header(scope, b"content-type")):
+        if not _is_json(_header(scope["headers"], b"content-type")):
             raise InvalidRequest("Content-Type must be application/json.")
         parsed = parse_body(self.spec.schema, body, self.catalog)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
@@ -192,7 +194,7 @@ class ForwardEndpoint:
             await response.aclose()
 
     async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
-        fmt = stream_format(_content_type(response.headers))
+        fmt = stream_format(_header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
         await send({**start, "headers": response_headers(response.headers, fmt)})
         tap = UsageTap() if response.status < 400 else None
@@ -210,10 +212,3 @@ class ForwardEndpoint:
                 info.input_tokens, info.output_tokens = tap.input_tokens, tap.output_tokens
         watch.finished = True
         await send({"type": "http.response.body", "body": last, "more_body": False})
-
-
-def _content_type(headers: Headers) -> bytes:
-    for name, value in headers:
-        if name == b"content-type":
-            return value
-    return b""
