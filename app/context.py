@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from app.headers import header
 from app.types import Scope
 
 SCOPE_KEY = "acedata_proxy.request"
@@ -56,10 +57,8 @@ _ids = _Ids()
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's x-request-id when it is a sane token, else a fresh one (never echo arbitrary bytes)."""
-    for name, value in headers:
-        if name == b"x-request-id" and _VALID_REQUEST_ID.fullmatch(value):
-            return value.decode()
-    return next(_ids)
+    value = header(headers, b"x-request-id")
+    return value.decode() if value is not None and _VALID_REQUEST_ID.fullmatch(value) else next(_ids)
 
 
 def request_info(scope: Scope) -> RequestInfo:

@@ -43,12 +43,6 @@ class ProxyError(Exception):
     def body(self) -> bytes:
         return orjson.dumps(self.envelope())
 
-    def stream_event(self, fmt: str) -> bytes:
-        """The error as the last event of a stream whose status line is already sent (DESIGN.md)."""
-        if fmt == "sse":
-            return b"event: error\ndata: " + self.body() + b"\n\n"
-        return self.body() + b"\n"
-
 
 class InvalidRequest(ProxyError):
     status, code, type = 400, "invalid_request", "invalid_request_error"
@@ -98,10 +92,12 @@ class UpstreamTimeout(ProxyError):
     status, code, type = 504, "upstream_timeout", "api_error"
 
 
-def from_http_exception(exc: HTTPException) -> ProxyError:
+def from_http_exception(exc: HTTPException, request: Request) -> ProxyError:
     """Starlette's routing errors (unknown path, wrong method) in our tree."""
     if exc.status_code == 404:
-        return NotFound("Unknown route. See the README for the routes this gateway serves.")
+        served = ", ".join(getattr(request.app.state, "served", ()))
+        asked = f"{request.method} {request.url.path[:200]}"
+        return NotFound(f"Unknown route: {asked}. This gateway serves: {served}.")
     if exc.status_code == 405:
         return MethodNotAllowed("Method not allowed on this route.", headers=dict(exc.headers or {}))
     if 400 <= exc.status_code < 500:
@@ -126,5 +122,5 @@ async def handle(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ProxyError):
         return render(exc)
     if isinstance(exc, HTTPException):
-        return render(from_http_exception(exc))
+        return render(from_http_exception(exc, request))
     return render(ProxyError("Internal gateway error; see the gateway log for this request id."))

@@ -11,33 +11,20 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
+from app import fake_answers as answers
+from app.routes.table import ROUTES
 from app.types import Headers, Receive, Scope, Send
 
 UPSTREAM_ERRORS = {
     400: "bad_request", 401: "invalid_token", 403: "used_up", 404: "no_api", 413: "request_too_large",
     429: "too_many_requests", 500: "api_error", 504: "timeout",
 }  # fmt: skip
-WORDS = [
-    "Hello!",
-    "This",
-    "answer",
-    "streams",
-    "from",
-    "the",
-    "acedata-proxy",
-    "fake",
-    "upstream,",
-    "one",
-    "piece",
-    "at",
-    "a",
-    "time.",
-]
 
 
 @dataclass
@@ -65,6 +52,7 @@ class Exchange:
     finished: bool = False
     closed_early: bool = False
     query: bytes = b""
+    parameter: str = ""  # the path parameter (a response id)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -87,69 +75,7 @@ def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
     return behaviour
 
 
-def _answer(count: int, pad: int = 0) -> list[str]:
-    filler = "~" * pad
-    return [WORDS[i % len(WORDS)] + filler + (" " if i < count - 1 else "") for i in range(count)]
-
-
-def _word_count(value: Any) -> int:
-    return len(orjson.dumps(value).split()) if value is not None else 0
-
-
-def _usage(body: dict[str, Any], output_tokens: int) -> dict[str, Any]:
-    input_tokens = max(1, _word_count(body.get("input")))
-    return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": input_tokens + output_tokens,
-    }
-
-
-def _response(body: dict[str, Any], text: str, pieces: int, status: str = "completed") -> dict[str, Any]:
-    done = status == "completed"
-    return {
-        "id": "resp_" + uuid.uuid4().hex,
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": status,
-        "model": body.get("model"),
-        "output": [
-            {
-                "id": "msg_fake",
-                "type": "message",
-                "status": status,
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}] if done else [],
-            }
-        ],
-        "usage": _usage(body, pieces) if done else None,
-    }
-
-
-def responses_events(body: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
-    """The Responses stream's event objects, in the documented order."""
-    text = "".join(pieces)
-    base = _response(body, "", len(pieces), status="in_progress")
-    item = {"id": "msg_fake", "type": "message", "status": "in_progress", "role": "assistant", "content": []}
-    part = {"type": "output_text", "text": "", "annotations": []}
-    ids = {"item_id": "msg_fake", "output_index": 0, "content_index": 0}
-    final = {**_response(body, text, len(pieces)), "id": base["id"]}
-    events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": base},
-        {"type": "response.in_progress", "response": base},
-        {"type": "response.output_item.added", "output_index": 0, "item": item},
-        {"type": "response.content_part.added", **ids, "part": part},
-        *({"type": "response.output_text.delta", **ids, "delta": p, "logprobs": []} for p in pieces),
-        {"type": "response.output_text.done", **ids, "text": text, "logprobs": []},
-        {"type": "response.content_part.done", **ids, "part": {**part, "text": text}},
-        {"type": "response.output_item.done", "output_index": 0, "item": final["output"][0]},
-        {"type": "response.completed", "response": final},
-    ]
-    for number, event in enumerate(events):
-        event["sequence_number"] = number
-    return events
+Handler = Callable[[dict[str, Any], "Exchange", "_Sender"], Awaitable[None]]
 
 
 class FakeUpstream:
@@ -162,6 +88,28 @@ class FakeUpstream:
         self.exchanges: list[Exchange] = []
         self.record = True
         self.open_requests = 0
+        self.stored: dict[str, dict[str, Any]] = {}  # background responses, by id, for retrieval
+        self.routes = self._routes()
+
+    def _routes(self) -> dict[tuple[str, str], Handler]:
+        """Each upstream route of the gateway's table, served; the table cannot name a route the fake lacks."""
+        handlers: dict[tuple[str, str], Handler] = {
+            ("POST", "/aichat/conversations"): self._aichat,
+            ("POST", "/openai/responses"): self._responses,
+            ("GET", "/openai/responses/{id}"): self._retrieve,
+            ("POST", "/openai/chat/completions"): self._chat,
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/openai/embeddings"): self._embeddings,
+            ("POST", "/openai/images/generations"): self._images,
+            ("GET", "/openai/models"): self._models,
+        }
+        served = {
+            (spec.method, path) for spec in ROUTES for path in (spec.upstream_path, *spec.upstream_paths.values())
+        }
+        missing = served - handlers.keys()
+        if missing:
+            raise RuntimeError(f"the fake upstream does not serve {sorted(missing)}")
+        return handlers
 
     def reset(self) -> None:
         self.behaviour = Behaviour()
@@ -205,11 +153,10 @@ class FakeUpstream:
         if behaviour.status is not None:
             await out.error(behaviour.status, "The fake upstream was told to fail.")
             return
-        route = {
-            ("POST", "/openai/responses"): self._responses,
-            ("POST", "/aichat/conversations"): self._aichat,
-            ("GET", "/openai/models"): self._models,
-        }.get((scope["method"], scope["path"]))
+        path = scope["path"]
+        if path.startswith("/openai/responses/"):
+            path, exchange.parameter = "/openai/responses/{id}", path.rsplit("/", 1)[1]
+        route = self.routes.get((scope["method"], path))
         if route is None:
             await out.error(404, "The API does not exist.")
             return
@@ -221,12 +168,20 @@ class FakeUpstream:
         await route(request, exchange, out)
 
     async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
-        pieces = _answer(self.behaviour.deltas, self.behaviour.pad)
-        if not body.get("stream"):
-            await out.json(200, _response(body, "".join(pieces), len(pieces)))
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        if body.get("background"):
+            final = answers.response(body, pieces)
+            self.stored[final["id"]] = {"body": body, "response": final}
+            await out.json(200, {**answers.response(body, pieces, status="queued"), "id": final["id"]})
             return
+        if not body.get("stream"):
+            await out.json(200, answers.response(body, pieces))
+            return
+        await self._stream_events(body, pieces, out)
+
+    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: _Sender) -> None:
         await out.start(200, b"text/event-stream; charset=utf-8")
-        for event in responses_events(body, pieces):
+        for event in answers.responses_events(body, pieces):
             data = orjson.dumps(event if self.behaviour.sse_style == "events" else {**event, "model": body["model"]})
             prefix = b"event: " + event["type"].encode() + b"\n" if self.behaviour.sse_style == "events" else b""
             await out.chunk(prefix + b"data: " + data + b"\n\n")
@@ -234,8 +189,34 @@ class FakeUpstream:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
+    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        stored = self.stored.get(exchange.parameter)
+        if stored is None:
+            await out.error(404, f"No response with id '{exchange.parameter}'.")
+        elif b"stream=true" in exchange.query:
+            await self._stream_events(stored["body"], answers.answer(self.behaviour.deltas), out)
+        else:
+            await out.json(200, stored["response"])
+
+    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        if not body.get("stream"):
+            await out.json(200, answers.chat_completion(body, pieces))
+            return
+        await out.start(200, b"text/event-stream; charset=utf-8")
+        for chunk in answers.chat_chunks(body, pieces):
+            await out.chunk(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        await out.json(200, answers.embeddings(body))
+
+    async def _images(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        await out.json(200, answers.images(body))
+
     async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
-        pieces = _answer(self.behaviour.deltas, self.behaviour.pad)
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         conversation = body.get("id") or str(uuid.uuid4())
         accept = exchange.header("accept") or ""
         if "application/x-ndjson" not in accept and "text/event-stream" not in accept:

@@ -10,18 +10,22 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, errors, logs, openapi
 from app.auth import KeyStore
-from app.drain import EndCutRequests
+from app.cutoff import ShutdownCutoff
+from app.dispatch import Dispatcher
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
 from app.ratelimit import RateLimiter
-from app.routes import aichat, health, metrics, openai
+from app.routes import health, metrics
 from app.routes.forward import ForwardEndpoint
-from app.routing import Dispatcher
+from app.routes.models import ModelsEndpoint
+from app.routes.table import ROUTES
 from app.settings import Settings
 from app.types import ASGIApp
 from app.upstream import UpstreamPool
@@ -31,8 +35,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acedata_proxy")
 
-FORWARDED_ROUTES = (aichat.CONVERSATIONS, openai.RESPONSES)
-OTHER_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+SERVICE_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+# headers a browser app may read: the request id and the limits' state (CORS hides all others)
+EXPOSED_HEADERS = [
+    "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+]  # fmt: skip
 
 
 def create_app(
@@ -46,12 +54,44 @@ def create_app(
     app_metrics = Metrics(registry)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
     limiter = RateLimiter(settings)
+    models = ModelsEndpoint(ROUTES, settings, keys)
+    api = _service_api(settings, pool, keys, limiter, app_metrics, models.paths())
+    forwarded = [
+        (path, spec.method, spec.name, ForwardEndpoint(spec, settings, pool, keys, limiter))
+        for spec in ROUTES
+        for path in spec.paths
+    ]
+    dispatcher = Dispatcher(
+        [*forwarded, *((path, "GET", "models", models) for path in models.paths())], api, SERVICE_ROUTES
+    )
+    api.state.served = [*dispatcher.served(), *(f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))]
+    app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
+    if settings.cors_origins:
+        app = CORSMiddleware(
+            app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
+        )  # fmt: skip
+    return ObserveMiddleware(app, app_metrics, dispatcher.label, access_log)
+
+
+def _service_api(
+    settings: Settings,
+    pool: UpstreamPool,
+    keys: KeyStore | None,
+    limiter: RateLimiter,
+    app_metrics: Metrics,
+    models_paths: list[str],
+) -> FastAPI:
+    """Health, readiness, metrics, the OpenAPI document and /docs (Swagger UI served from a package, no CDN)."""
 
     async def readiness() -> list[str]:
         return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
 
-    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter))
-    document = openapi.document(FORWARDED_ROUTES, settings)  # FastAPI cannot see the forwarding routes
+    api = FastAPIOffline(
+        title="acedata-proxy", version=__version__, lifespan=_lifespan(pool, keys, limiter, settings),
+        static_url="/docs/assets", redoc_url=None,
+    )  # fmt: skip
+    document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
     api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness
     api.state.metrics = app_metrics
@@ -59,21 +99,16 @@ def create_app(
     api.include_router(metrics.router)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
-    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
-    route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
-    app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
-    return ObserveMiddleware(app, app_metrics, route_names, access_log)
+    return api
 
 
 def _lifespan(
-    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+    pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter, settings: Settings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start-up and shutdown: the upstream pool opens in the serving loop and closes with it."""
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        if settings.token is None:
-            log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
         await pool.open()
         if keys is not None:
             _reload_on_sighup(keys)

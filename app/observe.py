@@ -4,6 +4,7 @@ ends, its metrics and one access log line (both read from the RequestInfo the en
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from app.context import SCOPE_KEY, RequestInfo, request_id_from
 from app.logs import AccessLog
@@ -12,19 +13,19 @@ from app.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, route_names: dict[str, str], access_log: AccessLog):
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_label: Callable[[str], str], access_log: AccessLog):
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        # every label value a path can produce; anything else is "other", so clients cannot mint series
-        self.route_names = route_names
+        # a path's bounded label: its route's name, else "other", so clients cannot mint series
+        self.route_label = route_label
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         info = RequestInfo(request_id_from(scope["headers"]))
-        info.route = self.route_names.get(scope["path"], "other")
+        info.route = self.route_label(scope["path"])
         scope[SCOPE_KEY] = info
         request_id = info.request_id.encode()
 

@@ -1,8 +1,9 @@
 """The OpenAPI document served at /openapi.json (and rendered at /docs).
 
 The forwarding routes are plain ASGI endpoints that FastAPI cannot see, so the document is built here: each
-route's request body from its schema in app/schemas.py with `model` limited to the models it accepts
-(app/models.py plus PROXY_EXTRA_MODELS), and every answer the gateway can give, its own errors included.
+route of the table (app/routes/table.py) with its request body from app/schemas.py, `model` limited to the models
+it accepts (app/catalog.py plus PROXY_EXTRA_MODELS), and every answer the gateway can give, its own errors
+included.
 Upstream bodies pass through unchanged, so their schemas name only the fields clients rely on.
 """
 
@@ -12,19 +13,28 @@ from collections.abc import Iterable
 from typing import Any
 
 from app import __version__
-from app.models import ModelCatalog
-from app.routes.forward import RouteSpec
+from app.catalog import ModelCatalog
+from app.routes.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
 JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
+MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON}
+PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
+
+# "Authorize" in /docs takes a client key; a gateway without a keys file ignores it
+SECURITY_SCHEMES = {
+    "clientKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A client key from the gateway's keys file (sk-...), as the OpenAI SDKs send their api_key.",
+    }
+}
+KEYED: list[dict[str, list[str]]] = [{"clientKey": []}]
+OPTIONAL: list[dict[str, list[str]]] = [{}, {"clientKey": []}]  # a gateway without a keys file takes no key
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _string(description: str) -> dict[str, Any]:
-    return {"type": "string", "description": description}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -60,6 +70,44 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "object", "status"],
         "properties": {"id": {"type": "string"}, "object": {"const": "response"}, "status": {"type": "string"}},
     },
+    "ChatCompletion": {
+        "description": "An OpenAI chat completion, as the upstream sent it.",
+        "type": "object",
+        "required": ["id", "object", "choices"],
+        "properties": {"id": {"type": "string"}, "object": {"const": "chat.completion"}, "choices": {"type": "array"}},
+    },
+    "EmbeddingList": {
+        "description": "OpenAI embeddings, as the upstream sent them.",
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array"}, "usage": {"type": "object"}},
+    },
+    "ImagesResponse": {
+        "description": "Generated images (URLs or base64), as the upstream sent them.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {"created": {"type": "integer"}, "data": {"type": "array"}},
+    },
+    "Model": {
+        "description": "A model this gateway accepts for the calling key.",
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "model"},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string"},
+        },
+    },
+    "ModelList": {
+        "description": "The models this gateway accepts for the calling key.",
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+        },
+    },
     "AichatAnswer": {
         "description": "An aichat answer, as the upstream sent it.",
         "type": "object",
@@ -75,6 +123,11 @@ SSE_EVENT = {
     "type": "object",
     "required": ["data"],
     "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"}},
+}
+
+FORMAT_SCHEMAS = {
+    "sse": SSE_EVENT,
+    "ndjson": {"type": "string", "description": "One JSON object per line, relayed as the upstream sends them."},
 }
 
 REQUEST_ID = {
@@ -104,6 +157,7 @@ def _json_response(description: str, schemas: list[str]) -> dict[str, Any]:
 
 
 def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
+    assert spec.schema is not None
     schema = spec.schema.model_json_schema()
     catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
     model: dict[str, Any] = {"type": "string", "description": "A model this route accepts."}
@@ -113,29 +167,74 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
     return schema
 
 
-def _forward_operation(spec: RouteSpec, path: str) -> dict[str, Any]:
-    streams = {SSE: {"schema": SSE_EVENT}}
-    parameters = []
-    if spec.name == "aichat.conversations":
-        streams[NDJSON] = {"schema": _string("One JSON object per line, relayed as the upstream sends them.")}
-        # any value goes upstream as sent; these three choose the answer's format
-        examples = {kind: {"value": media} for kind, media in (("json", JSON), ("ndjson", NDJSON), ("sse", SSE))}
-        accept = {"name": "accept", "in": "header", "required": False, "schema": {"type": "string"}}
-        parameters.append({**accept, "examples": examples})
-    answer = "AichatAnswer" if spec.name == "aichat.conversations" else "Response"
+def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = []
+    if spec.parameterized:
+        parameters.append({"name": "id", "in": "path", "required": True, "schema": PATH_SCHEMA})
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in sorted(spec.query)
+    ]
+    if "ndjson" in spec.formats:  # a route that can answer NDJSON chooses its format by the accept header
+        examples = {kind: {"value": MEDIA[kind]} for kind in spec.formats}  # any other value goes upstream as sent
+        parameters.append(
+            {"name": "accept", "in": "header", "required": False, "schema": {"type": "string"}, "examples": examples}
+        )
+    return parameters
+
+
+def _body_names(routes: list[RouteSpec]) -> dict[str, str]:
+    """Each route's request-body component: its schema's name, made unique by the route's name where routes
+    share a schema with different model lists (the two chat routes)."""
+    schemas = [spec.schema for spec in routes if spec.schema is not None]
+    return {
+        spec.name: spec.schema.__name__ + ("" if schemas.count(spec.schema) == 1 else "." + spec.name)
+        for spec in routes
+        if spec.schema is not None
+    }
+
+
+def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list[str]]], body: str) -> dict[str, Any]:
+    content = {
+        MEDIA[kind]: {"schema": _ref(spec.answer) if kind == "json" else FORMAT_SCHEMAS[kind]} for kind in spec.formats
+    }
     ok = {
         "description": "The upstream's answer: JSON, or a stream that ends with an error event if it breaks.",
         "headers": {"x-request-id": REQUEST_ID},
-        "content": {JSON: {"schema": _ref(answer)}, **streams},
+        "content": content,
     }
     responses = {"200": ok} | {status: _json_response(*error) for status, error in _FORWARD_ERRORS.items()}
-    return {
+    operation: dict[str, Any] = {
         "operationId": spec.name + ("" if path == spec.paths[0] else "." + path.strip("/").split("/")[0]),
-        "summary": f"Forwarded to the upstream's {spec.upstream_path}",
-        "parameters": parameters,
-        "requestBody": {"required": True, "content": {JSON: {"schema": _ref(spec.schema.__name__)}}},
+        "summary": spec.summary,
+        "description": f"Forwarded to the upstream's `{spec.method} {spec.upstream_for(path)}`.",
+        "parameters": _parameters(spec),
         "responses": responses,
+        "security": security,
     }
+    if spec.schema is not None:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    return {spec.method.lower(): operation}
+
+
+def _models_paths(paths: list[str], security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    refused = {"401": _json_response("Missing or unknown client key.", ["Error"])}
+    found: dict[str, Any] = {}
+    for path in paths:
+        single = path.endswith("{id}")
+        answer = _json_response(
+            "The model." if single else "The models the calling key may use.", ["Model" if single else "ModelList"]
+        )
+        responses = {"200": answer, **refused}
+        operation: dict[str, Any] = {
+            "operationId": "models" + path.replace("/", ".").replace("{id}", "retrieve"),
+            "responses": responses,
+            "security": security,
+        }
+        if single:
+            responses["404"] = _json_response("Not a model this gateway accepts for the key.", ["Error"])
+            operation["parameters"] = [{"name": "id", "in": "path", "required": True, "schema": PATH_SCHEMA}]
+        found[path] = {"get": operation}
+    return found
 
 
 def _get(operation_id: str, responses: dict[str, Any]) -> dict[str, Any]:
@@ -154,10 +253,16 @@ def _service_paths() -> dict[str, Any]:
     }
 
 
-def document(routes: Iterable[RouteSpec], settings: Settings) -> dict[str, Any]:
+def document(routes: Iterable[RouteSpec], models_paths: list[str], settings: Settings) -> dict[str, Any]:
     routes = list(routes)
-    paths = {path: {"post": _forward_operation(spec, path)} for spec in routes for path in spec.paths}
-    schemas = SCHEMAS | {spec.schema.__name__: _request_schema(spec, settings) for spec in routes}
+    security = KEYED if settings.keys_file is not None else OPTIONAL
+    bodies = _body_names(routes)
+    paths = {
+        path: _forward_operation(spec, path, security, bodies.get(spec.name, ""))
+        for spec in routes
+        for path in spec.paths
+    }
+    schemas = SCHEMAS | {bodies[spec.name]: _request_schema(spec, settings) for spec in routes if spec.schema}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -165,6 +270,6 @@ def document(routes: Iterable[RouteSpec], settings: Settings) -> dict[str, Any]:
             "version": __version__,
             "description": "An OpenAI-compatible gateway for the AceData Cloud API.",
         },
-        "paths": paths | _service_paths(),
-        "components": {"schemas": schemas},
+        "paths": paths | _models_paths(models_paths, security) | _service_paths(),
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }

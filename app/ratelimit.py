@@ -21,7 +21,6 @@ from limits.errors import StorageError
 
 from app.errors import ProxyError, RateLimited, RateLimiterUnavailable
 from app.keys import KeyEntry
-from app.schemas import RequestBody
 from app.settings import Settings
 from app.types import Headers
 
@@ -62,12 +61,13 @@ class RateLimiter:
             healthy = False
         return None if healthy else "redis (PROXY_REDIS_URL) is unreachable"
 
-    async def admit(self, key: KeyEntry, body: bytes, parsed: RequestBody, headers: Headers) -> Ticket:
-        """Count the request against the key's limits, adding x-ratelimit-* to `headers`; RateLimited if over."""
+    async def admit(self, key: KeyEntry, body: bytes, output: int, headers: Headers) -> Ticket:
+        """Count the request against the key's limits, adding x-ratelimit-* to `headers`; RateLimited if over.
+        `output`: the output tokens its TPM reservation holds besides the body's estimate."""
         if key.rpm is None and key.tpm is None:
             return Ticket()
         try:
-            return await self._admit(key, body, parsed, headers)
+            return await self._admit(key, body, output, headers)
         except STORAGE_ERRORS as exc:
             if self.settings.rate_limit_fail_open:
                 log.warning("rate limit state unreachable, admitting %s unchecked (fail-open): %s", key.name, exc)
@@ -77,10 +77,10 @@ class RateLimiter:
                 "The gateway cannot check this key's rate limits right now; retry shortly."
             ) from None
 
-    async def _admit(self, key: KeyEntry, body: bytes, parsed: RequestBody, headers: Headers) -> Ticket:
+    async def _admit(self, key: KeyEntry, body: bytes, output: int, headers: Headers) -> Ticket:
         ticket = Ticket()
         if key.tpm is not None:
-            ticket = await self._reserve_tokens(key, key.tpm, _estimate(body, parsed, self.settings), headers)
+            ticket = await self._reserve_tokens(key, key.tpm, max(1, len(body) // BYTES_PER_TOKEN) + output, headers)
         if key.rpm is not None:
             try:
                 await self._count_request(key, key.rpm, headers)
@@ -130,10 +130,3 @@ class RateLimiter:
                 await self.storage.incr(ticket.window_key, 120, amount=actual - ticket.reservation)
             except STORAGE_ERRORS as exc:
                 log.warning("could not settle token usage: %s", exc)
-
-
-def _estimate(body: bytes, parsed: RequestBody, settings: Settings) -> int:
-    extra = parsed.model_extra or {}
-    cap = getattr(parsed, "max_tokens", None) or extra.get("max_output_tokens")
-    output = cap if isinstance(cap, int) and cap > 0 else settings.tpm_output_reservation
-    return max(1, len(body) // BYTES_PER_TOKEN) + output

@@ -6,14 +6,14 @@ Fields not listed here are allowed and forwarded untouched.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from app.catalog import ModelCatalog
 from app.errors import InvalidRequest
-from app.models import ModelCatalog
 
 
 class RequestBody(BaseModel):
@@ -36,15 +36,54 @@ class ResponsesCreate(RequestBody):
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(gt=0)] | None = None
-    tools: Annotated[list[Any], Field(min_length=1)] | None = None
+    max_output_tokens: Annotated[int, Field(gt=0)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    tools: list[Any] | None = None  # `[]` accepted, as OpenAI does: the Agents SDK always sends it
     background: bool | None = None
     stream: bool | None = None
     response_format: dict[str, Any] | None = None
 
 
+Penalty = Annotated[float, Field(ge=-2, le=2)]
+
+
+class ChatCompletionCreate(RequestBody):
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    n: Annotated[int, Field(ge=1, le=128)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_completion_tokens: Annotated[int, Field(gt=0)] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+    stream: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class EmbeddingCreate(RequestBody):
+    input: str | Annotated[list[Any], Field(min_length=1)]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: Annotated[int, Field(ge=1)] | None = None
+
+
+class ImageGenerate(RequestBody):
+    prompt: Annotated[str, Field(min_length=1, max_length=32000)]
+    n: Annotated[int, Field(ge=1, le=10)] | None = None
+    size: Annotated[str, Field(pattern=r"^(auto|\d+x\d+)$")] | None = None
+    quality: Literal["auto", "high", "medium", "low", "hd", "standard"] | None = None
+    response_format: Literal["url", "b64_json"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+
+
 # Unions report one error per branch; one sentence reads better than pydantic's two.
 _FIELD_HINTS = {
     "input": "must be a string or a list of at least one item",
+    "stop": "must be a string or a list of at most 4 strings",
 }
 
 

@@ -18,9 +18,9 @@ from uvicorn.supervisors import Multiprocess
 
 from app import keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
+from app.http_protocol import EnvelopeHttpToolsProtocol
 from app.main import create_app
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
-from app.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
 
 log = logging.getLogger("acedata_proxy.server")

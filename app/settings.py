@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("PROXY_LOG_FORMAT"))
     extra_models: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_EXTRA_MODELS"))
     allow_any_model: bool = Field(False, validation_alias=_env("PROXY_ALLOW_ANY_MODEL"))
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_CORS_ORIGINS"))
     allow_unauthenticated: bool = Field(False, validation_alias=_env("PROXY_ALLOW_UNAUTHENTICATED"))
     rate_limit_fail_open: bool = Field(False, validation_alias=_env("PROXY_RATE_LIMIT_FAIL_OPEN"))
     tpm_output_reservation: int = Field(1024, ge=0, validation_alias=_env("PROXY_TPM_OUTPUT_RESERVATION"))
@@ -77,12 +78,21 @@ class Settings(BaseSettings):
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("extra_models", mode="before")
+    @field_validator("extra_models", "cors_origins", mode="before")
     @classmethod
-    def _split_models(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @field_validator("cors_origins", mode="after")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path):
+                raise ValueError(f"PROXY_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
+        return tuple(origin.rstrip("/") for origin in value)
 
     @property
     def first_byte_timeout(self) -> float:

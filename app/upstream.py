@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from app import __version__
 from app.clients import ClientOptions, UpstreamClient, UpstreamFailure, UpstreamResponse
 from app.clients.http1 import Http1Client
-from app.errors import NotReady, ProxyError, UpstreamTimeout, UpstreamUnavailable
+from app.errors import NotReady, ProxyError, UpstreamNotConfigured, UpstreamTimeout, UpstreamUnavailable
 from app.settings import Settings
-from app.types import Headers, Send
+from app.streams import StreamFormat, closing_event
+from app.types import Send
 from app.usage import UsageTap
 
 if TYPE_CHECKING:
@@ -21,33 +20,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acedata_proxy.upstream")
 
-StreamFormat = Literal["sse", "ndjson"] | None
-
-# Client headers that go upstream (DESIGN.md); everything else, credentials and cookies first, stays here.
-FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"user-agent"})
-
-# Upstream headers that do not come back: hop-by-hop ones, ones the gateway sets itself, and ones that
-# would point the client at the upstream host (alt-svc) or plant its cookies on the gateway's origin.
-DROPPED_RESPONSE_HEADERS = frozenset(
-    {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-        b"trailers", b"transfer-encoding", b"upgrade", b"date", b"server", b"set-cookie", b"alt-svc",
-        b"x-request-id", b"content-length",
-    }
-)  # fmt: skip
-
-DEFAULT_REQUEST_HEADERS = {
-    b"accept": b"*/*",
-    b"content-type": b"application/json",
-    b"user-agent": b"acedata-proxy/" + __version__.encode(),
-}
-
-NDJSON_TYPES = (
-    b"application/x-ndjson",
-    b"application/ndjson",
-    b"application/jsonl",
-    b"application/x-jsonlines",
-)
+NO_TOKEN = "The gateway has no upstream token: set ACEDATACLOUD_API_TOKEN and restart it."
 
 
 def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> UpstreamClient:
@@ -63,44 +36,6 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
 
         return HttpxClient(settings.api_base_url, options, transport)
     return Http1Client(settings.api_base_url, options)
-
-
-def request_headers(client_headers: Iterable[tuple[bytes, bytes]], token: bytes, request_id: str) -> Headers:
-    """Headers for the upstream request: the allowed client headers (with defaults for the ones the client did
-    not send), our token and the request id. `identity`: bytes pass through unchanged, and usage is readable."""
-    headers: dict[bytes, bytes] = {}
-    for name, value in client_headers:  # the first of repeated headers: the one the gateway checked
-        if name in FORWARDED_REQUEST_HEADERS:
-            headers.setdefault(name, value)
-    return [
-        *(DEFAULT_REQUEST_HEADERS | headers).items(),
-        (b"accept-encoding", b"identity"),
-        (b"authorization", b"Bearer " + token),
-        (b"x-request-id", request_id.encode()),
-    ]
-
-
-def stream_format(content_type: bytes) -> StreamFormat:
-    media = content_type.split(b";", 1)[0].strip().lower()
-    if media == b"text/event-stream":
-        return "sse"
-    if media in NDJSON_TYPES:
-        return "ndjson"
-    return None
-
-
-def response_headers(upstream: Headers, fmt: StreamFormat) -> Headers:
-    """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them."""
-    headers = [(name, value) for name, value in upstream if name not in DROPPED_RESPONSE_HEADERS]
-    for name, value in upstream:
-        if name == b"content-length" and fmt is None:
-            headers.append((name, value))
-        elif name == b"x-request-id":
-            headers.append((b"x-upstream-request-id", value))
-    if fmt is not None:
-        headers = [(name, value) for name, value in headers if name != b"cache-control"]
-        headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-    return headers
 
 
 def translate(failure: UpstreamFailure) -> ProxyError:
@@ -124,13 +59,6 @@ class StreamFailed(Exception):
         self.event = event
 
 
-def separator(tail: bytes, fmt: StreamFormat) -> bytes:
-    """What closes a half-sent event, so our error event is parsed as an event of its own."""
-    if fmt == "sse":
-        return b"" if tail.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")) or not tail else b"\n\n"
-    return b"" if tail.endswith(b"\n") or not tail else b"\n"
-
-
 async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: UsageTap | None) -> bytes:
     """Send each upstream chunk on as it arrives, then let `tap` look at it. Returns the body's last piece, for
     the caller to send with `more_body: False` once it has marked the exchange finished: the final chunk (so a
@@ -151,28 +79,41 @@ async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: 
         log.warning("upstream failed mid-body: %s", exc.message)
         if fmt is None:
             raise StreamBroken(exc.kind) from exc
-        raise StreamFailed(exc.kind, separator(tail[-4:], fmt) + translate(exc).stream_event(fmt)) from exc
+        raise StreamFailed(exc.kind, closing_event(tail, fmt, translate(exc))) from exc
     return b""
 
 
 class UpstreamPool:
-    """Owns the shared client for the app's lifetime (opened and closed by the lifespan)."""
+    """Owns the shared client for the app's lifetime (opened and closed by the lifespan), and the one answer to
+    "can requests go upstream now?": no token, or no open pool, is said here and nowhere else."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.transport = transport
         self._client: UpstreamClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.token = (settings.token or "").encode()
+        token = settings.token
+        self._authorization = None if token is None else b"Bearer " + token.encode()
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._client = build_client(self.settings, self.transport)
+        if self._authorization is None:
+            log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    @property
+    def authorization(self) -> bytes:
+        """The upstream's `authorization` value; raises the error a client gets while requests cannot go."""
+        if self._authorization is None:
+            raise UpstreamNotConfigured(NO_TOKEN)
+        if self._client is None:
+            raise NotReady("The upstream pool is not open (the gateway is starting or stopping).")
+        return self._authorization
 
     @property
     def client(self) -> UpstreamClient:
@@ -188,9 +129,9 @@ class UpstreamPool:
         return self._loop
 
     def problem(self) -> str | None:
-        """Why the pool cannot serve now, or None when it can."""
-        if self._client is None:
-            return "upstream pool is not open"
-        if self.settings.token is None:
-            return "ACEDATACLOUD_API_TOKEN is not set"
+        """For /readyz: why the pool cannot serve now, or None when it can."""
+        try:
+            self.authorization  # noqa: B018 - the one check
+        except ProxyError as exc:
+            return exc.message
         return None

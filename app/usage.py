@@ -1,21 +1,32 @@
 """Token usage read from the upstream's bytes as they pass through, JSON bodies and streams alike.
 
 Nothing is buffered or parsed on the way: each chunk is searched for a key that only a usage object carries
-(`"output_tokens"`, `"completion_tokens"`; quotes inside JSON strings are escaped, so model text cannot forge
-them). Only around a hit is a small slice kept and parsed: the usage object itself, never the whole event.
+(the route's `UsageFields.marker`, e.g. `"completion_tokens"`; quotes inside JSON strings are escaped, so model
+text cannot forge it). Only around a hit is a small slice kept and parsed: the usage object, never the event.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import orjson
 
-MARKERS = (b'"output_tokens"', b'"completion_tokens"')
 TAIL = 640  # bytes of the stream kept behind each chunk: enough to reach back from a marker to its `"usage"` key
 GIVE_UP = 64 * 1024  # a usage object never grows this large; stop collecting if it seems to
 
 
-def _has_marker(data: bytes) -> bool:
-    return MARKERS[0] in data or MARKERS[1] in data
+@dataclass(frozen=True, slots=True)
+class UsageFields:
+    """Where a route's answers report usage: a key only the usage object carries, and its two counts."""
+
+    marker: bytes
+    input: str
+    output: str | None  # None: the route reports input tokens only (embeddings); output counts as 0
+
+
+RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens")  # images (gpt-image-1) too
+CHAT_USAGE = UsageFields(b'"completion_tokens"', "prompt_tokens", "completion_tokens")
+EMBEDDINGS_USAGE = UsageFields(b'"prompt_tokens"', "prompt_tokens", None)
 
 
 def _closing_brace(data: bytes, start: int) -> int:
@@ -35,9 +46,10 @@ def _closing_brace(data: bytes, start: int) -> int:
 
 
 class UsageTap:
-    __slots__ = ("_open", "_tail", "input_tokens", "output_tokens")
+    __slots__ = ("_open", "_tail", "fields", "input_tokens", "output_tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, fields: UsageFields) -> None:
+        self.fields = fields
         self._tail = b""
         self._open: bytes | None = None  # bytes from just before a usage object, while it is incomplete
         self.input_tokens: int | None = None
@@ -47,7 +59,7 @@ class UsageTap:
         if self._open is not None:
             self._open += chunk
             self._finish()
-        elif _has_marker(chunk) or _has_marker(self._tail[-32:] + chunk[:32]):
+        elif (marker := self.fields.marker) in chunk or marker in self._tail[-32:] + chunk[:32]:
             self._open = self._tail + chunk
             self._finish()
         # the stream's last TAIL bytes, however small its chunks (small copies only)
@@ -56,7 +68,7 @@ class UsageTap:
     def _finish(self) -> None:
         data = self._open
         assert data is not None
-        marker = max(data.rfind(MARKERS[0]), data.rfind(MARKERS[1]))
+        marker = data.rfind(self.fields.marker)
         key = data.rfind(b'"usage"', 0, marker)
         opening = data.find(b"{", key) if key >= 0 else -1
         if opening < 0 or opening > marker:
@@ -77,7 +89,7 @@ class UsageTap:
             return
         if not isinstance(usage, dict):
             return
-        inputs = usage.get("input_tokens", usage.get("prompt_tokens"))
-        outputs = usage.get("output_tokens", usage.get("completion_tokens"))
+        inputs = usage.get(self.fields.input)
+        outputs = usage.get(self.fields.output) if self.fields.output is not None else 0
         if isinstance(inputs, int) and isinstance(outputs, int):
             self.input_tokens, self.output_tokens = inputs, outputs

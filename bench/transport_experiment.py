@@ -123,7 +123,7 @@ def client_only(upstream_port: int, concurrencies: list[int], requests: int) -> 
 
         async def worker(count: int) -> None:
             for _ in range(count):
-                response = await client.post(b"/openai/responses", [(b"content-type", b"application/json")],
+                response = await client.request("POST", b"/openai/responses", [(b"content-type", b"application/json")],
                                              REQUEST_BODY)  # fmt: skip
                 while await response.read():
                     pass

@@ -8,6 +8,7 @@ import pytest
 from app.errors import RequestTooLarge, UpstreamTimeout
 from app.fake_upstream import FakeUpstream
 from app.settings import MiB
+from app.streams import error_event
 
 
 def test_envelope_shape():
@@ -15,11 +16,11 @@ def test_envelope_shape():
     assert error.envelope() == {
         "error": {"message": "slow", "type": "api_error", "code": "upstream_timeout", "param": None}
     }
-    assert error.stream_event("sse").startswith(b"event: error\ndata: {")
-    assert error.stream_event("ndjson").endswith(b"}\n")
+    assert error_event(error, "sse").startswith(b"event: error\ndata: {")
+    assert error_event(error, "ndjson").endswith(b"}\n")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/openai/../admin", "/openai/responses/", "/openai/chat/completions"])
+@pytest.mark.parametrize("path", ["/nope", "/openai/../admin", "/openai/responses/", "/openai/chat"])
 def test_unknown_route_is_404_envelope(client: httpx.Client, fake: FakeUpstream, path: str):
     response = client.post(path, json={"model": "gpt-4.1", "input": "hi"})
     assert response.status_code == 404

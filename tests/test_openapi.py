@@ -4,6 +4,7 @@ document, invalid bodies are refused and never forwarded, valid ones are forward
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -13,27 +14,54 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
 
+from app.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.fake_upstream import FakeUpstream
-from app.models import AICHAT_MODELS, RESPONSES_MODELS
+from app.routes.table import ROUTES
 from tests.conftest import GatewayFactory, assert_no_secrets
 from tests.servers import GatewayProcess
 
-EXAMPLES = {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 120}  # per forwarding route: ~15 s in all
-INTEGER_FIELDS = ("n", "max_tokens")
-FORWARDED = {"/aichat/conversations", "/openai/responses", "/v1/responses"}
+EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all
+INTEGER_FIELDS = ("n", "max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "dimensions")
+# client path -> upstream path, for every route that takes a body
+FORWARDED = {path: spec.upstream_for(path) for spec in ROUTES if spec.schema is not None for path in spec.paths}
+MODELS_PATHS = {"/v1/models", "/openai/models", "/v1/models/{id}", "/openai/models/{id}"}
+PARAMETERIZED = {path for spec in ROUTES if spec.parameterized for path in spec.paths}
 
 
 def test_openapi_json_documents_the_forwarding_routes(gateway: GatewayProcess):
     document = httpx.get(gateway.url + "/openapi.json").json()
-    assert set(document["paths"]) == FORWARDED | {"/healthz", "/readyz", "/metrics"}
+    service = {"/healthz", "/readyz", "/metrics"}
+    assert set(document["paths"]) == set(FORWARDED) | PARAMETERIZED | MODELS_PATHS | service
     schemas = document["components"]["schemas"]
     assert set(schemas["ResponsesCreate"]["properties"]["model"]["enum"]) == RESPONSES_MODELS
     assert set(schemas["AichatConversation"]["properties"]["model"]["enum"]) == AICHAT_MODELS
+    # the two chat routes share a body schema, not a model list
+    assert set(schemas["ChatCompletionCreate.v1.chat.completions"]["properties"]["model"]["enum"]) == V1_CHAT_MODELS
+    assert set(schemas["ChatCompletionCreate.openai.chat.completions"]["properties"]["model"]["enum"]) == CHAT_MODELS
     assert schemas["ResponsesCreate"]["required"] == ["model", "input"]
     post = document["paths"]["/openai/responses"]["post"]
     assert {"200", "400", "413", "502", "504"} <= set(post["responses"])
     assert set(post["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
-    assert httpx.get(gateway.url + "/docs").status_code == 200  # Swagger UI renders the same document
+    assert post["security"] == [{}, {"clientKey": []}]  # no keys file: a key is optional
+    assert document["components"]["securitySchemes"]["clientKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": document["components"]["securitySchemes"]["clientKey"]["description"],
+    }
+    assert "get" in document["paths"]["/v1/responses/{id}"]
+    assert "stream" in {p["name"] for p in document["paths"]["/v1/responses/{id}"]["get"]["parameters"]}
+
+
+def test_docs_are_served_without_a_cdn(gateway: GatewayProcess):
+    """Swagger UI's page and every asset it loads come from the gateway itself (offline machines, air gaps)."""
+    page = httpx.get(gateway.url + "/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources, page.text
+    for source in sources:
+        assert source.startswith("/"), f"/docs loads {source} from elsewhere"
+        assert httpx.get(gateway.url + source).status_code == 200, source
+    assert "/openapi.json" in page.text
 
 
 def test_openapi_json_follows_the_model_settings(make_gateway: GatewayFactory):
@@ -58,7 +86,7 @@ def check_forwarding(case: Case, response: schemathesis.Response, fake: FakeUpst
     forwarded = fake.exchanges[before:]
     if response.status_code == 200:
         [exchange] = forwarded
-        assert exchange.path == ("/openai/responses" if case.path == "/v1/responses" else case.path)
+        assert exchange.path == FORWARDED[case.path]
         sent = response.request.body
         assert exchange.body == (sent.encode() if isinstance(sent, str) else sent)
     elif response.status_code in (400, 413):
@@ -127,8 +155,8 @@ def test_schemathesis_fuzzes_the_real_gateway(gateway: GatewayProcess, fake: Fak
             for accept in ("application/x-ndjson", "text/event-stream"):
                 positive = GenerationMode.POSITIVE
                 calls[(operation.path, accept)] = fuzz(operation, positive, gateway, fake, session, answered, accept)
-    assert len(calls) == 11
-    assert all(count >= 1 for count in calls.values()), calls  # the GETs take no input: one case each
+    assert len(calls) == 2 * len(FORWARDED) + 2 + len(PARAMETERIZED | MODELS_PATHS) + 3
+    assert all(count >= 1 for count in calls.values()), calls  # the GETs take little input: a few cases each
     assert sum(calls.values()) >= 600, calls
     # every answer format was produced
     formats = {media for path, media in answered if path == "/aichat/conversations"}

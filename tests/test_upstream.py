@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream, RawFaultServer
-from app.upstream import request_headers, response_headers, stream_format
+from app.headers import request_headers, response_headers
+from app.streams import stream_format
 from tests.conftest import GatewayFactory, SdkFactory
 from tests.servers import GatewayProcess, free_port
 
@@ -27,7 +28,7 @@ def test_request_headers_keep_only_the_allowed_ones():
         (b"user-agent", b"ua"), (b"x-request-id", b"spoof"), (b"host", b"evil.example"), (b"connection", b"close"),
         (b"x-forwarded-host", b"evil.example"),
     ]  # fmt: skip
-    headers = request_headers(client, b"tok", "rid")
+    headers = request_headers(client, b"Bearer tok", "rid")
     assert sorted(headers) == sorted([
         (b"accept", b"text/event-stream"), (b"user-agent", b"ua"), (b"content-type", b"application/json"),
         (b"accept-encoding", b"identity"), (b"authorization", b"Bearer tok"), (b"x-request-id", b"rid"),
@@ -35,7 +36,7 @@ def test_request_headers_keep_only_the_allowed_ones():
 
 
 def test_request_headers_default_what_the_client_did_not_send():
-    names = [name for name, _ in request_headers([], b"tok", "rid")]
+    names = [name for name, _ in request_headers([], b"Bearer tok", "rid")]
     assert sorted(names) == sorted(
         [b"accept", b"content-type", b"user-agent", b"accept-encoding", b"authorization", b"x-request-id"]
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.fake_upstream import responses_events
-from app.usage import UsageTap, _closing_brace
+from app.fake_answers import chat_chunks, embeddings, responses_events
+from app.usage import CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields, UsageTap, _closing_brace
 
 
-def feed_all(*chunks: bytes) -> UsageTap:
-    tap = UsageTap()
+def feed_all(*chunks: bytes, fields: UsageFields = RESPONSES_USAGE) -> UsageTap:
+    tap = UsageTap(fields)
     for chunk in chunks:
         tap.feed(chunk)
     return tap
@@ -72,3 +72,35 @@ def test_no_usage_is_no_usage(body: bytes):
 )
 def test_closing_brace_skips_nested_objects(data: bytes, start: int, expected: int):
     assert _closing_brace(data, start) == expected
+
+
+def test_chat_usage_from_a_stream_with_include_usage_split_anywhere():
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "one two"}],
+        "stream_options": {"include_usage": True},
+    }
+    stream = (
+        b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, ["a ", "b ", "c"]))
+        + b"data: [DONE]\n\n"
+    )
+    expected = orjson.loads(stream.split(b"data: ")[-2])["usage"]
+    for cut in range(0, len(stream), 7):
+        tap = feed_all(stream[:cut], stream[cut:], fields=CHAT_USAGE)
+        assert (tap.input_tokens, tap.output_tokens) == (expected["prompt_tokens"], expected["completion_tokens"])
+
+
+def test_chat_stream_without_usage_counts_nothing():
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    stream = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, ["a ", "b"]))
+    tap = feed_all(stream, fields=CHAT_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (None, None)
+
+
+def test_embeddings_usage_is_input_only():
+    tap = feed_all(
+        orjson.dumps(embeddings({"model": "text-embedding-3-small", "input": ["a b c", "d"]})), fields=EMBEDDINGS_USAGE
+    )
+    assert tap.input_tokens is not None
+    assert tap.input_tokens > 0
+    assert tap.output_tokens == 0

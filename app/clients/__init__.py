@@ -1,6 +1,6 @@
 """The upstream HTTP clients behind one small interface: `http1` (the default, built for this hop) and `httpx`.
 
-Everything upstream.py needs from a client is here: send one POST, get the status and headers, read the body
+Everything upstream.py needs from a client is here: send one request, get the status and headers, read the body
 chunk by chunk, close. Each client translates its own exceptions into `UpstreamFailure` at its boundary, so the
 rest of the gateway never sees a library's exception.
 """
@@ -54,7 +54,7 @@ class UpstreamResponse(Protocol):
 
 
 class UpstreamClient(Protocol):
-    async def post(self, path: bytes, headers: Headers, body: bytes) -> UpstreamResponse:
+    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> UpstreamResponse:
         """Send the request; return once the response headers arrived. Raises UpstreamFailure."""
 
     async def aclose(self) -> None: ...

@@ -205,11 +205,11 @@ class Http1Client:
         self.waiting: deque[asyncio.Future[None]] = deque()
         self.closed = False
 
-    async def post(self, path: bytes, headers: Headers, body: bytes) -> Connection:
+    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> Connection:
         head = b"".join(
-            [b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (path, self.host_header)]
+            [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), path, self.host_header)]
             + [name + b": " + value + b"\r\n" for name, value in headers]
-            + [b"content-length: %d\r\n\r\n" % len(body)]
+            + [b"content-length: %d\r\n\r\n" % len(body) if body or method == "POST" else b"\r\n"]
         )
         connection = await self._acquire()
         try:

@@ -68,8 +68,9 @@ class HttpxClient:
             trust_env=False,
         )  # fmt: skip
 
-    async def post(self, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
-        request = self.client.build_request("POST", self.base_url + path.decode(), content=body, headers=headers)
+    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
+        url = self.base_url + path.decode()
+        request = self.client.build_request(method, url, content=body or None, headers=headers)
         try:
             response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:

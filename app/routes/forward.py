@@ -9,50 +9,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
 
 from app.auth import KeyStore
+from app.catalog import ModelCatalog
 from app.clients import UpstreamFailure, UpstreamResponse
 from app.context import RequestInfo, request_info
-from app.errors import (
-    InvalidRequest,
-    ModelNotAllowed,
-    ProxyError,
-    RateLimited,
-    RequestTooLarge,
-    UpstreamNotConfigured,
-    send_error,
-)
-from app.models import ModelCatalog
+from app.errors import InvalidRequest, ModelNotAllowed, ProxyError, RateLimited, RequestTooLarge, send_error
+from app.headers import header, request_headers, response_headers
 from app.ratelimit import RateLimiter, Ticket
+from app.routes.table import RouteSpec
 from app.schemas import RequestBody, parse_body
 from app.settings import Settings
+from app.streams import stream_format
 from app.types import Receive, Scope, Send
-from app.upstream import (
-    StreamBroken,
-    StreamFailed,
-    UpstreamPool,
-    relay,
-    request_headers,
-    response_headers,
-    stream_format,
-    translate,
-)
+from app.upstream import StreamBroken, StreamFailed, UpstreamPool, relay, translate
 from app.usage import UsageTap
 
 log = logging.getLogger("acedata_proxy.forward")
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """One upstream route as clients see it: its paths, its body schema and its documented models."""
-
-    name: str
-    paths: tuple[str, ...]
-    upstream_path: str
-    schema: type[RequestBody]
-    models: frozenset[str]
 
 
 class ClientGone(Exception):
@@ -76,6 +50,20 @@ class _Watch:
             task.cancel()
 
 
+def _query(raw: bytes, allowed: frozenset[str]) -> str:
+    """The client's query string, re-encoded, when it names only the route's parameters; InvalidRequest if not."""
+    if not raw:
+        return ""
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("The query string is not valid.") from None
+    for name, _ in pairs:
+        if name not in allowed:
+            raise InvalidRequest(f"Unknown query parameter '{name[:40]}' for this route.", param=name[:40])
+    return "?" + urlencode(pairs)
+
+
 def _is_json(content_type: bytes | None) -> bool:
     if content_type is None:
         return True
@@ -83,17 +71,9 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-def _header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The first value of header `name` (lower-case), from a client's scope or an upstream's answer alike."""
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
-    length = _header(scope["headers"], b"content-length")
+    length = header(scope["headers"], b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
     chunks: list[bytes] = []
@@ -112,6 +92,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 class ForwardEndpoint:
+    """One route of the table (app/routes/table.py): everything that differs between routes comes from `spec`."""
+
     def __init__(
         self, spec: RouteSpec, settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
     ):
@@ -121,12 +103,12 @@ class ForwardEndpoint:
         self.keys = keys
         self.limiter = limiter
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
-        self.path = spec.upstream_path.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
         try:
             body, ticket = await self._admit(scope, receive, info)
+            target = self._target(scope)
         except ProxyError as exc:
             info.rate_limited = isinstance(exc, RateLimited)
             await send_error(send, exc)
@@ -135,38 +117,56 @@ class ForwardEndpoint:
             info.client_disconnected = True
             return
         try:
-            await self._forward(scope, receive, send, body, info)
+            await self._forward(scope, receive, send, target, body, info)
         finally:
             used = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
             await self.limiter.settle(ticket, used, 0 < info.status < 400 and info.upstream_error is None)
 
     async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, Ticket]:
         """The request body once it has passed every check; nothing is forwarded before this returns."""
-        if self.settings.token is None:
-            raise UpstreamNotConfigured("The gateway has no upstream token: set ACEDATACLOUD_API_TOKEN and restart it.")
-        self.pool.client  # noqa: B018 - raises NotReady while the lifespan has not opened the pool
+        self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
-            key = self.keys.authenticate(_header(scope["headers"], b"authorization"))
+            key = self.keys.authenticate(header(scope["headers"], b"authorization"))
             info.key_name = key.name
-        body = await read_body(scope, receive, self.settings.max_request_bytes)
-        if not _is_json(_header(scope["headers"], b"content-type")):
+        body, parsed = b"", None
+        if self.spec.schema is not None:
+            body = await read_body(scope, receive, self.settings.max_request_bytes)
+            parsed = self._parse(scope, body, info)
+        if key is None:
+            return body, Ticket()
+        if parsed is not None and key.models is not None and parsed.model not in key.models:
+            raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
+        output = self.spec.estimate_output(parsed, self.settings.tpm_output_reservation)
+        return body, await self.limiter.admit(key, body, output, info.response_headers)
+
+    def _parse(self, scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
+        assert self.spec.schema is not None
+        if not _is_json(header(scope["headers"], b"content-type")):
             raise InvalidRequest("Content-Type must be application/json.")
         parsed = parse_body(self.spec.schema, body, self.catalog)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
-        if key is None:
-            return body, Ticket()
-        if key.models is not None and parsed.model not in key.models:
-            raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
-        return body, await self.limiter.admit(key, body, parsed, info.response_headers)
+        return parsed
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
+    def _target(self, scope: Scope) -> bytes:
+        """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
+        the route's own query parameters come from the client."""
+        path: str = scope["path"]
+        if not self.spec.parameterized:
+            return self.spec.upstream_for(path).encode()
+        prefix, _, parameter = path.rpartition("/")  # checked by the dispatcher against PATH_PARAMETER
+        target = self.spec.upstream_for(prefix + "/{id}").replace("{id}", parameter)
+        return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, target: bytes, body: bytes, info: RequestInfo
+    ) -> None:
         loop = self.pool.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
         task: asyncio.Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
         watch = _Watch()
         watcher = loop.create_task(watch.run(receive, task))
         try:
-            await self._exchange(scope, send, body, info, watch)
+            await self._exchange(scope, send, target, body, info, watch)
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
@@ -177,11 +177,13 @@ class ForwardEndpoint:
             watch.finished = True
             watcher.cancel()
 
-    async def _exchange(self, scope: Scope, send: Send, body: bytes, info: RequestInfo, watch: _Watch) -> None:
-        headers = request_headers(scope["headers"], self.pool.token, info.request_id)
+    async def _exchange(
+        self, scope: Scope, send: Send, target: bytes, body: bytes, info: RequestInfo, watch: _Watch
+    ) -> None:
+        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id)
         sent_at = time.perf_counter()
         try:
-            response = await self.pool.client.post(self.path, headers, body)
+            response = await self.pool.client.request(self.spec.method, target, headers, body)
         except UpstreamFailure as exc:
             info.upstream_error = exc.kind
             log.warning("upstream request failed before the response: %s", exc.message)
@@ -194,11 +196,12 @@ class ForwardEndpoint:
             await response.aclose()
 
     async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
-        fmt = stream_format(_header(response.headers, b"content-type") or b"")
+        fmt = stream_format(header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
         await send({**start, "headers": response_headers(response.headers, fmt)})
-        tap = UsageTap() if response.status < 400 else None
-        if tap is None:
+        usage = self.spec.usage
+        tap = UsageTap(usage) if usage is not None and response.status < 400 else None
+        if response.status >= 400:
             info.upstream_error = "status"
         try:
             last = await relay(response, send, fmt, tap)

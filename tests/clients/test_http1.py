@@ -105,7 +105,7 @@ async def test_keep_alive_connection_is_reused_and_the_request_is_exact(serve):
     url, server = await serve(handler)
     upstream = client(url)
     for _ in range(3):
-        response = await upstream.post(b"/openai/responses", [(b"x-a", b"1")], b'{"a": 1}')
+        response = await upstream.request("POST", b"/openai/responses", [(b"x-a", b"1")], b'{"a": 1}')
         assert response.status == 200
         assert (b"content-type", b"application/json") in response.headers
         assert await body(response) == b"{}"
@@ -134,7 +134,7 @@ async def test_chunked_and_close_delimited_bodies_arrive_whole(serve):
     for handler, expected in ((chunked, b"abcde"), (until_close, b"all of it")):
         url, _ = await serve(handler)
         upstream = client(url)
-        response = await upstream.post(b"/x", [], b"{}")
+        response = await upstream.request("POST", b"/x", [], b"{}")
         assert await body(response) == expected
         await response.aclose()
         await upstream.aclose()
@@ -147,7 +147,7 @@ async def test_informational_responses_are_skipped(serve):
 
     url, _ = await serve(hints_first)
     upstream = client(url)
-    response = await upstream.post(b"/x", [], b"{}")
+    response = await upstream.request("POST", b"/x", [], b"{}")
     assert response.status == 200
     assert [name for name, _ in response.headers] == [b"content-type", b"content-length"]
     assert await body(response) == b"{}"
@@ -171,7 +171,7 @@ async def test_slow_reader_pauses_the_upstream(serve):
 
     url, _ = await serve(firehose)
     upstream = client(url)
-    response = await upstream.post(b"/x", [], b"{}")
+    response = await upstream.request("POST", b"/x", [], b"{}")
     await response.read()
     await asyncio.sleep(0.5)  # the reader is away; the upstream keeps trying to send
     assert not finished.is_set()
@@ -196,7 +196,7 @@ async def test_first_byte_and_between_bytes_timeouts(serve):
     upstream = client(url, first_byte_timeout=0.3)
     started = time.monotonic()
     with pytest.raises(UpstreamFailure) as failure:
-        await upstream.post(b"/x", [], b"{}")
+        await upstream.request("POST", b"/x", [], b"{}")
     assert (failure.value.kind, failure.value.timeout) == ("timeout", True)
     assert 0.25 < time.monotonic() - started < 1.5
     assert upstream.connections() == (0, 0)
@@ -204,7 +204,7 @@ async def test_first_byte_and_between_bytes_timeouts(serve):
 
     url, _ = await serve(stalls)
     upstream = client(url, read_timeout=0.3)
-    response = await upstream.post(b"/x", [], b"{}")
+    response = await upstream.request("POST", b"/x", [], b"{}")
     assert await response.read() == b"abc"
     with pytest.raises(UpstreamFailure, match="between body bytes") as failure:
         await response.read()
@@ -227,7 +227,7 @@ async def test_broken_answers_are_failures_of_their_kind(serve, answer: bytes, k
     url, _ = await serve(handler)
     upstream = client(url)
     with pytest.raises(UpstreamFailure) as failure:  # noqa: PT012 - before or after the headers, by case
-        response = await upstream.post(b"/x", [], b"{}")
+        response = await upstream.request("POST", b"/x", [], b"{}")
         await body(response)
     assert failure.value.kind == kind
     assert not failure.value.timeout
@@ -238,7 +238,7 @@ async def test_refused_connection_is_retried_then_fails():
     upstream = client(f"http://127.0.0.1:{free_port()}", connect_retries=2)
     started = time.monotonic()
     with pytest.raises(UpstreamFailure) as failure:
-        await upstream.post(b"/x", [], b"{}")
+        await upstream.request("POST", b"/x", [], b"{}")
     assert failure.value.kind == "connect"
     assert time.monotonic() - started >= 0.05  # two jittered backoffs: 25-75 ms, then 50-150 ms
     assert upstream.connections() == (0, 0)
@@ -253,7 +253,7 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(serve):
     url, server = await serve(one_then_close)
     upstream = client(url)
     for _ in range(2):
-        response = await upstream.post(b"/x", [], b"{}")
+        response = await upstream.request("POST", b"/x", [], b"{}")
         assert await body(response) == b"{}"
         await response.aclose()
         await asyncio.sleep(0.05)  # the upstream's FIN arrives while the connection is idle
@@ -272,12 +272,12 @@ async def test_saturated_pool_waits_then_times_out(serve):
 
     url, _ = await serve(slow)
     upstream = client(url, max_connections=1, connect_timeout=0.3)
-    first = asyncio.create_task(upstream.post(b"/x", [], b"{}"))
+    first = asyncio.create_task(upstream.request("POST", b"/x", [], b"{}"))
     await asyncio.sleep(0.05)
     with pytest.raises(UpstreamFailure, match="no upstream connection became free") as failure:
-        await upstream.post(b"/x", [], b"{}")
+        await upstream.request("POST", b"/x", [], b"{}")
     assert failure.value.timeout
-    waiting = asyncio.create_task(upstream.post(b"/x", [], b"{}"))
+    waiting = asyncio.create_task(upstream.request("POST", b"/x", [], b"{}"))
     release.set()
     response = await first
     assert await body(response) == b"{}"
@@ -305,7 +305,7 @@ async def test_closing_a_response_before_its_end_closes_the_connection(serve):
 
     url, _ = await serve(endless)
     upstream = client(url)
-    response = await upstream.post(b"/x", [], b"{}")
+    response = await upstream.request("POST", b"/x", [], b"{}")
     assert await response.read() == b"x"
     await response.aclose()
     await asyncio.wait_for(closed.wait(), 2)  # the upstream saw the connection go at once
@@ -332,7 +332,7 @@ async def test_https_upstream_is_verified_and_kept_alive(tls_upstream: ssl.SSLCo
     try:
         upstream = client(f"https://localhost:{port}")
         for _ in range(2):
-            response = await upstream.post(b"/x", [], b"{}")
+            response = await upstream.request("POST", b"/x", [], b"{}")
             assert (response.status, await body(response)) == (200, b"{}")
             await response.aclose()
         assert upstream.connections() == (0, 1)
@@ -349,7 +349,7 @@ async def test_https_upstream_with_an_untrusted_certificate_is_refused(tls_upstr
     try:
         upstream = client(f"https://localhost:{port}", connect_retries=0)
         with pytest.raises(UpstreamFailure) as failure:
-            await upstream.post(b"/x", [], b"{}")
+            await upstream.request("POST", b"/x", [], b"{}")
         assert failure.value.kind == "connect"
         assert "CERTIFICATE_VERIFY_FAILED" in failure.value.message
         await upstream.aclose()

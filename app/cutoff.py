@@ -12,10 +12,11 @@ import asyncio
 import logging
 
 from app.errors import NotReady, send_error
+from app.headers import header
+from app.streams import TAIL, StreamFormat, closing_event, stream_format
 from app.types import ASGIApp, Message, Receive, Scope, Send
-from app.upstream import StreamFormat, separator, stream_format
 
-log = logging.getLogger("acedata_proxy.drain")
+log = logging.getLogger("acedata_proxy.cutoff")
 
 CUT = NotReady("The gateway is shutting down and cut this request; retry it.")
 
@@ -34,20 +35,20 @@ class _Progress:
         if message["type"] == "http.response.body":
             chunk = message.get("body", b"")
             if chunk:
-                self.tail = (self.tail + bytes(chunk[-4:]))[-4:]  # never copies a whole chunk
+                self.tail = (self.tail + bytes(chunk[-TAIL:]))[-TAIL:]  # never copies a whole chunk
             self.done = not message.get("more_body", False)
         elif message["type"] == "http.response.start":
             self.started = True
-            for name, value in message.get("headers", ()):
-                if name == b"content-type":
-                    self.fmt = stream_format(bytes(value))
+            self.fmt = stream_format(bytes(header(message.get("headers", ()), b"content-type") or b""))
 
     def last_event(self) -> bytes:
         """The error event that ends the stream, after whatever closes a half-sent event or line."""
-        return separator(self.tail, self.fmt) + CUT.stream_event(self.fmt or "ndjson")
+        return closing_event(self.tail, self.fmt or "ndjson", CUT)
 
 
-class EndCutRequests:
+class ShutdownCutoff:
+    """Ends the requests uvicorn cancels when the shutdown grace runs out, as the module docstring says."""
+
     def __init__(self, app: ASGIApp):
         self.app = app
 

@@ -93,6 +93,13 @@ AICHAT_MODELS = frozenset(
 
 RESPONSES_MODELS = frozenset(
     {
+        "gpt-5.6-luna",
+        "gpt-5.6-sol",
+        "gpt-5.6-terra",
+        "gpt-5.5",
+        "gpt-5.5-pro",
+        "gpt-5.4-mini",
+        "gpt-5.4-nano",
         "gpt-5.4",
         "gpt-5.4-pro",
         "gpt-5.1",
@@ -159,6 +166,54 @@ RESPONSES_MODELS = frozenset(
         "o4-mini-high-all",
     }
 )
+
+
+# From AceData's API reference (its OpenAPI spec, docs/upstream-api.md has the sources)
+CHAT_MODELS = frozenset(
+    {
+        "gpt-35-turbo-16k", "gpt-4", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4.1:free", "gpt-4o",
+        "gpt-4o-2024-05-13", "gpt-4o-all", "gpt-4o-image", "gpt-4o-mini", "gpt-4o-mini:free", "gpt-4o:free",
+        "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5.1", "gpt-5.1-all", "gpt-5.2", "gpt-5.4", "gpt-5.4-mini",
+        "gpt-5.4-nano", "gpt-5.4-pro", "gpt-5.5", "gpt-5.5-pro", "gpt-5.5:free", "gpt-5.6-luna", "gpt-5.6-sol",
+        "gpt-5.6-terra", "gpt-5:free", "gpt-oss:free", "o1", "o1-mini", "o1-pro", "o3", "o3-mini", "o3-pro",
+        "o4-mini",
+    }
+)  # fmt: skip
+
+CLAUDE_MODELS = frozenset(
+    {
+        "claude-3-5-haiku-20241022", "claude-3-5-sonnet-20240620", "claude-3-5-sonnet-20241022",
+        "claude-3-7-sonnet-20250219", "claude-3-haiku-20240307", "claude-3-opus-20240229",
+        "claude-3-sonnet-20240229", "claude-fable-5", "claude-haiku-4-5-20251001", "claude-opus-4-1-20250805",
+        "claude-opus-4-20250514", "claude-opus-4-5-20251101", "claude-opus-4-6", "claude-opus-4-7",
+        "claude-opus-4-8", "claude-opus-5", "claude-sonnet-4-20250514", "claude-sonnet-4-5-20250929",
+        "claude-sonnet-4-6", "claude-sonnet-5",
+    }
+)  # fmt: skip
+
+# the other families AceData lists for its /v1/chat/completions (Gemini, Grok, Kimi, DeepSeek, GLM)
+OTHER_V1_CHAT_MODELS = frozenset(
+    {
+        "deepseek-r1", "deepseek-r1-0528", "deepseek-v3", "deepseek-v3-250324", "deepseek-v3.2-exp",
+        "deepseek-v4-flash", "gemini-2.0-flash", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-flash-preview",
+        "gemini-3.0-pro", "gemini-3.1-pro", "gemini-3.1-pro-preview", "gemini-3.5-flash", "glm-3-turbo",
+        "glm-4.5-air", "glm-4.6", "glm-4.7", "glm-5.1", "glm-5.2", "grok-2-vision", "grok-3", "grok-3-fast",
+        "grok-3-mini", "grok-4", "grok-4-1-fast", "grok-4-1-fast-non-reasoning", "kimi-k2-0711-preview",
+        "kimi-k2-0905-preview", "kimi-k2-instruct-0905", "kimi-k2-thinking", "kimi-k2-thinking-turbo",
+        "kimi-k2-turbo-preview", "kimi-k2.5",
+    }
+)  # fmt: skip
+
+V1_CHAT_MODELS = CHAT_MODELS | CLAUDE_MODELS | OTHER_V1_CHAT_MODELS
+
+EMBEDDING_MODELS = frozenset({"text-embedding-3-large", "text-embedding-3-small", "text-embedding-ada-002"})
+
+IMAGE_MODELS = frozenset(
+    {
+        "dall-e-2", "dall-e-3", "gpt-image-1", "gpt-image-1.5", "gpt-image-2", "gpt-image-2:official",
+        "gpt-image-2:reverse", "nano-banana", "nano-banana-2", "nano-banana-2-lite", "nano-banana-pro",
+    }
+)  # fmt: skip
 
 
 class ModelCatalog:

@@ -1,4 +1,4 @@
-"""EndCutRequests in-process: what a request cancelled by the end of the shutdown grace sends, by how far its
+"""ShutdownCutoff in-process: what a request cancelled by the end of the shutdown grace sends, by how far its
 response had gone. (Over real sockets, with SIGTERM: tests/test_resilience.py.)"""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import orjson
 import pytest
 
-from app.drain import EndCutRequests
+from app.cutoff import ShutdownCutoff
 from app.types import Message, Receive, Scope, Send
 
 SCOPE = {"type": "http", "method": "POST", "path": "/openai/responses", "headers": []}
@@ -36,7 +36,7 @@ async def cut(messages: list[Message]) -> list[Message]:
         return {}
 
     hanging = asyncio.Event()
-    task = asyncio.create_task(EndCutRequests(app_that_hangs_after(messages, hanging))(SCOPE, receive, send))
+    task = asyncio.create_task(ShutdownCutoff(app_that_hangs_after(messages, hanging))(SCOPE, receive, send))
     await hanging.wait()
     task.cancel()
     await task  # ended, not cancelled: the guard answered
