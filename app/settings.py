@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for origin in value:
             parts = urlsplit(origin)
-            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path):
+            if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/")):
                 raise ValueError(f"PROXY_CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
         return tuple(origin.rstrip("/") for origin in value)
 

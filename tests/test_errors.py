@@ -55,3 +55,22 @@ def test_chunked_body_over_the_limit_is_413(client: httpx.Client, fake: FakeUpst
     response = client.post("/openai/responses", content=chunks())
     assert response.status_code == 413
     assert fake.exchanges == []
+
+
+def test_unknown_route_names_the_request_and_the_routes_served(client: httpx.Client, fake: FakeUpstream):
+    message = client.get("/v1/completions").json()["error"]["message"]
+    assert message.startswith("Unknown route: GET /v1/completions. This gateway serves: ")
+    for route in (
+        "POST /v1/chat/completions",
+        "GET /v1/models",
+        "GET /v1/responses/{id}",
+        "POST /aichat/conversations",
+    ):
+        assert route in message
+
+
+def test_wrong_method_names_the_methods_allowed(client: httpx.Client, fake: FakeUpstream):
+    response = client.get("/v1/chat/completions")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["message"] == "Use POST on /v1/chat/completions."

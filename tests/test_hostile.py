@@ -255,7 +255,8 @@ def test_client_headers_cannot_steer_or_reach_the_upstream(gateway: GatewayProce
     ["/openai/../admin", "/openai/responses/../../x", "/v1/../openai/responses", "/openai/%2e%2e/v1/responses",
      "/openai/./responses", "//openai/responses", "/openai/responses/", "/openai//responses", "/OPENAI/RESPONSES",
      "/openai/responses%00", "/openai/responses%20", "/openai/responses;x=1", "/openai/responses.json",
-     "/openai", "/openai/", "/v1", "/v1/chat/completions", "/openai/responses/x", "*", "/" + "a" * 8000],
+     "/openai", "/openai/", "/v1", "/v1/chat/completion", "/openai/responses/x/y", "/v1/responses/..", "*",
+     "/" + "a" * 8000],
 )  # fmt: skip
 def test_path_tricks_are_404(gateway: GatewayProcess, fake: FakeUpstream, target: str):
     assert_refused(send(gateway, request(target=target)), fake, 404, "not_found")

@@ -59,3 +59,15 @@ def test_base_url_must_be_an_origin(monkeypatch: pytest.MonkeyPatch, url: str):
 )
 def test_binds_publicly(host: str, public: bool):
     assert make(PROXY_HOST=host).binds_publicly() is public
+
+
+def test_cors_origins_are_a_list_of_origins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PROXY_CORS_ORIGINS", "http://localhost:5173, https://tools.example.com/")
+    assert make().cors_origins == ("http://localhost:5173", "https://tools.example.com")
+
+
+@pytest.mark.parametrize("origins", ["localhost:3000", "https://x.example/app", "file:///tmp"])
+def test_cors_origin_that_is_not_an_origin_is_refused(monkeypatch: pytest.MonkeyPatch, origins: str):
+    monkeypatch.setenv("PROXY_CORS_ORIGINS", origins)
+    with pytest.raises(ValidationError, match="PROXY_CORS_ORIGINS"):
+        make()

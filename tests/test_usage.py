@@ -42,8 +42,9 @@ def test_usage_split_into_tiny_chunks():
 
 def test_chat_style_usage():
     chunk = b'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15}}\n\ndata: [DONE]\n\n'  # noqa: E501
-    tap = feed_all(chunk)
+    tap = feed_all(chunk, fields=CHAT_USAGE)
     assert (tap.input_tokens, tap.output_tokens) == (11, 4)
+    assert feed_all(chunk).input_tokens is None  # a Responses route does not read chat usage
 
 
 def test_json_body_usage():

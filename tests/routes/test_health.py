@@ -28,5 +28,6 @@ def test_without_token_the_gateway_starts_warns_and_answers_503(make_gateway: Ga
         assert "ACEDATACLOUD_API_TOKEN" in error["message"]
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.status_code == 503
-    assert ready.json()["problems"] == ["ACEDATACLOUD_API_TOKEN is not set"]
+    assert ready.json()["problems"] == ["The gateway has no upstream token: set ACEDATACLOUD_API_TOKEN and restart it."]
+    assert httpx.get(gateway.url + "/v1/models").status_code == 200  # answered by the gateway: no token needed
     assert fake.exchanges == []

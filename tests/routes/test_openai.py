@@ -132,3 +132,64 @@ def test_sdk_raises_typed_error_for_upstream_status(gateway: GatewayProcess, fak
     fake.behaviour.status = 401
     with pytest.raises(openai.AuthenticationError):
         make_sdk(gateway.url + "/v1").responses.create(model="gpt-4.1", input="hi")
+
+
+def test_sdk_stream_helper_builds_the_final_response(gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory):
+    """openai-python's `responses.stream()` helper rebuilds the response from the events: it fails on an `output`
+    that is not empty in response.created (OpenAI sends `output: []` there)."""
+    with make_sdk(gateway.url + "/v1").responses.stream(model="gpt-4.1", input="hi") as stream:
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert final.output_text == "".join(deltas) == "Hello! This answer streams from"
+
+
+def test_empty_tools_list_is_accepted(gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory):
+    """The OpenAI Agents SDK sends `"tools": []` for an agent without tools."""
+    response = make_sdk(gateway.url + "/v1").responses.create(model="gpt-4.1", input="hi", tools=[])
+    assert response.status == "completed"
+    assert orjson.loads(fake.exchanges[0].body)["tools"] == []
+
+
+@pytest.mark.parametrize("prefix", ["/openai", "/v1"])
+def test_background_response_is_retrieved(
+    gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory, prefix: str
+):
+    sdk = make_sdk(gateway.url + prefix)
+    queued = sdk.responses.create(model="gpt-4.1", input="hi", background=True)
+    assert queued.status == "queued"
+    assert queued.output == []
+
+    done = sdk.responses.retrieve(queued.id)
+    assert (done.id, done.status) == (queued.id, "completed")
+    assert done.output_text.startswith("Hello!")
+    with sdk.responses.retrieve(queued.id, stream=True) as stream:
+        types = [event.type for event in stream]
+    assert types[0] == "response.created"
+    assert types[-1] == "response.completed"
+    retrievals = [exchange for exchange in fake.exchanges if exchange.method == "GET"]
+    assert [exchange.path for exchange in retrievals] == [f"/openai/responses/{queued.id}"] * 2
+    assert retrievals[1].query == b"stream=true"
+    assert retrievals[0].body == b""
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/v1/responses/..", 404),  # a dot-segment never reaches the upstream
+        ("/v1/responses/a%2F..%2Fb", 404),  # neither does an encoded slash
+        ("/v1/responses/resp_1?stream=true&evil=1", 400),  # only the route's own query parameters go upstream
+        ("/v1/responses/resp_1?stream=%0d%0ahost:x", 200),  # a value is re-encoded, never a header
+    ],
+)
+def test_retrieve_takes_one_safe_path_segment(client: httpx.Client, fake: FakeUpstream, target: str, status: int):
+    response = client.send(client.build_request("GET", target))
+    forwarded = [exchange for exchange in fake.exchanges if exchange.method == "GET"]
+    if status == 200:
+        assert response.status_code == 404  # the fake upstream knows no such response: its 404 passes through
+        assert response.json()["error"]["code"] == "no_api"
+        [exchange] = forwarded
+        assert (exchange.path, exchange.query) == ("/openai/responses/resp_1", b"stream=%0D%0Ahost%3Ax")
+    else:
+        assert response.status_code == status
+        assert response.json()["error"]["code"] in ("not_found", "invalid_request")
+        assert forwarded == []

@@ -26,7 +26,6 @@ RESPONSES_CASES = [
     ({**RESPONSES, "temperature": "hot"}, "temperature"),
     ({**RESPONSES, "max_tokens": 0}, "max_tokens"),
     ({**RESPONSES, "max_tokens": -5}, "max_tokens"),
-    ({**RESPONSES, "tools": []}, "tools"),
     ({**RESPONSES, "tools": {"type": "web_search"}}, "tools"),
     ({**RESPONSES, "background": "yes"}, "background"),
     ({**RESPONSES, "stream": 1}, "stream"),
