@@ -15,8 +15,7 @@ from schemathesis import Case, GenerationMode
 
 from app.fake_upstream import FakeUpstream
 from app.models import AICHAT_MODELS, RESPONSES_MODELS
-from tests.conftest import GatewayFactory, assert_no_secrets
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
 
 EXAMPLES = {GenerationMode.POSITIVE: 120, GenerationMode.NEGATIVE: 120}  # per forwarding route: ~15 s in all
 INTEGER_FIELDS = ("n", "max_tokens")
