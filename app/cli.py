@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,12 @@ def _keys(args: argparse.Namespace) -> None:
 def _listen_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="listening address (PROXY_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="listening port (PROXY_PORT, default 8000)")
+    parser.add_argument(
+        "--fd",
+        type=int,
+        help="serve on an inherited socket, already bound (file descriptor FD), instead of binding --host/--port; "
+        "the address is read from the socket (for service managers and test harnesses that bind first)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -81,6 +88,21 @@ def _settings(args: argparse.Namespace) -> Settings:
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)]
         sys.exit("acedata-proxy: invalid settings\n" + "\n".join(lines))
+
+
+def _inherited_socket(args: argparse.Namespace) -> socket.socket | None:
+    """The --fd socket, whose own address becomes the settings' host and port."""
+    if args.fd is None:
+        return None
+    if args.host is not None or args.port is not None:
+        sys.exit("acedata-proxy: give --fd or --host/--port, not both")
+    try:
+        sock = socket.socket(fileno=args.fd)  # family, type and protocol are read from the descriptor
+    except OSError as exc:
+        sys.exit(f"acedata-proxy: --fd {args.fd} is not a usable socket: {exc}")
+    sock.set_inheritable(True)  # worker processes receive it too
+    args.host, args.port = sock.getsockname()[:2]
+    return sock
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -95,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
         return
     if command == "serve" and args.command is None:
-        args.host = args.port = args.workers = None
+        args.host = args.port = args.workers = args.fd = None
+    sock = _inherited_socket(args)
     settings = _settings(args)
     try:
         if command == "demo" or getattr(args, "demo", False):
-            server.demo(settings)
+            server.demo(settings, sock)
         else:
-            server.serve(settings)
+            server.serve(settings, sock)
     except server.UnsafeBind as exc:
         sys.exit(f"acedata-proxy: {exc}")

@@ -84,7 +84,8 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve on `sock` when one was handed over (`--fd`), else bind settings.host and settings.port."""
     check_bind(settings)
     check_limits_are_shared(settings)
     _exit_quietly_on_signals()
@@ -96,12 +97,19 @@ def serve(settings: Settings) -> None:
         directory = prepare_multiprocess_dir()
         log.info("metrics of %d workers merge in %s", settings.workers, directory)
         try:
-            _serve_workers(settings)
+            _serve_workers(settings, sock)
         finally:
             if ours:
                 shutil.rmtree(directory, ignore_errors=True)
         return
-    uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
+    if sock is None:
+        uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
+        return
+    # uvicorn's own fd option reads the descriptor as a Unix socket; handed over as a socket, it stays TCP
+    server = uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, **gateway_options(settings)))
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run exits with when the app fails to start
 
 
 class _DrainingSupervisor(Multiprocess):
@@ -116,7 +124,7 @@ class _DrainingSupervisor(Multiprocess):
         super().terminate_all()
 
 
-def _serve_workers(settings: Settings) -> None:
+def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
     """What `uvicorn.run(workers=N)` does, with the supervisor above."""
     config = uvicorn.Config(
         APP_FACTORY,
@@ -126,7 +134,7 @@ def _serve_workers(settings: Settings) -> None:
         workers=settings.workers,
         **gateway_options(settings),
     )
-    _DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
+    _DrainingSupervisor(config, sockets=[sock or config.bind_socket()]).run()
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
@@ -160,7 +168,7 @@ Ctrl-C stops both.
 """
 
 
-async def _demo(settings: Settings) -> None:
+async def _demo(settings: Settings, sock: socket.socket | None) -> None:
     fake_sock = loopback_socket()
     fake_port = fake_sock.getsockname()[1]
     fake = FakeUpstream(token=DEMO_TOKEN, behaviour=Behaviour(deltas=16, delay=0.12))
@@ -174,15 +182,15 @@ async def _demo(settings: Settings) -> None:
     )
     print(DEMO_BANNER.format(host=settings.host, port=settings.port, fake_port=fake_port), flush=True)
     fake_server, gateway_server = uvicorn.Server(fake_config), uvicorn.Server(gateway_config)
-    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve())
+    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve([sock] if sock else None))
 
 
-def demo(settings: Settings) -> None:
+def demo(settings: Settings, sock: socket.socket | None = None) -> None:
     check_bind(settings)
     _exit_quietly_on_signals()
     import uvloop
 
-    uvloop.run(_demo(settings))
+    uvloop.run(_demo(settings, sock))
 
 
 def fake_upstream(host: str, port: int, token: str, behaviour: Behaviour) -> None:

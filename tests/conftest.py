@@ -4,8 +4,7 @@ response any httpx client receives in any test (the OpenAI SDK's included) is sc
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,64 +12,21 @@ import openai
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.servers import GatewayProcess, ThreadServer
+from tests.helpers import (
+    CLIENT_KEY,
+    UPSTREAM_TOKEN,
+    GatewayFactory,
+    GatewayProcess,
+    LeakScanner,
+    SdkFactory,
+    ThreadServer,
+    assert_no_secrets,
+    start_gateway,
+    stop_gateway,
+)
 
-# Distinctive values, so that a leak scan finding them means a leak and nothing else.
-UPSTREAM_TOKEN = "upstream-secret-6f1c9e2ab7"
-CLIENT_KEY = "sk-client-key-must-stay-here-42"
-SECRETS = (UPSTREAM_TOKEN, CLIENT_KEY)
-
-GatewayFactory = Callable[..., GatewayProcess]
-SdkFactory = Callable[..., openai.OpenAI]
-
-
-def assert_no_secrets(text: str | bytes, where: str) -> None:
-    data = text.encode(errors="replace") if isinstance(text, str) else text
-    for secret in SECRETS:
-        assert secret.encode() not in data, f"a secret leaked into {where}"
-
-
-class LeakScanner:
-    """Finds the secrets in response headers and bodies while they stream, chunk boundaries included."""
-
-    def __init__(self) -> None:
-        self.leaks: list[str] = []
-        self.responses = 0
-        self.overlap = max(len(secret) for secret in SECRETS) - 1
-
-    def found(self, data: bytes) -> list[str]:
-        return [secret for secret in SECRETS if secret.encode() in data]
-
-    def headers(self, response: httpx.Response, url: str) -> None:
-        self.responses += 1
-        raw = b"\n".join(name + b": " + value for name, value in response.headers.raw)
-        self.leaks += [f"{secret!r} in the headers of {url}" for secret in self.found(raw)]
-
-    def body(self, chunk: bytes, tail: bytes, url: str) -> bytes:
-        window = tail + chunk
-        self.leaks += [f"{secret!r} in the body of {url}" for secret in self.found(window)]
-        return window[-self.overlap :]
-
-
-class _ScannedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, scanner: LeakScanner, url: str):
-        self.stream, self.scanner, self.url, self.tail = stream, scanner, url, b""
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self.stream:  # type: ignore[union-attr]
-            self.tail = self.scanner.body(chunk, self.tail, self.url)
-            yield chunk
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.stream:  # type: ignore[union-attr]
-            self.tail = self.scanner.body(chunk, self.tail, self.url)
-            yield chunk
-
-    def close(self) -> None:
-        self.stream.close()  # type: ignore[union-attr]
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()  # type: ignore[union-attr]
+# Other names test modules once imported from here, kept importable for them; new tests import tests.helpers.
+__all__ = ["CLIENT_KEY", "UPSTREAM_TOKEN", "GatewayFactory", "SdkFactory", "assert_no_secrets"]
 
 
 @pytest.fixture(scope="session")
@@ -80,16 +36,10 @@ def leak_scanner() -> Iterator[LeakScanner]:
     sync_send, async_send = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
 
     def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
-        response = sync_send(self, request)
-        scanner.headers(response, str(request.url))
-        response.stream = _ScannedStream(response.stream, scanner, str(request.url))
-        return response
+        return scanner.scan(sync_send(self, request), request)
 
     async def handle_async_request(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
-        response = await async_send(self, request)
-        scanner.headers(response, str(request.url))
-        response.stream = _ScannedStream(response.stream, scanner, str(request.url))
-        return response
+        return scanner.scan(await async_send(self, request), request)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
@@ -123,20 +73,6 @@ def fake(fake_app: FakeUpstream, fake_server: ThreadServer) -> FakeUpstream:
     return fake_app
 
 
-def _start(tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
-    return GatewayProcess(env, tmp, args).wait_ready()
-
-
-def _stop(gateway: GatewayProcess) -> None:
-    metrics = ""
-    if gateway.proc.poll() is None:
-        with contextlib.suppress(httpx.TransportError):  # a gateway a test is stopping: nothing to scrape
-            metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
-    gateway.stop()
-    assert_no_secrets(metrics, f"the metrics of {gateway.url}")
-    assert_no_secrets(gateway.log(), f"the gateway log {gateway.log_path}")
-
-
 @pytest.fixture(scope="session")
 def gateway_env(fake_server: ThreadServer) -> dict[str, str]:
     return {"ACEDATACLOUD_API_TOKEN": UPSTREAM_TOKEN, "ACEDATACLOUD_API_BASE_URL": fake_server.url}
@@ -145,9 +81,9 @@ def gateway_env(fake_server: ThreadServer) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str]) -> Iterator[GatewayProcess]:
     """The gateway as users run it, pointed at the fake upstream."""
-    process = _start(tmp_path_factory.mktemp("gateway"), gateway_env)
+    process = start_gateway(tmp_path_factory.mktemp("gateway"), gateway_env)
     yield process
-    _stop(process)
+    stop_gateway(process)
 
 
 @pytest.fixture
@@ -156,13 +92,13 @@ def make_gateway(tmp_path: Path, gateway_env: dict[str, str]) -> Iterator[Gatewa
     started: list[GatewayProcess] = []
 
     def factory(*args: str, **env: str) -> GatewayProcess:
-        process = _start(tmp_path, {**gateway_env, **env}, args)
+        process = start_gateway(tmp_path, {**gateway_env, **env}, args)
         started.append(process)
         return process
 
     yield factory
     for process in started:
-        _stop(process)
+        stop_gateway(process)
 
 
 @pytest.fixture

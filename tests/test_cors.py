@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import GatewayFactory
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayFactory, GatewayProcess
 
 APP = "http://localhost:5173"
 PREFLIGHT = {

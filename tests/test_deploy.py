@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from app.fake_upstream import FakeUpstream
-from tests.servers import ROOT, GatewayProcess
+from tests.helpers import ROOT, GatewayProcess
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "acedata-proxy.json"
 SUFFIXES = ("_bucket", "_count", "_sum", "_total", "_created")

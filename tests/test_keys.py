@@ -10,7 +10,7 @@ import pytest
 
 from app import keys
 from app.keys import KeysFileError
-from tests.servers import ROOT
+from tests.helpers import ROOT
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -10,27 +10,16 @@ import asyncio
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import httpx
 import orjson
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import GatewayFactory
-from tests.servers import GatewayProcess, rss_bytes
-from tests.test_metrics import scrape, value
-from tests.test_upstream import sse_events
+from tests.helpers import GatewayFactory, GatewayProcess, rss_bytes, scrape, settled, sse_events, value, wait_for
 
 MiB = 1024 * 1024
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
 AICHAT = {"model": "gpt-4o", "question": "hi"}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not met within {timeout} s"
-        time.sleep(0.02)
 
 
 async def test_200_concurrent_streams_arrive_intact(gateway: GatewayProcess, fake: FakeUpstream):
@@ -93,19 +82,6 @@ def read_response_head(sock: socket.socket) -> bytes:
     return head
 
 
-def plateau(read: Callable[[], int], timeout: float) -> int:
-    """The value of `read()` once it has stopped changing for 0.5 s."""
-    deadline = time.monotonic() + timeout
-    last, since = read(), time.monotonic()
-    while time.monotonic() - since < 0.5:
-        assert time.monotonic() < deadline, "never settled"
-        time.sleep(0.05)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
-
 def test_slow_readers_do_not_grow_gateway_memory(make_gateway: GatewayFactory, fake: FakeUpstream):
     """Twenty clients stop reading while the upstream sends ~8 MiB each as fast as it can. The gateway must hold
     a bounded amount per stream, not the streams: 160 MiB pass, and its memory grows by a fraction of that.
@@ -120,7 +96,7 @@ def test_slow_readers_do_not_grow_gateway_memory(make_gateway: GatewayFactory, f
     sockets = [slow_reader(gateway.port) for _ in range(readers)]
     try:
         wait_for(lambda: len(fake.exchanges) == readers, 5, "every request upstream")
-        upstream_sent = plateau(lambda: sum(len(e.sent) for e in fake.exchanges), timeout=15)
+        upstream_sent = settled(lambda: sum(len(e.sent) for e in fake.exchanges))
         grown = rss_bytes(pid) - baseline
         assert upstream_sent > 100 * MiB
         assert grown < 40 * MiB, f"the gateway grew by {grown / MiB:.1f} MiB for {upstream_sent / MiB:.0f} MiB"

@@ -9,33 +9,21 @@ import uuid
 
 import httpx
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import CLIENT_KEY, GatewayFactory, SdkFactory
-from tests.servers import GatewayProcess
+from tests.helpers import (
+    CLIENT_KEY,
+    GatewayFactory,
+    GatewayProcess,
+    SdkFactory,
+    delta,
+    inflight,
+    scrape,
+    value,
+    wait_for,
+)
 
 RESPONSES = {"model": "gpt-4.1", "input": "one two three"}
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(gateway: GatewayProcess) -> Samples:
-    response = httpx.get(gateway.url + "/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
 
 
 def test_every_design_metric_is_exported(gateway: GatewayProcess, fake: FakeUpstream):
@@ -83,9 +71,8 @@ def test_inflight_counts_open_streams(gateway: GatewayProcess, fake: FakeUpstrea
     with httpx.stream("POST", gateway.url + "/openai/responses", json={**RESPONSES, "stream": True}) as response:
         chunks = response.iter_raw()  # kept referenced: a collected iterator closes the response
         next(chunks)
-        assert value(scrape(gateway), "acedata_proxy_inflight_requests", route="openai.responses") == 1
-    time.sleep(0.3)
-    assert value(scrape(gateway), "acedata_proxy_inflight_requests", route="openai.responses") == 0
+        assert inflight(gateway, "openai.responses") == 1
+    wait_for(lambda: inflight(gateway, "openai.responses") == 0, what="the gauge back to 0")
 
 
 def test_upstream_errors_and_disconnects_by_kind(gateway: GatewayProcess, fake: FakeUpstream):
@@ -97,7 +84,8 @@ def test_upstream_errors_and_disconnects_by_kind(gateway: GatewayProcess, fake: 
     fake.behaviour.cut_after, fake.behaviour.deltas, fake.behaviour.delay = None, 30, 0.1
     with httpx.stream("POST", gateway.url + "/openai/responses", json={**RESPONSES, "stream": True}) as response:
         next(response.iter_raw())
-    time.sleep(0.5)
+    disconnects = "acedata_proxy_client_disconnects_total"
+    wait_for(lambda: delta(before, scrape(gateway), disconnects, route="openai.responses") == 1, what="disconnect")
     after = scrape(gateway)
     assert delta(before, after, "acedata_proxy_upstream_errors_total", route="openai.responses", kind="status") == 1
     assert delta(before, after, "acedata_proxy_upstream_errors_total", route="openai.responses", kind="protocol") == 1
@@ -158,9 +146,10 @@ def test_json_logs_one_object_per_line_without_bodies(make_gateway: GatewayFacto
     marker = "secret-question-" + uuid.uuid4().hex
     headers = {"x-request-id": "log-test-1", "authorization": f"Bearer {CLIENT_KEY}"}
     body = {"model": "gpt-4o", "question": marker}
+    log = gateway.log_from_now()
     httpx.post(gateway.url + "/aichat/conversations", json=body, headers=headers)
-    time.sleep(0.2)
-    log = gateway.log()
+    log.wait_for('"request_id":"log-test-1"')  # written once the response has been sent
+    log = gateway.log()  # the whole log: this gateway is the test's own
     entries = [orjson.loads(line) for line in log.splitlines() if line.strip()]
     [access] = [e for e in entries if e.get("request_id") == "log-test-1"]
     assert access["logger"] == "acedata_proxy.access"
@@ -174,9 +163,10 @@ def test_json_logs_one_object_per_line_without_bodies(make_gateway: GatewayFacto
 
 
 def test_text_log_line_has_the_request_fields(gateway: GatewayProcess, fake: FakeUpstream):
-    httpx.post(gateway.url + "/openai/responses", json=RESPONSES, headers={"x-request-id": "text-log-1"})
-    time.sleep(0.2)
-    [line] = [line for line in gateway.log().splitlines() if "request_id=text-log-1" in line]
+    log = gateway.log_from_now()
+    request_id = "text-log-" + uuid.uuid4().hex  # the gateway is shared: this request's own line, whatever ran before
+    httpx.post(gateway.url + "/openai/responses", json=RESPONSES, headers={"x-request-id": request_id})
+    line = log.wait_for(f"request_id={request_id}")
     for field in ["method=POST", "route=openai.responses", "model=gpt-4.1", "status=200", "duration_ms=", "bytes="]:
         assert field in line
     assert "tokens_in=3 tokens_out=5" in line

@@ -17,8 +17,7 @@ from schemathesis import Case, GenerationMode
 from app.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.fake_upstream import FakeUpstream
 from app.routes.table import ROUTES
-from tests.conftest import GatewayFactory, assert_no_secrets
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all
 INTEGER_FIELDS = ("n", "max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "dimensions")

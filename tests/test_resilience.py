@@ -18,25 +18,21 @@ import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import GatewayFactory
-from tests.servers import GatewayProcess, free_port, wait_healthy
-from tests.test_cli import run_cli
-from tests.test_metrics import scrape, value
-from tests.test_upstream import sse_events
+from tests.helpers import (
+    CliProcess,
+    GatewayFactory,
+    GatewayProcess,
+    inflight,
+    scrape,
+    sse_events,
+    value,
+    wait_for,
+    wait_healthy,
+)
 
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
 AICHAT = {"model": "gpt-4o", "question": "hi"}
 NDJSON = {"accept": "application/x-ndjson"}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> float:
-    """Seconds until `predicate` holds; fails after `timeout`."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def refuses_connections(port: int) -> bool:
@@ -142,9 +138,8 @@ def test_sigterm_past_the_grace_answers_a_waiting_request_503(make_gateway: Gate
 def test_demo_drains_on_sigterm(tmp_path: Path):
     """`acedata-proxy demo` runs the gateway and its fake upstream in one process: SIGTERM lets the gateway's
     stream finish (the fake keeps serving until the gateway is done), then both stop and the process exits 0."""
-    port = free_port()
-    proc = run_cli(tmp_path, "demo", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
+    cli = CliProcess(tmp_path, "demo", listen=True)
+    proc, port, url = cli.proc, cli.port, cli.url
     try:
         wait_healthy(url, proc)
         with httpx.stream("POST", url + "/openai/responses", json=STREAM, timeout=30) as response:
@@ -160,16 +155,10 @@ def test_demo_drains_on_sigterm(tmp_path: Path):
         assert len(deltas) == 16  # the demo's stream, complete
         assert proc.wait(15) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=20)
+        cli.stop()
 
 
 # --- client disconnects --------------------------------------------------------------------------------------
-
-
-def inflight(gateway: GatewayProcess, route: str) -> float:
-    return value(scrape(gateway), "acedata_proxy_inflight_requests", route=route)
 
 
 def assert_nothing_left_open(gateway: GatewayProcess, fake: FakeUpstream, route: str) -> None:

@@ -16,8 +16,7 @@ import pytest
 from app.fake_upstream import FakeUpstream, RawFaultServer
 from app.headers import request_headers, response_headers
 from app.streams import stream_format
-from tests.conftest import GatewayFactory, SdkFactory
-from tests.servers import GatewayProcess, free_port
+from tests.helpers import GatewayFactory, GatewayProcess, SdkFactory, refused_port, sse_events, wait_for
 
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
 
@@ -91,8 +90,15 @@ def assert_gateway_error(response: httpx.Response, status: int, code: str) -> No
     assert response.headers["x-request-id"]
 
 
-def test_refused_connection_is_502(make_gateway: GatewayFactory):
-    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """An upstream URL whose port is held and not listening: every connection to it is refused."""
+    with refused_port() as sock:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_refused_connection_is_502(make_gateway: GatewayFactory, refused_url: str):
+    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=refused_url)
     assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
 
 
@@ -136,8 +142,8 @@ def test_first_byte_and_silence_timeouts_are_separate(make_gateway: GatewayFacto
     assert time.monotonic() - started < 2
 
 
-def test_refused_connection_is_retried_with_backoff_then_502(make_gateway: GatewayFactory):
-    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{free_port()}", PROXY_CONNECT_RETRIES="2")
+def test_refused_connection_is_retried_with_backoff_then_502(make_gateway: GatewayFactory, refused_url: str):
+    gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=refused_url, PROXY_CONNECT_RETRIES="2")
     started = time.monotonic()
     assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
     assert time.monotonic() - started >= 0.075  # at least the two shortest jittered backoffs
@@ -149,22 +155,6 @@ def test_upstream_errors_are_never_retried(client: httpx.Client, fake: FakeUpstr
     response = client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
     assert response.status_code == 500
     assert len(fake.exchanges) == 1
-
-
-def sse_events(raw: bytes) -> list[tuple[str | None, bytes]]:
-    events = []
-    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
-        if not block.strip():
-            continue
-        name = None
-        data = b""
-        for line in block.split(b"\n"):
-            if line.startswith(b"event: "):
-                name = line[7:].decode()
-            elif line.startswith(b"data: "):
-                data += line[6:]
-        events.append((name, data))
-    return events
 
 
 def test_stall_mid_stream_ends_with_an_error_event(impatient: GatewayProcess, fake: FakeUpstream):
@@ -216,15 +206,6 @@ def test_cut_json_body_aborts_the_connection(client: httpx.Client, fake: FakeUps
     fake.behaviour.cut_after = 0
     with pytest.raises(httpx.RemoteProtocolError):
         client.post("/openai/responses", json={"model": "gpt-4.1", "input": "hi"})
-
-
-def wait_for(predicate, timeout: float = 2.0) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def test_client_disconnect_mid_stream_closes_upstream(client: httpx.Client, fake: FakeUpstream):

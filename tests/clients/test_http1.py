@@ -13,7 +13,7 @@ import trustme
 
 from app.clients import ClientOptions, UpstreamFailure
 from app.clients.http1 import HIGH_WATER, Http1Client
-from tests.servers import free_port
+from tests.helpers import refused_port, wait_for_async
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -235,10 +235,11 @@ async def test_broken_answers_are_failures_of_their_kind(serve, answer: bytes, k
 
 
 async def test_refused_connection_is_retried_then_fails():
-    upstream = client(f"http://127.0.0.1:{free_port()}", connect_retries=2)
-    started = time.monotonic()
-    with pytest.raises(UpstreamFailure) as failure:
-        await upstream.request("POST", b"/x", [], b"{}")
+    with refused_port() as closed:  # held, never listening: connections are refused
+        upstream = client(f"http://127.0.0.1:{closed.getsockname()[1]}", connect_retries=2)
+        started = time.monotonic()
+        with pytest.raises(UpstreamFailure) as failure:
+            await upstream.request("POST", b"/x", [], b"{}")
     assert failure.value.kind == "connect"
     assert time.monotonic() - started >= 0.05  # two jittered backoffs: 25-75 ms, then 50-150 ms
     assert upstream.connections() == (0, 0)
@@ -270,10 +271,10 @@ async def test_saturated_pool_waits_then_times_out(serve):
         writer.write(JSON_ANSWER)
         await keep_answering(reader, writer)
 
-    url, _ = await serve(slow)
+    url, server = await serve(slow)
     upstream = client(url, max_connections=1, connect_timeout=0.3)
     first = asyncio.create_task(upstream.request("POST", b"/x", [], b"{}"))
-    await asyncio.sleep(0.05)
+    await wait_for_async(lambda: server.connections == 1, what="the first request holding the one connection")
     with pytest.raises(UpstreamFailure, match="no upstream connection became free") as failure:
         await upstream.request("POST", b"/x", [], b"{}")
     assert failure.value.timeout

@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import SdkFactory
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayProcess, SdkFactory, wait_for
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -98,10 +97,8 @@ def test_tokens_reach_the_metrics(gateway: GatewayProcess, fake: FakeUpstream, m
         model="gpt-4.1-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
     list(stream)
-    deadline = time.monotonic() + 5  # the counter is written when the request ends, after the last byte
-    while tokens() != before + 5 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert tokens() == before + 5
+    # the counter is written when the request ends, just after the last byte
+    wait_for(lambda: tokens() == before + 5, what="the stream's usage in tokens_total")
 
 
 def test_invalid_chat_bodies_are_refused_and_not_forwarded(client: httpx.Client, fake: FakeUpstream):

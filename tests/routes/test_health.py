@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import GatewayFactory
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayFactory, GatewayProcess
 
 
 def test_healthz_and_readyz(gateway: GatewayProcess):

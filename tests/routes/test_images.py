@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import SdkFactory
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayProcess, SdkFactory
 
 
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])

@@ -10,8 +10,7 @@ import pytest
 
 from app.catalog import CHAT_MODELS, CLAUDE_MODELS, EMBEDDING_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.keys import create
-from tests.conftest import GatewayFactory, SdkFactory
-from tests.servers import GatewayProcess
+from tests.helpers import GatewayFactory, GatewayProcess, SdkFactory
 
 
 def test_sdk_lists_every_model_of_each_base_url(gateway: GatewayProcess, make_sdk: SdkFactory):

@@ -9,8 +9,7 @@ import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.conftest import CLIENT_KEY, UPSTREAM_TOKEN, SdkFactory, assert_no_secrets
-from tests.servers import GatewayProcess
+from tests.helpers import CLIENT_KEY, UPSTREAM_TOKEN, GatewayProcess, SdkFactory, assert_no_secrets
 
 
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])

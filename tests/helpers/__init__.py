@@ -1,0 +1,39 @@
+"""Everything tests share, in one place: real servers on loopback, raw HTTP, waiting for conditions, metrics,
+streams and the secret scans. Test modules import from here (never from each other or from conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import openai
+
+from tests.helpers.gateways import start_gateway, stop_gateway
+from tests.helpers.metrics import Samples, delta, inflight, scrape, value
+from tests.helpers.raw import RawResponse, raw_exchange, read_response
+from tests.helpers.secrets import CLIENT_KEY, SECRETS, UPSTREAM_TOKEN, LeakScanner, assert_no_secrets
+from tests.helpers.servers import (
+    ROOT,
+    CliProcess,
+    GatewayProcess,
+    LogReader,
+    ThreadServer,
+    listening_ports,
+    listening_socket,
+    refused_port,
+    rss_bytes,
+    run_cli,
+    wait_healthy,
+)
+from tests.helpers.streams import sse_events
+from tests.helpers.waiting import settled, wait_for, wait_for_async
+
+GatewayFactory = Callable[..., GatewayProcess]
+SdkFactory = Callable[..., openai.OpenAI]
+
+__all__ = [
+    "CLIENT_KEY", "ROOT", "SECRETS", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory", "GatewayProcess",
+    "LeakScanner", "LogReader", "RawResponse", "Samples", "SdkFactory", "ThreadServer", "assert_no_secrets",
+    "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange", "read_response", "refused_port",
+    "rss_bytes", "run_cli", "scrape", "settled", "sse_events", "start_gateway", "stop_gateway", "value",
+    "wait_for", "wait_for_async", "wait_healthy",
+]  # fmt: skip
