@@ -103,9 +103,7 @@ class FakeUpstream:
             ("POST", "/openai/images/generations"): self._images,
             ("GET", "/openai/models"): self._models,
         }
-        served = {
-            (spec.method, path) for spec in ROUTES for path in (spec.upstream_path, *spec.upstream_paths.values())
-        }
+        served = {(spec.method, spec.upstream_path) for spec in ROUTES}
         missing = served - handlers.keys()
         if missing:
             raise RuntimeError(f"the fake upstream does not serve {sorted(missing)}")

@@ -206,7 +206,7 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
     operation: dict[str, Any] = {
         "operationId": spec.name + ("" if path == spec.paths[0] else "." + path.strip("/").split("/")[0]),
         "summary": spec.summary,
-        "description": f"Forwarded to the upstream's `{spec.method} {spec.upstream_for(path)}`.",
+        "description": f"Forwarded to the upstream's `{spec.method} {spec.upstream_path}`.",
         "parameters": _parameters(spec),
         "responses": responses,
         "security": security,

@@ -103,6 +103,7 @@ class ForwardEndpoint:
         self.keys = keys
         self.limiter = limiter
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
+        self.path = spec.upstream_path.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
@@ -132,7 +133,7 @@ class ForwardEndpoint:
         body, parsed = b"", None
         if self.spec.schema is not None:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
-            parsed = self._parse(scope, body, info)
+            parsed = self._parse(self.spec.schema, scope, body, info)
         if key is None:
             return body, Ticket()
         if parsed is not None and key.models is not None and parsed.model not in key.models:
@@ -140,22 +141,20 @@ class ForwardEndpoint:
         output = self.spec.estimate_output(parsed, self.settings.tpm_output_reservation)
         return body, await self.limiter.admit(key, body, output, info.response_headers)
 
-    def _parse(self, scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
-        assert self.spec.schema is not None
+    def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
         if not _is_json(header(scope["headers"], b"content-type")):
             raise InvalidRequest("Content-Type must be application/json.")
-        parsed = parse_body(self.spec.schema, body, self.catalog)
+        parsed = parse_body(schema, body, self.catalog)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
         return parsed
 
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
-        path: str = scope["path"]
         if not self.spec.parameterized:
-            return self.spec.upstream_for(path).encode()
-        prefix, _, parameter = path.rpartition("/")  # checked by the dispatcher against PATH_PARAMETER
-        target = self.spec.upstream_for(prefix + "/{id}").replace("{id}", parameter)
+            return self.path
+        parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
+        target = self.spec.upstream_path.replace("{id}", parameter)
         return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
 
     async def _forward(

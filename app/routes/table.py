@@ -8,7 +8,7 @@ and its tests. Which upstream path serves each client path, with sources: docs/u
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from app import catalog, schemas
@@ -25,7 +25,7 @@ PATH_PARAMETER = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.:-]{1,200}")
 class RouteSpec:
     name: str  # the `route` metric label and the OpenAPI operation id
     paths: tuple[str, ...]  # as clients call it; a trailing "{id}" is a path parameter
-    upstream_path: str  # where it goes ("{id}" filled in from the client's path)
+    upstream_path: str  # where every one of `paths` goes ("{id}" filled in from the client's path)
     summary: str
     method: Literal["POST", "GET"] = "POST"
     schema: type[schemas.RequestBody] | None = None  # the POST body; None: no body
@@ -37,10 +37,6 @@ class RouteSpec:
     # PROXY_TPM_OUTPUT_RESERVATION; None: the route produces no output tokens (embeddings)
     output_cap: tuple[str, ...] | None = ()
     query: frozenset[str] = frozenset()  # query parameters passed upstream (others are refused)
-    upstream_paths: dict[str, str] = field(default_factory=dict)  # client path -> upstream path, where not the one
-
-    def upstream_for(self, path: str) -> str:
-        return self.upstream_paths.get(path, self.upstream_path)
 
     def estimate_output(self, body: schemas.RequestBody | None, default: int) -> int:
         """The output tokens a TPM reservation holds for this request body."""
