@@ -75,8 +75,10 @@ def _lifespan(
         if settings.token is None:
             log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
         await pool.open()
+        watcher = None
         if keys is not None:
             _reload_on_sighup(keys)
+            watcher = asyncio.create_task(keys.watch())
         if await limiter.problem():
             log.warning(
                 "PROXY_REDIS_URL is unreachable: keys with limits are %s until it is back",
@@ -85,6 +87,8 @@ def _lifespan(
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await pool.close()
             api.state.metrics.close()
 
