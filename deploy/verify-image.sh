@@ -54,7 +54,7 @@ trap cleanup EXIT
 
 install_packages() {
     local missing=()
-    for pkg in podman runc debootstrap podman-compose; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    for pkg in podman runc debootstrap; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || skip "no apt-get to install ${missing[*]}"
     say "installing Debian packages: ${missing[*]}"

@@ -44,7 +44,16 @@ def refused_at_start(name: str, keys_file: Path | None, mount_as: str, needle: s
     """The gateway refuses a bad keys file in one line, with no traceback, and exits non-zero."""
     mount = ["-v", f"{keys_file}:{mount_as}:ro"] if keys_file else []
     result = podman(
-        "run", "--rm", "--name", f"{PREFIX}-{name}", *mount, "-e", f"PROXY_KEYS_FILE={mount_as}", IMAGE, timeout=60
+        "run",
+        "--rm",
+        "--no-healthcheck",
+        "--name",
+        f"{PREFIX}-{name}",
+        *mount,
+        "-e",
+        f"PROXY_KEYS_FILE={mount_as}",
+        IMAGE,
+        timeout=60,
     )
     output = (result.stdout + result.stderr).strip()
     one_line = output.count("\n") == 0 and "Traceback" not in output

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,7 +37,8 @@ RPM = 12
 
 
 def compose(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    command = ["podman-compose", "-p", f"{PREFIX}-team", "-f", str(COMPOSE), *args]
+    # podman-compose from PyPI (.venv): Debian's 1.0.3 adds a bridge network to host-network services
+    command = [str(Path(sys.executable).parent / "podman-compose"), "-p", f"{PREFIX}-team", "-f", str(COMPOSE), *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -100,7 +102,8 @@ def prometheus_checks(prometheus: str) -> None:
 def team_checks(work: Path) -> None:
     fake, entrance, gateway_1, gateway_2, redis, prometheus = free_ports(6)
     start_fake_upstream(fake, "team-fake")
-    key_file = work / "team-keys.toml"
+    (work / "team-keys").mkdir()
+    key_file = work / "team-keys" / "keys.toml"
     key = keys.create(key_file, "team")
     limited = keys.create(key_file, "limited", rpm=RPM)
     key_file.chmod(0o644)  # readable by the replicas' uid 10001
@@ -110,7 +113,7 @@ def team_checks(work: Path) -> None:
         **{name: os.environ[name] for name in ("REDIS_IMAGE", "NGINX_IMAGE", "PROMETHEUS_IMAGE")},
         "ACEDATACLOUD_API_TOKEN": TOKEN,
         "ACEDATACLOUD_API_BASE_URL": f"http://127.0.0.1:{fake}",
-        "KEYS_FILE": str(key_file),
+        "KEYS_DIR": str(key_file.parent),
         "LISTEN": f"127.0.0.1:{entrance}",
         "GATEWAY_1_PORT": str(gateway_1),
         "GATEWAY_2_PORT": str(gateway_2),
