@@ -47,7 +47,6 @@ cleanup() {
     for container in $(podman ps -a --format '{{.Names}}' 2>/dev/null | grep "^$NAME" || true); do
         podman rm -f -t 0 "$container" >/dev/null 2>&1 || true
     done
-    [ -n "${COMPOSE_PROJECT:-}" ] && podman volume rm -f "${COMPOSE_PROJECT}_prometheus-data" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -133,7 +133,7 @@ def team_checks(work: Path) -> None:
             limited,
         )
     finally:
-        compose(env, "down", "-t", "40")
+        compose(env, "down", "-v", "-t", "40")  # -v: the Prometheus volume too
 
 
 def _stack_checks(entrance: str, replicas: list[str], prometheus: str, key: str, limited: str) -> None:
