@@ -105,9 +105,15 @@ fill_wheelhouse() {
 
 build_image() {
     say "building $IMAGE on $PY_IMAGE"
-    podman build -q --format docker --pull=never --network host -v "$WHEELS:/wheels:ro" \
+    local previous
+    previous=$(podman image inspect "$IMAGE" --format '{{.Id}}' 2>/dev/null || true)
+    # --layers=false: no image of the build stage is left behind, only the final one
+    podman build -q --layers=false --format docker --pull=never --network host -v "$WHEELS:/wheels:ro" \
         --build-arg BASE_IMAGE="$PY_IMAGE" --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels \
         -t "$IMAGE" . >/dev/null
+    # the image this build replaced, now nameless (kept if it is still the same image, or used elsewhere)
+    [ -n "$previous" ] && [ "$(podman image inspect "$IMAGE" --format '{{.Id}}')" != "$previous" ] \
+        && { podman rmi "$previous" >/dev/null 2>&1 || true; }
     local size user check
     size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
     user=$(podman image inspect "$IMAGE" --format '{{.Config.User}}')

@@ -68,15 +68,14 @@ def status(url: str, **headers: str) -> int:
 
 def stream_through_sdk(base_url: str, key: str) -> tuple[int, float, float]:
     """(deltas received, seconds to the first, seconds to the end) of one streamed Responses request."""
-    started = time.monotonic()
     first = 0.0
     count = 0
-    with (
-        openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30) as sdk,
-        sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream,
-    ):
-        for event in stream:
-            if event.type == "response.output_text.delta":
-                count += 1
-                first = first or time.monotonic() - started
+    with openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30) as sdk:
+        responses = sdk.responses  # the SDK loads its modules on first use: not part of the request's time
+        started = time.monotonic()
+        with responses.create(model="gpt-4.1", input="hi", stream=True) as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    count += 1
+                    first = first or time.monotonic() - started
     return count, first, time.monotonic() - started
