@@ -14,6 +14,13 @@ ROOT=$PWD
 SKIP=77
 START=$SECONDS
 
+# podman runs rootful here (rootless podman would keep images per user, and debootstrap needs root anyway)
+if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null && exec sudo -n "$0" "$@"
+    echo "verify-image: SKIP: needs root or passwordless sudo (podman runs rootful here)"
+    exit $SKIP
+fi
+
 MIN_IMAGE=localhost/acedata-verify-bookworm:minbase
 PY_IMAGE=localhost/acedata-verify-python:bookworm
 IMAGE=localhost/acedata-proxy:verify
@@ -28,7 +35,6 @@ WORK=$(mktemp -d /tmp/acedata-verify.XXXXXX)
 
 say() { printf '%s\n' "verify-image: $*"; }
 skip() { say "SKIP: $*"; exit $SKIP; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 # podman 4.3 picks crun, which refuses these cgroups; runc needs explicit rlimits; only host networking works.
 # A containers.conf of our own (CONTAINERS_CONF replaces the system's) says so once, for podman-compose too.
@@ -47,6 +53,7 @@ cleanup() {
     for container in $(podman ps -a --format '{{.Names}}' 2>/dev/null | grep "^$NAME" || true); do
         podman rm -f -t 0 "$container" >/dev/null 2>&1 || true
     done
+    podman volume rm -f "$NAME-team_prometheus-data" >/dev/null 2>&1 || true  # the team stack's, if it was cut
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -57,8 +64,8 @@ install_packages() {
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || skip "no apt-get to install ${missing[*]}"
     say "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq || skip "cannot run apt-get as root (need root or passwordless sudo)"
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    apt-get update -qq || skip "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || skip "apt-get could not install ${missing[*]}"
 }
 
@@ -67,13 +74,13 @@ have_image() { podman image exists "$1"; }
 build_bases() {
     if ! have_image "$MIN_IMAGE"; then
         say "debootstrap --variant=minbase bookworm (about a minute)"
-        as_root debootstrap --variant=minbase bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+        debootstrap --variant=minbase bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
             || { tail -5 "$WORK/debootstrap.log"; say "debootstrap failed"; exit 1; }
         # what debootstrap leaves behind and no container needs: downloaded packages, indexes, docs, translations
         rm -rf "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/var/lib/apt/lists/* \
             "$WORK"/rootfs/usr/share/{doc,man,info,locale}/*
         tar -C "$WORK/rootfs" -c . | podman import -q - "$MIN_IMAGE" >/dev/null
-        as_root rm -rf "$WORK/rootfs"
+        rm -rf "$WORK/rootfs"
     fi
     podman run --rm --name "$NAME-probe" "$MIN_IMAGE" true 2>"$WORK/probe.err" \
         || skip "podman cannot run a container here: $(tail -1 "$WORK/probe.err")"
