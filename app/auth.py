@@ -3,6 +3,7 @@ added or revoked without a restart. A file that turns invalid is refused and the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -51,6 +52,13 @@ class KeyStore:
         if signature != self._signature:
             self._signature = signature
             self.reload()
+
+    async def watch(self) -> None:
+        """Look at the file every second while serving, so an edit that breaks it is logged when it happens,
+        not at the next request (which still finds the previous keys in force)."""
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            self._refresh()
 
     def authenticate(self, authorization: bytes | None) -> KeyEntry:
         """The key entry for an `Authorization: Bearer sk-...` header, or InvalidApiKey."""

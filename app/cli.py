@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -10,13 +11,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app import keys
+from app import __version__, keys
 from app.fake_upstream import Behaviour
 from app.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acedata-proxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"acedata-proxy {__version__}")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="start the gateway (the default command)")
     _listen_options(serve)
@@ -26,9 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     _listen_options(demo)
     _keys_parser(commands.add_parser("keys", help="manage client keys (PROXY_KEYS_FILE)"))
     fake = commands.add_parser("fake-upstream", help="only the fake upstream (for benchmarks)")
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=9000)
-    fake.add_argument("--token", default="upstream-test-token")
+    fake.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")
+    fake.add_argument("--port", type=int, default=9000, help="listening port (default 9000)")
+    fake.add_argument(
+        "--token", default="upstream-test-token", help="the bearer token it expects (ACEDATACLOUD_API_TOKEN)"
+    )
     fake.add_argument("--deltas", type=int, default=5, help="stream pieces per answer")
     fake.add_argument("--delay", type=float, default=0.0, help="seconds between stream pieces")
     return parser
@@ -37,13 +41,13 @@ def _parser() -> argparse.ArgumentParser:
 def _keys_parser(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="add a key; prints the plaintext once, on the last line")
-    create.add_argument("--name", required=True)
+    create.add_argument("--name", required=True, help="the key's name, shown in logs, metrics and `keys list`")
     create.add_argument("--models", help="comma-separated allowlist (default: every model)")
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens per minute")
     actions.add_parser("list", help="list keys (names and limits; keys themselves are not stored)")
     revoke = actions.add_parser("revoke", help="remove a key")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the name of the key to remove")
     for action in actions.choices.values():
         action.add_argument("--file", type=Path, help="keys file (default: PROXY_KEYS_FILE, else ./keys.toml)")
 
@@ -105,6 +109,20 @@ def _inherited_socket(args: argparse.Namespace) -> socket.socket | None:
     return sock
 
 
+def _check_keys_file(settings: Settings) -> None:
+    """A keys file that cannot be used stops the start in one line; inside the server it would be a traceback."""
+    if settings.keys_file is None:
+        return
+    try:
+        keys.load(settings.keys_file)
+    except keys.KeysFileError as exc:
+        hint = ""
+        if settings.keys_file.exists() and not os.access(settings.keys_file, os.R_OK):
+            # `keys create` writes mode 0600: mounted into a container, its user cannot read it
+            hint = f" (this process runs as uid {os.getuid()}: make the file readable to it, e.g. chmod 0644)"
+        sys.exit(f"acedata-proxy: PROXY_KEYS_FILE={settings.keys_file}: {exc}{hint}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from app import server  # uvicorn and the app load only for commands that serve
 
@@ -120,10 +138,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.host = args.port = args.workers = args.fd = None
     sock = _inherited_socket(args)
     settings = _settings(args)
+    _check_keys_file(settings)
     try:
         if command == "demo" or getattr(args, "demo", False):
             server.demo(settings, sock)
         else:
             server.serve(settings, sock)
-    except server.UnsafeBind as exc:
+    except (server.UnsafeBind, server.PortInUse) as exc:
         sys.exit(f"acedata-proxy: {exc}")

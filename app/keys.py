@@ -94,7 +94,8 @@ def save(path: Path, entries: list[KeyEntry]) -> None:
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
-    os.chmod(temporary, 0o600)
+    # 0600 for a new file; an existing file keeps its mode, so one made readable to a container's user stays so
+    os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o600)
     os.replace(temporary, path)
 
 

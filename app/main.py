@@ -110,8 +110,10 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await pool.open()
+        watcher = None
         if keys is not None:
             _reload_on_sighup(keys)
+            watcher = asyncio.create_task(keys.watch())
         if await limiter.problem():
             log.warning(
                 "PROXY_REDIS_URL is unreachable: keys with limits are %s until it is back",
@@ -120,6 +122,8 @@ def _lifespan(
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await pool.close()
             api.state.metrics.close()
 

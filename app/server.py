@@ -44,6 +44,10 @@ class UnsafeBind(Exception):
     """Refusing to serve an open relay."""
 
 
+class PortInUse(Exception):
+    """The demo's port is taken: said before any instructions are printed."""
+
+
 def check_bind(settings: Settings) -> None:
     if settings.binds_publicly() and settings.keys_file is None and not settings.allow_unauthenticated:
         raise UnsafeBind(
@@ -168,7 +172,17 @@ Ctrl-C stops both.
 """
 
 
-async def _demo(settings: Settings, sock: socket.socket | None) -> None:
+def _demo_socket(settings: Settings) -> socket.socket:
+    try:
+        return loopback_socket(settings.port, settings.host)
+    except OSError as exc:
+        raise PortInUse(
+            f"Cannot listen on {settings.host}:{settings.port} ({exc.strerror}): another gateway or demo may be "
+            f"running there. Stop it, or start the demo on another port: acedata-proxy demo --port {settings.port + 1}"
+        ) from None
+
+
+async def _demo(settings: Settings, sock: socket.socket) -> None:
     fake_sock = loopback_socket()
     fake_port = fake_sock.getsockname()[1]
     fake = FakeUpstream(token=DEMO_TOKEN, behaviour=Behaviour(deltas=16, delay=0.12))
@@ -182,11 +196,12 @@ async def _demo(settings: Settings, sock: socket.socket | None) -> None:
     )
     print(DEMO_BANNER.format(host=settings.host, port=settings.port, fake_port=fake_port), flush=True)
     fake_server, gateway_server = uvicorn.Server(fake_config), uvicorn.Server(gateway_config)
-    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve([sock] if sock else None))
+    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve(sockets=[sock]))
 
 
 def demo(settings: Settings, sock: socket.socket | None = None) -> None:
     check_bind(settings)
+    sock = sock or _demo_socket(settings)  # bound here and handed to uvicorn: checked and held before the banner
     _exit_quietly_on_signals()
     import uvloop
 

@@ -49,6 +49,16 @@ def test_list_and_revoke(tmp_path: Path):
     assert "no key named 'bob'" in again.stderr
 
 
+def test_a_new_file_is_private_and_a_file_made_readable_stays_so(tmp_path: Path):
+    path = tmp_path / "k.toml"
+    keys.create(path, "alice")
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)  # for a container's user (README, Container image)
+    keys.create(path, "bob")
+    keys.revoke(path, "alice")
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_duplicate_names_are_refused(tmp_path: Path):
     path = tmp_path / "k.toml"
     keys.create(path, "alice")
