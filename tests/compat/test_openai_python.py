@@ -244,7 +244,9 @@ def both_clients(url: str) -> Iterator[Client]:
 async def test_unreachable_upstream_is_internal_server_error(make_gateway: GatewayFactory, closed_port: int):
     gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{closed_port}")
     for client in both_clients(gateway.url):
-        error = await raises(openai.InternalServerError, lambda c=client: c.responses.create(model="gpt-4.1", input="hi"))
+        error = await raises(
+            openai.InternalServerError, lambda c=client: c.responses.create(model="gpt-4.1", input="hi")
+        )
         assert (error.status_code, error.code) == (502, "upstream_unavailable")
         await resolve(client.close())
 
