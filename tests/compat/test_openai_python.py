@@ -49,14 +49,16 @@ async def collect(stream: Any) -> list[Any]:
     return list(stream)
 
 
-async def entered(manager: Any) -> Any:
-    return await manager.__aenter__() if hasattr(manager, "__aenter__") else manager.__enter__()
-
-
-async def leave(manager: Any) -> None:
-    await resolve(manager.__aexit__(None, None, None) if hasattr(manager, "__aexit__") else None)
-    if not hasattr(manager, "__aexit__"):
-        manager.__exit__(None, None, None)
+async def through_helper(manager: Any, delta_type: str, final: str) -> tuple[list[str], Any]:
+    """Runs a stream helper (`responses.stream()`, `chat.completions.stream()`) of either client to its end: the
+    deltas of `delta_type` it yielded and what its `final` method returns."""
+    is_async = hasattr(manager, "__aenter__")
+    stream = await manager.__aenter__() if is_async else manager.__enter__()
+    try:
+        deltas = [event.delta for event in await collect(stream) if event.type == delta_type]
+        return deltas, await resolve(getattr(stream, final)())
+    finally:
+        await resolve(manager.__aexit__(None, None, None) if is_async else manager.__exit__(None, None, None))
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -77,12 +79,7 @@ async def test_responses_create_and_stream(sdk: ClientFactory, fake: FakeUpstrea
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_responses_stream_helper(sdk: ClientFactory, fake: FakeUpstream, prefix: str):
     manager = sdk(prefix).responses.stream(model="gpt-4.1", input="hi")
-    stream = await entered(manager)
-    try:
-        texts = [event.delta for event in await collect(stream) if event.type == "response.output_text.delta"]
-        final = await resolve(stream.get_final_response())
-    finally:
-        await leave(manager)
+    texts, final = await through_helper(manager, "response.output_text.delta", "get_final_response")
     assert final.status == "completed"
     assert final.output_text == "".join(texts) != ""
 
@@ -127,12 +124,7 @@ async def test_chat_completions_plain_and_streamed(sdk: ClientFactory, fake: Fak
 
 async def test_chat_stream_helper(sdk: ClientFactory, fake: FakeUpstream):
     manager = sdk("/v1").chat.completions.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    stream = await entered(manager)
-    try:
-        pieces = [event.delta for event in await collect(stream) if event.type == "content.delta"]
-        final = await resolve(stream.get_final_completion())
-    finally:
-        await leave(manager)
+    pieces, final = await through_helper(manager, "content.delta", "get_final_completion")
     assert final.choices[0].message.content == "".join(pieces) != ""
     assert final.choices[0].finish_reason == "stop"
 
@@ -248,6 +240,8 @@ async def test_unreachable_upstream_is_internal_server_error(make_gateway: Gatew
             openai.InternalServerError, lambda c=client: c.responses.create(model="gpt-4.1", input="hi")
         )
         assert (error.status_code, error.code) == (502, "upstream_unavailable")
+        listed = await resolve(client.models.list())  # the gateway answers models itself, upstream or not
+        assert "gpt-4.1" in [model.id for model in listed.data]
         await resolve(client.close())
 
 
