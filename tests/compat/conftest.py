@@ -84,4 +84,13 @@ def connection_audit() -> ConnectionAudit:
     return ConnectionAudit()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_only(connection_audit: ConnectionAudit) -> Iterator[None]:
+    """No client in the suite reaches or even resolves anything but loopback (tracing, telemetry, a tokenizer
+    download): the gateway is the only endpoint a user's program needs."""
+    since = len(connection_audit.hosts)
+    yield
+    assert connection_audit.outside_loopback(since) == []
+
+
 JS_DIR = Path(__file__).parent / "js"

@@ -5,6 +5,7 @@ and Runner.run_streamed, and nothing but loopback reached."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import openai
@@ -28,8 +29,9 @@ EXPECTED = "Hello! This answer streams from"
 
 @pytest.fixture
 async def client(keyed_gateway: KeyedGateway, connection_audit: ConnectionAudit) -> AsyncIterator[openai.AsyncOpenAI]:
-    """The gateway as the SDK's default client for one test; the SDK's previous client and tracing come back
-    afterwards. Fails the test if anything but loopback was reached or resolved meanwhile."""
+    """The gateway as the SDK's default client for one test (the previous one comes back afterwards; tracing
+    stays off, so that nothing later in the session exports traces); the suite's audit checks that nothing but
+    loopback was reached meanwhile."""
     previous = _openai_shared.get_default_openai_client()
     since = len(connection_audit.hosts)
     gateway_client = openai.AsyncOpenAI(
@@ -40,9 +42,7 @@ async def client(keyed_gateway: KeyedGateway, connection_audit: ConnectionAudit)
     yield gateway_client
     await gateway_client.close()
     _openai_shared.set_default_openai_client(previous)  # type: ignore[arg-type]
-    set_tracing_disabled(False)
     assert "127.0.0.1" in connection_audit.hosts[since:]  # the audit saw the SDK's own connections
-    assert connection_audit.outside_loopback(since) == []
 
 
 def weather_agent(calls: list[str]) -> Agent:
@@ -112,3 +112,11 @@ async def test_agent_on_chat_completions_model(client: openai.AsyncOpenAI, fake:
     assert streamed.final_output == result.final_output
     assert events
     assert [exchange.path for exchange in fake.exchanges] == ["/v1/chat/completions"] * 2
+
+
+def test_the_audit_sees_what_leaves_loopback(connection_audit: ConnectionAudit):
+    """The audit the suite relies on catches a lookup of another host (a numeric one: no network is touched)."""
+    since = len(connection_audit.hosts)
+    socket.getaddrinfo("203.0.113.7", 443, flags=socket.AI_NUMERICHOST)
+    assert connection_audit.outside_loopback(since) == ["203.0.113.7"]
+    del connection_audit.hosts[since:]  # seen on purpose: not a finding for this test's own audit
