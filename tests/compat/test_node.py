@@ -24,7 +24,9 @@ def node() -> str:
 
 
 @pytest.fixture(scope="module")
-def results(node: str, keyed_gateway: KeyedGateway) -> dict[str, Any]:
+def results(node: str, keyed_gateway: KeyedGateway, fake_app: FakeUpstream) -> dict[str, Any]:
+    """What the script printed, and under "upstream" the (method, path, body) of each request the fake got."""
+    fake_app.reset()
     done = subprocess.run(
         [node, JS_DIR / "compat.mjs", keyed_gateway.url, keyed_gateway.key("app")],
         capture_output=True,
@@ -33,7 +35,9 @@ def results(node: str, keyed_gateway: KeyedGateway) -> dict[str, Any]:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    got: dict[str, Any] = json.loads(done.stdout)
+    got["upstream"] = [(e.method, e.path, json.loads(e.body) if e.body else None) for e in fake_app.exchanges]
+    return got
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/openai"])
@@ -62,3 +66,14 @@ def test_openai_node_typed_errors(results: dict[str, Any], prefix: str, fake: Fa
     }  # fmt: skip
     assert got["error_401"]["class"] == "AuthenticationError"
     assert (got["error_401"]["status"], got["error_401"]["code"]) == (401, "invalid_api_key")
+
+
+def test_openai_node_requests_reach_the_right_upstream_routes(results: dict[str, Any]):
+    paths = {path for _, path, _ in results["upstream"]}
+    assert paths == {"/openai/responses", "/v1/chat/completions", "/openai/chat/completions", "/openai/embeddings"}
+    embeddings = [body for _, path, body in results["upstream"] if path == "/openai/embeddings"]
+    assert [body["encoding_format"] for body in embeddings] == ["base64", "base64"]  # the package's default
+    chats = [body for _, path, body in results["upstream"] if path.endswith("/chat/completions")]
+    streamed = [body for body in chats if body.get("stream")]
+    assert len(streamed) == 2
+    assert all(body["stream_options"] == {"include_usage": True} for body in streamed)
