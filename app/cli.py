@@ -124,7 +124,7 @@ def _check_keys_file(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from app import server  # uvicorn and the app load only for commands that serve
+    from app import demo, server  # uvicorn and the app load only for commands that serve
 
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _keys(args)
         return
     if command == "fake-upstream":
-        server.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
+        demo.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
         return
     if command == "serve" and args.command is None:
         args.host = args.port = args.workers = args.fd = None
@@ -141,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     _check_keys_file(settings)
     try:
         if command == "demo" or getattr(args, "demo", False):
-            server.demo(settings, sock)
+            demo.demo(settings, sock)
         else:
             server.serve(settings, sock)
-    except (server.UnsafeBind, server.PortInUse) as exc:
+    except (server.UnsafeBind, demo.PortInUse) as exc:
         sys.exit(f"acedata-proxy: {exc}")

@@ -3,7 +3,6 @@ process, on loopback), and the fake upstream alone (for benchmarks)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import shutil
@@ -13,13 +12,10 @@ import sys
 from typing import Any
 
 import uvicorn
-from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
 from app import keys, logs
-from app.fake_upstream import Behaviour, FakeUpstream
 from app.http_protocol import EnvelopeHttpToolsProtocol
-from app.main import create_app
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.settings import Settings
 
@@ -44,10 +40,6 @@ class UnsafeBind(Exception):
     """Refusing to serve an open relay."""
 
 
-class PortInUse(Exception):
-    """The demo's port is taken: said before any instructions are printed."""
-
-
 def check_bind(settings: Settings) -> None:
     if settings.binds_publicly() and settings.keys_file is None and not settings.allow_unauthenticated:
         raise UnsafeBind(
@@ -69,7 +61,7 @@ def check_limits_are_shared(settings: Settings) -> None:
         )
 
 
-def _exit_quietly_on_signals() -> None:
+def exit_quietly_on_signals() -> None:
     """uvicorn shuts down gracefully, then re-raises the signal it caught; make that an ordinary exit
     (0 for SIGTERM: a requested stop that completed) instead of a death by signal or a traceback."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -92,7 +84,7 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve on `sock` when one was handed over (`--fd`), else bind settings.host and settings.port."""
     check_bind(settings)
     check_limits_are_shared(settings)
-    _exit_quietly_on_signals()
+    exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
     if settings.workers > 1:
@@ -150,65 +142,3 @@ def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
-
-
-DEMO_TOKEN = "demo-upstream-token"
-
-DEMO_BANNER = """
-acedata-proxy demo: the gateway on http://{host}:{port}, talking to a built-in fake upstream on
-http://127.0.0.1:{fake_port} (no AceData token, no network). Try:
-
-  curl -s http://{host}:{port}/aichat/conversations -H 'content-type: application/json' \\
-       -d '{{"model": "gpt-4o", "question": "hi"}}'
-  curl -sN http://{host}:{port}/aichat/conversations -H 'accept: application/x-ndjson' \\
-       -H 'content-type: application/json' -d '{{"model": "gpt-4o", "question": "hi"}}'
-  curl -sN http://{host}:{port}/openai/responses -H 'content-type: application/json' \\
-       -d '{{"model": "gpt-4.1", "input": "hi", "stream": true}}'
-
-  python -c "from openai import OpenAI; c = OpenAI(base_url='http://{host}:{port}/openai', api_key='x'); \\
-print(c.responses.create(model='gpt-4.1', input='hi').output_text)"
-
-Ctrl-C stops both.
-"""
-
-
-def _demo_socket(settings: Settings) -> socket.socket:
-    try:
-        return loopback_socket(settings.port, settings.host)
-    except OSError as exc:
-        raise PortInUse(
-            f"Cannot listen on {settings.host}:{settings.port} ({exc.strerror}): another gateway or demo may be "
-            f"running there. Stop it, or start the demo on another port: acedata-proxy demo --port {settings.port + 1}"
-        ) from None
-
-
-async def _demo(settings: Settings, sock: socket.socket) -> None:
-    fake_sock = loopback_socket()
-    fake_port = fake_sock.getsockname()[1]
-    fake = FakeUpstream(token=DEMO_TOKEN, behaviour=Behaviour(deltas=16, delay=0.12))
-    fake.record = False
-    settings = settings.model_copy(
-        update={"api_token": SecretStr(DEMO_TOKEN), "api_base_url": f"http://127.0.0.1:{fake_port}"}
-    )
-    fake_config = uvicorn.Config(fake, **{**UVICORN_OPTIONS, "lifespan": "off"})
-    gateway_config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, **gateway_options(settings)
-    )
-    print(DEMO_BANNER.format(host=settings.host, port=settings.port, fake_port=fake_port), flush=True)
-    fake_server, gateway_server = uvicorn.Server(fake_config), uvicorn.Server(gateway_config)
-    await asyncio.gather(fake_server.serve(sockets=[fake_sock]), gateway_server.serve(sockets=[sock]))
-
-
-def demo(settings: Settings, sock: socket.socket | None = None) -> None:
-    check_bind(settings)
-    sock = sock or _demo_socket(settings)  # bound here and handed to uvicorn: checked and held before the banner
-    _exit_quietly_on_signals()
-    import uvloop
-
-    uvloop.run(_demo(settings, sock))
-
-
-def fake_upstream(host: str, port: int, token: str, behaviour: Behaviour) -> None:
-    app = FakeUpstream(token=token, behaviour=behaviour)
-    app.record = False
-    uvicorn.run(app, host=host, port=port, **{**UVICORN_OPTIONS, "lifespan": "off"})
