@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
@@ -36,6 +37,9 @@ DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )  # fmt: skip
 
+# What a header value may not contain (RFC 9110 5.5); the pattern uvicorn itself refuses values with.
+CONTROL_CHARACTER = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+
 DEFAULT_REQUEST_HEADERS = {
     b"accept": b"*/*",
     b"content-type": b"application/json",
@@ -57,6 +61,7 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
         connect_timeout=settings.connect_timeout, first_byte_timeout=settings.first_byte_timeout,
         read_timeout=settings.read_timeout, max_connections=settings.max_connections,
         max_keepalive=settings.max_keepalive_connections, connect_retries=settings.connect_retries,
+        keepalive_expiry=settings.keepalive_expiry,
     )  # fmt: skip
     if transport is not None or settings.upstream_client == "httpx":
         from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need
@@ -89,14 +94,32 @@ def stream_format(content_type: bytes) -> StreamFormat:
     return None
 
 
-def response_headers(upstream: Headers, fmt: StreamFormat) -> Headers:
-    """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them."""
+def unrelayable(status: int, upstream: Headers) -> str | None:
+    """Why an upstream head cannot be relayed as it is (the client then gets a 502), or None. A status outside
+    200-599 has no meaning in HTTP (1xx never end an exchange); a control character in a header value is refused
+    by the server writing it to the client, after the point where an error envelope could still be sent."""
+    if not 200 <= status < 600:
+        return f"the upstream answered with an invalid status ({status})"
+    if CONTROL_CHARACTER.search(b"\t".join([value for _, value in upstream])):
+        return "the upstream sent a control character in a header value"
+    return None
+
+
+def response_headers(upstream: Headers, fmt: StreamFormat, status: int = 200) -> Headers:
+    """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them.
+    One content-length at most, and none where it does not describe the body relayed: a stream, a chunked
+    answer (RFC 9112 6.3: transfer-encoding overrides it), a 204 or 304 (no body, whatever it says)."""
     headers = [(name, value) for name, value in upstream if name not in DROPPED_RESPONSE_HEADERS]
+    length = None if fmt is not None or status in (204, 304) else b""
     for name, value in upstream:
-        if name == b"content-length" and fmt is None:
-            headers.append((name, value))
+        if name == b"content-length" and length == b"":
+            length = value
+        elif name == b"transfer-encoding":
+            length = None
         elif name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))
+    if length:
+        headers.append((b"content-length", length))
     if fmt is not None:
         headers = [(name, value) for name, value in headers if name != b"cache-control"]
         headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]

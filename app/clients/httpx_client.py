@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from app.clients import ClientOptions, FailureKind, UpstreamFailure
+from app.clients.origin import parse_origin, proxy_for, tls_context
 from app.types import Headers
 
 
@@ -21,6 +22,8 @@ def failure(exc: httpx.HTTPError) -> UpstreamFailure:
     kind: FailureKind = "reset"
     if isinstance(exc, httpx.ConnectError):
         kind = "connect"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # the same words as the http1 client's
+            return UpstreamFailure(kind, f"the upstream's TLS certificate was refused ({exc})")
     elif isinstance(exc, httpx.RemoteProtocolError):
         kind = "protocol"
     return UpstreamFailure(kind, f"the upstream connection failed ({type(exc).__name__})")
@@ -55,6 +58,8 @@ class HttpxResponse:
 class HttpxClient:
     def __init__(self, base_url: str, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url
+        origin = parse_origin(base_url)
+        proxy = proxy_for(origin)
         self.client = httpx.AsyncClient(
             transport=transport,
             # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504);
@@ -65,6 +70,10 @@ class HttpxClient:
                                 max_keepalive_connections=options.max_keepalive,
                                 keepalive_expiry=options.keepalive_expiry),
             follow_redirects=False,
+            # the proxy and trust store chosen as the http1 client chooses them (app/clients/origin.py), and
+            # nothing else from the environment (httpx would also read .netrc-style settings)
+            proxy=proxy.url if proxy is not None else None,
+            verify=tls_context() if origin.tls else True,
             trust_env=False,
         )  # fmt: skip
 

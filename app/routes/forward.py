@@ -22,6 +22,7 @@ from app.errors import (
     RateLimited,
     RequestTooLarge,
     UpstreamNotConfigured,
+    UpstreamUnavailable,
     send_error,
 )
 from app.models import ModelCatalog
@@ -38,6 +39,7 @@ from app.upstream import (
     response_headers,
     stream_format,
     translate,
+    unrelayable,
 )
 from app.usage import UsageTap
 
@@ -194,9 +196,14 @@ class ForwardEndpoint:
             await response.aclose()
 
     async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
+        if (problem := unrelayable(response.status, response.headers)) is not None:
+            info.upstream_error = "protocol"
+            log.warning("upstream answer refused: %s", problem)
+            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."))
+            return
         fmt = stream_format(_header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
-        await send({**start, "headers": response_headers(response.headers, fmt)})
+        await send({**start, "headers": response_headers(response.headers, fmt, response.status)})
         tap = UsageTap() if response.status < 400 else None
         if tap is None:
             info.upstream_error = "status"
