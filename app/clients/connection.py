@@ -77,7 +77,7 @@ class Connection(asyncio.Protocol):
                 self._fail("protocol", "the upstream sent bytes after its response")
             else:
                 self._fail("protocol", f"the upstream's answer could not be read ({exc.__context__})")
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail("protocol", f"the upstream answered something that is not HTTP/1.1 ({exc})")
         if not self.headers_done:
             self.head_bytes += len(data)  # every byte so far belongs to a head: it has no end in sight
