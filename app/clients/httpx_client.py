@@ -29,6 +29,11 @@ def failure(exc: httpx.HTTPError) -> UpstreamFailure:
     return UpstreamFailure(kind, f"the upstream connection failed ({type(exc).__name__})")
 
 
+def unanswered(exc: httpx.HTTPError) -> bool:
+    """The connection ended before a byte of the answer: closed (httpcore's own words) or reset."""
+    return isinstance(exc, httpx.ReadError) or "without sending a response" in str(exc)
+
+
 class HttpxResponse:
     def __init__(self, response: httpx.Response):
         self.response = response
@@ -79,8 +84,16 @@ class HttpxClient:
 
     async def post(self, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
         request = self.client.build_request("POST", self.base_url + path.decode(), content=body, headers=headers)
+        reused = self._idle() > 0  # httpcore takes an idle connection when it has one
         try:
-            response = await self.client.send(request, stream=True)
+            try:
+                response = await self.client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # the close race, as the http1 client handles it: a reused connection the upstream had closed
+                # meets the request; nothing was answered, so it goes once more, on another connection
+                if not reused or not unanswered(exc):
+                    raise
+                response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise failure(exc) from exc
         return HttpxResponse(response)
@@ -89,8 +102,10 @@ class HttpxClient:
         await self.client.aclose()
 
     def connections(self) -> tuple[int, int]:
+        idle = self._idle()
+        pool = getattr(self.client._transport, "_pool", None)
+        return (len(pool.connections) - idle, idle) if pool is not None else (0, 0)
+
+    def _idle(self) -> int:
         pool = getattr(self.client._transport, "_pool", None)  # httpcore's pool, when it is the transport
-        if pool is None:
-            return 0, 0
-        idle = sum(1 for connection in pool.connections if connection.is_idle())
-        return len(pool.connections) - idle, idle
+        return 0 if pool is None else sum(1 for connection in pool.connections if connection.is_idle())

@@ -32,14 +32,14 @@ def stop_gateways(gateways: dict[str, GatewayProcess]) -> None:
         _stop(process)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def upstream() -> Iterator[RawUpstream]:
     server = RawUpstream().start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gateways(tmp_path_factory: pytest.TempPathFactory, upstream: RawUpstream) -> Iterator[dict[str, GatewayProcess]]:
     running = start_gateways(
         tmp_path_factory.mktemp("conformance"), upstream.url, PROXY_FIRST_BYTE_TIMEOUT="2", PROXY_READ_TIMEOUT="2"

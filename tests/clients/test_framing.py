@@ -10,7 +10,6 @@ table is in docs/upstream-client.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -104,7 +103,8 @@ CASES: dict[str, tuple[Handler, Expect, Expect]] = {
                                            BAD, BAD),
     "negative-content-length": (respond(length(b"-5")), BAD, BAD),
     "garbage-content-length": (respond(length(b"12abc")), BAD, BAD),
-    "close-delimited": (respond(b"HTTP/1.1 200 OK\r\n" + JSON + b"connection: close\r\n\r\n" + A, B, keep=False), WHOLE, WHOLE),
+    "close-delimited": (respond(b"HTTP/1.1 200 OK\r\n" + JSON + b"connection: close\r\n\r\n" + A, B, keep=False),
+                        WHOLE, WHOLE),
     "http-1.0-body": (respond(b"HTTP/1.0 200 OK\r\n" + JSON + b"\r\n" + A, B, keep=False), WHOLE, WHOLE),
     "informational-first": (respond(b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early Hints\r\nlink: </s>\r\n\r\n",
                                     JSON_ANSWER), Expect(200, JSON_BODY, absent=("link",)),
@@ -161,9 +161,8 @@ CASE_PARAMS = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def registered(upstream: RawUpstream) -> Iterator[None]:
+def registered(upstream: RawUpstream) -> None:
     upstream.cases.update({name: handler for name, (handler, _, _) in CASES.items()})
-    yield
 
 
 @pytest.fixture(scope="module")
