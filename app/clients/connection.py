@@ -9,6 +9,8 @@ unsent when the answer ended, or bytes came that nobody asked for.
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 HIGH_WATER = 256 * 1024  # body bytes buffered from the upstream before the gateway stops reading from it
 LOW_WATER = 64 * 1024
 INLINE_BODY = 64 * 1024  # smaller bodies go out in one write with the head
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
 MAX_HEAD = 64 * 1024  # status line and headers (informational responses included); past it: 502, as nginx does
 
 
@@ -55,7 +58,7 @@ class Connection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.failure: UpstreamFailure | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[bool] | None = None  # True: the silence limit passed
         self.paused = False
         self.released = False
         self.active = False  # a request was sent and its response is not complete
@@ -180,12 +183,15 @@ class Connection(asyncio.Protocol):
     async def wait(self, silence: float, what: str) -> None:
         """Until the protocol has news for the reader, or `silence` seconds without any (UpstreamFailure)."""
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(silence, self._expire, waiter, silence, what)
+        timer = self.loop.call_later(silence, _expire, waiter)
         try:
-            await waiter
+            expired = await waiter
         finally:
             timer.cancel()
             self.waiter = None
+        if expired:  # raised here, not stored in the future: the two would keep each other (and these frames)
+            message = f"the upstream sent nothing for {silence:g} s {what}"
+            raise UpstreamFailure("timeout", message, timeout=True)
 
     def stale(self) -> bool:
         """A reused connection the upstream closed before answering a single byte: it had closed it while idle
@@ -203,10 +209,20 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop a connection at once, unsent bytes and all: a graceful close of one whose upstream does not read
-        would keep the socket and the request body alive outside the pool until the upstream gave up."""
+        would keep the socket and the request body alive outside the pool until the upstream gave up. abort()
+        drops the transport's buffer; a zero linger makes the kernel drop its own and reset the connection (else
+        the FIN waits behind the unsent bytes, and the upstream never sees the close)."""
         self.lost = True
-        if self.transport is not None:
-            self.transport.abort()
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self.active or self.transport.get_write_buffer_size():
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        self.transport.abort()
+        # the transport keeps its write buffer (the unsent body) until it is freed; it and this protocol refer
+        # to each other, so without this only the cycle collector would free it, whenever it next runs
+        self.transport = None
 
     def _when(self) -> str:
         return "mid-body" if self.headers_done else "before answering"
@@ -219,9 +235,9 @@ class Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+            self.waiter.set_result(False)
 
-    def _expire(self, waiter: asyncio.Future[None], timeout: float, what: str) -> None:
-        if not waiter.done():
-            message = f"the upstream sent nothing for {timeout:g} s {what}"
-            waiter.set_exception(UpstreamFailure("timeout", message, timeout=True))
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)

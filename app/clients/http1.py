@@ -65,8 +65,9 @@ class Http1Client:
                         raise connection.failure
                     await connection.wait(self.options.first_byte_timeout, "before the response began")
             except UpstreamFailure:
+                stale = connection.stale()
                 self._drop(connection)
-                if connection.stale() and attempt < STALE_RETRIES:
+                if stale and attempt < STALE_RETRIES:
                     continue  # the upstream never saw this request: it had closed the connection before
                 raise
             except BaseException:
@@ -96,6 +97,9 @@ class Http1Client:
     def _drop(self, connection: Connection) -> None:
         connection.released = True
         connection.abort()
+        # the failure's traceback holds the frames that sent the request body; the connection, in a cycle with
+        # its parser, lives until the cycle collector runs: it must not keep megabytes alive until then
+        connection.failure = None
         self._free_slot()
 
     def _put_back(self, connection: Connection) -> None:

@@ -3,6 +3,8 @@ tests swap (`create_app(transport=httpx.MockTransport(...))`). httpx exceptions 
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import httpx
@@ -27,6 +29,9 @@ def failure(exc: httpx.HTTPError) -> UpstreamFailure:
     elif isinstance(exc, httpx.RemoteProtocolError):
         kind = "protocol"
     return UpstreamFailure(kind, f"the upstream connection failed ({type(exc).__name__})")
+
+
+RESET_ON_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def unanswered(exc: httpx.HTTPError) -> bool:
@@ -65,20 +70,25 @@ class HttpxClient:
         self.base_url = base_url
         origin = parse_origin(base_url)
         proxy = proxy_for(origin)
+        limits = httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=options.max_keepalive,
+                              keepalive_expiry=options.keepalive_expiry)  # fmt: skip
+        if transport is None:
+            # The proxy and trust store chosen as the http1 client chooses them (app/clients/origin.py), nothing
+            # else from the environment. Every close resets (zero linger): httpcore closes a connection it gives
+            # up on gracefully, and the kernel would then keep it, and the unsent body, while the upstream reads
+            # nothing; a connection httpx closes is idle or failed, so no answer is ever cut by it.
+            transport = httpx.AsyncHTTPTransport(
+                verify=tls_context() if origin.tls else True, limits=limits, trust_env=False,
+                proxy=proxy.url if proxy is not None else None, socket_options=[RESET_ON_CLOSE],
+            )  # fmt: skip
         self.client = httpx.AsyncClient(
             transport=transport,
             # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504);
             # it retries no connection either, so connect_retries does not apply
             timeout=httpx.Timeout(connect=options.connect_timeout, read=options.first_byte_timeout,
                                   write=options.read_timeout, pool=options.connect_timeout),
-            limits=httpx.Limits(max_connections=options.max_connections,
-                                max_keepalive_connections=options.max_keepalive,
-                                keepalive_expiry=options.keepalive_expiry),
+            limits=limits,
             follow_redirects=False,
-            # the proxy and trust store chosen as the http1 client chooses them (app/clients/origin.py), and
-            # nothing else from the environment (httpx would also read .netrc-style settings)
-            proxy=proxy.url if proxy is not None else None,
-            verify=tls_context() if origin.tls else True,
             trust_env=False,
         )  # fmt: skip
 

@@ -46,6 +46,7 @@ Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
 class Stats:
     opened: int = 0
     closed: int = 0  # connections that ended, whoever closed them
+    noticed: int = 0  # closes seen by handlers waiting in `until_closed`
     requests: list[str] = field(default_factory=list)  # the x-request-id of every request, in arrival order
 
     @property
@@ -115,6 +116,27 @@ class RawUpstream:
             self.stats.closed += 1
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 writer.close()
+
+
+TCP_ESTABLISHED = 1
+
+
+async def until_closed(writer: asyncio.StreamWriter, stats: Stats) -> None:
+    """Wait, without reading a byte, until the gateway has closed or reset the connection (the kernel's TCP state
+    leaves ESTABLISHED on its FIN or RST). For upstreams that never read: asyncio would not notice otherwise."""
+    sock = writer.get_extra_info("socket")
+
+    def established() -> bool:
+        if writer.transport.is_closing():  # asyncio saw the reset itself (and closed the socket)
+            return False
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+        except OSError:
+            return False
+
+    while established():
+        await asyncio.sleep(0.01)
+    stats.noticed += 1
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

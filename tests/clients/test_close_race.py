@@ -16,8 +16,8 @@ from tests.clients.conftest import BODY, CLIENTS, request_id
 from tests.clients.raw_upstream import JSON_ANSWER, JSON_BODY, RawUpstream, Request
 from tests.servers import GatewayProcess
 
-SEQUENTIAL = 600
-WORKERS, PER_WORKER = 8, 100
+SEQUENTIAL = 500
+WORKERS, PER_WORKER = 8, 75
 TIME_LIMIT = 25  # seconds per run, far above what it takes (a bound, not a wait)
 
 
