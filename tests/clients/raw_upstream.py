@@ -134,7 +134,7 @@ async def until_closed(writer: asyncio.StreamWriter, stats: Stats) -> None:
         except OSError:
             return False
 
-    while established():
+    while established():  # noqa: ASYNC110 - a kernel state, which has no event to wait on
         await asyncio.sleep(0.01)
     stats.noticed += 1
 

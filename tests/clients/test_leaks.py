@@ -5,6 +5,7 @@ memory come back to where they were, large unsent request bodies included."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +25,8 @@ def sockets(pid: int) -> int:
     fds = Path(f"/proc/{pid}/fd")
     count = 0
     for fd in fds.iterdir():
-        try:
+        with contextlib.suppress(FileNotFoundError):  # closed while listing
             count += fd.readlink().name.startswith("socket:")
-        except FileNotFoundError:  # closed while listing
-            pass
     return count
 
 
