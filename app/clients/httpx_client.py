@@ -67,7 +67,7 @@ class HttpxResponse:
 
 class HttpxClient:
     def __init__(self, base_url: str, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None):
-        self.base_url = base_url
+        self.base_url = base_url.rstrip("/")  # the routes' paths begin with one
         origin = parse_origin(base_url)
         proxy = proxy_for(origin)
         limits = httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=options.max_keepalive,

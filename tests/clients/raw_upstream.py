@@ -58,6 +58,7 @@ class RawUpstream:
     def __init__(self, tls: ssl.SSLContext | None = None):
         self.cases: dict[str, Handler] = {}
         self.stats = Stats()
+        self.stats_heads: list[bytes] = []  # every request head as it arrived
         self.tls = tls
         self.sock = loopback_socket()
         self.port = self.sock.getsockname()[1]
@@ -104,6 +105,7 @@ class RawUpstream:
                 if request is None:
                     break
                 self.stats.requests.append(request.headers.get(b"x-request-id", b"").decode())
+                self.stats_heads.append(request.head)
                 handler = self.cases.get(request.case, answer_json)
                 keep = await handler(request, writer)
                 if keep and not request.body_read:
