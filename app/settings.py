@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         try:
             proxy_for(parse_origin(value.strip()))
         except OriginError as exc:
-            raise ValueError(f"ACEDATACLOUD_API_BASE_URL: {exc}") from None
+            raise ValueError(str(exc)) from None
         return value.strip().rstrip("/")
 
     @field_validator("log_level", "log_format", mode="before")
