@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from app import __version__
@@ -20,6 +21,9 @@ DROPPED_RESPONSE_HEADERS = frozenset(
         b"x-request-id", b"content-length",
     }
 )  # fmt: skip
+
+# What a header value may not contain (RFC 9110 5.5); the pattern uvicorn itself refuses values with.
+CONTROL_CHARACTER = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 
 DEFAULT_REQUEST_HEADERS = {
     b"accept": b"*/*",
@@ -52,14 +56,32 @@ def request_headers(client_headers: Iterable[tuple[bytes, bytes]], authorization
     ]
 
 
-def response_headers(upstream: Headers, fmt: StreamFormat) -> Headers:
-    """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them."""
+def unrelayable(status: int, upstream: Headers) -> str | None:
+    """Why an upstream head cannot be relayed as it is (the client then gets a 502), or None. A status outside
+    200-599 has no meaning in HTTP (1xx never end an exchange); a control character in a header value is refused
+    by the server writing it to the client, after the point where an error envelope could still be sent."""
+    if not 200 <= status < 600:
+        return f"the upstream answered with an invalid status ({status})"
+    if CONTROL_CHARACTER.search(b"\t".join([value for _, value in upstream])):
+        return "the upstream sent a control character in a header value"
+    return None
+
+
+def response_headers(upstream: Headers, fmt: StreamFormat, status: int = 200) -> Headers:
+    """Upstream headers for the client. Streams get the no-buffering pair so no proxy in between holds them.
+    One content-length at most, and none where it does not describe the body relayed: a stream, a chunked
+    answer (RFC 9112 6.3: transfer-encoding overrides it), a 204 or 304 (no body, whatever it says)."""
     headers = [(name, value) for name, value in upstream if name not in DROPPED_RESPONSE_HEADERS]
+    length = None if fmt is not None or status in (204, 304) else b""
     for name, value in upstream:
-        if name == b"content-length" and fmt is None:
-            headers.append((name, value))
+        if name == b"content-length" and length == b"":
+            length = value
+        elif name == b"transfer-encoding":
+            length = None
         elif name == b"x-request-id":
             headers.append((b"x-upstream-request-id", value))
+    if length:
+        headers.append((b"content-length", length))
     if fmt is not None:
         headers = [(name, value) for name, value in headers if name != b"cache-control"]
         headers += [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]

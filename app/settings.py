@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.clients.origin import OriginError, parse_origin, proxy_for
+
 MiB = 1024 * 1024
 
 # Values a copied `.env.example` would carry: refusing them beats spending a day on upstream 401s.
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
     upstream_client: Literal["http1", "httpx"] = Field("http1", validation_alias=_env("PROXY_UPSTREAM_CLIENT"))
     max_connections: int = Field(1000, ge=1, validation_alias=_env("PROXY_MAX_CONNECTIONS"))
     max_keepalive_connections: int = Field(200, ge=0, validation_alias=_env("PROXY_MAX_KEEPALIVE_CONNECTIONS"))
+    # below the 5 s idle timeout common upstream servers close at, so the gateway lets go first
+    keepalive_expiry: float = Field(4.0, gt=0, validation_alias=_env("PROXY_KEEPALIVE_EXPIRY"))
     max_request_bytes: int = Field(10 * MiB, ge=1, validation_alias=_env("PROXY_MAX_REQUEST_BYTES"))
     keys_file: Path | None = Field(None, validation_alias=_env("PROXY_KEYS_FILE"))
     redis_url: str | None = Field(None, validation_alias=_env("PROXY_REDIS_URL"))
@@ -65,12 +69,13 @@ class Settings(BaseSettings):
 
     @field_validator("api_base_url", mode="after")
     @classmethod
-    def _origin_only(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("ACEDATACLOUD_API_BASE_URL must be an http(s) origin, e.g. https://api.acedata.cloud")
-        if parts.query or parts.fragment or parts.username:
-            raise ValueError("ACEDATACLOUD_API_BASE_URL takes no query, fragment or credentials")
+    def _usable_base_url(cls, value: str) -> str:
+        """An http(s) URL, optionally with a path prefix (joined with every route's path), no credentials; and
+        an egress proxy (HTTPS_PROXY, ...) both clients can use for it."""
+        try:
+            proxy_for(parse_origin(value.strip()))
+        except OriginError as exc:
+            raise ValueError(str(exc)) from None
         return value.strip().rstrip("/")
 
     @field_validator("log_level", "log_format", mode="before")

@@ -30,6 +30,7 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
         connect_timeout=settings.connect_timeout, first_byte_timeout=settings.first_byte_timeout,
         read_timeout=settings.read_timeout, max_connections=settings.max_connections,
         max_keepalive=settings.max_keepalive_connections, connect_retries=settings.connect_retries,
+        keepalive_expiry=settings.keepalive_expiry,
     )  # fmt: skip
     if transport is not None or settings.upstream_client == "httpx":
         from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need

@@ -77,6 +77,17 @@ def test_placeholder_token_stops_the_start_with_a_clear_message(tmp_path: Path):
     assert b"placeholder" in output
 
 
+def test_credentials_in_the_base_url_stop_the_start_in_one_line(tmp_path: Path, taken_port: int):
+    proc = run_cli(tmp_path, "serve", "--port", str(taken_port), ACEDATACLOUD_API_BASE_URL="https://u:p4ss@h.example")
+    output, _ = proc.communicate(timeout=20)
+    assert proc.returncode != 0
+    assert output.decode().splitlines() == [
+        "acedata-proxy: invalid settings",
+        "  ACEDATACLOUD_API_BASE_URL: Value error, credentials in a URL are not accepted; "
+        "the gateway sends its token itself",
+    ]
+
+
 def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
     cli = CliProcess(tmp_path, "demo", listen=True)
     url = cli.url

@@ -46,11 +46,40 @@ def test_placeholder_token_is_refused(monkeypatch: pytest.MonkeyPatch, token: st
         make()
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "api.acedata.cloud", "https://user:pw@x", "https://x/?q=1"])
+@pytest.mark.parametrize(
+    "url", ["ftp://x", "api.acedata.cloud", "https://user:pw@x", "https://:pw@x", "https://x/?q=1", "https://x:99999"]
+)
 def test_base_url_must_be_an_origin(monkeypatch: pytest.MonkeyPatch, url: str):
     monkeypatch.setenv("ACEDATACLOUD_API_BASE_URL", url)
     with pytest.raises(ValidationError):
         make()
+
+
+def test_base_url_may_carry_a_path_prefix(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ACEDATACLOUD_API_BASE_URL", "https://gw.example:8443/acedata/")
+    assert make().api_base_url == "https://gw.example:8443/acedata"
+
+
+def test_credentials_in_the_base_url_are_refused_in_one_line(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ACEDATACLOUD_API_BASE_URL", "https://user:secret@api.acedata.cloud")
+    with pytest.raises(ValidationError) as refused:
+        make()
+    message = refused.value.errors()[0]["msg"]
+    assert "credentials in a URL are not accepted" in message
+    assert "\n" not in message
+    assert "secret" not in message
+
+
+def test_an_egress_proxy_the_clients_cannot_use_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.corp:1080")
+    with pytest.raises(ValidationError, match="use an http:// proxy URL"):
+        make()
+
+
+def test_keepalive_expiry_defaults_below_five_seconds(monkeypatch: pytest.MonkeyPatch):
+    assert make().keepalive_expiry < 5
+    monkeypatch.setenv("PROXY_KEEPALIVE_EXPIRY", "2.5")
+    assert make().keepalive_expiry == 2.5
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,14 @@ tests swap (`create_app(transport=httpx.MockTransport(...))`). httpx exceptions 
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import httpx
 
 from app.clients import ClientOptions, FailureKind, UpstreamFailure
+from app.clients.origin import parse_origin, proxy_for, tls_context
 from app.types import Headers
 
 
@@ -21,9 +24,19 @@ def failure(exc: httpx.HTTPError) -> UpstreamFailure:
     kind: FailureKind = "reset"
     if isinstance(exc, httpx.ConnectError):
         kind = "connect"
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # the same words as the http1 client's
+            return UpstreamFailure(kind, f"the upstream's TLS certificate was refused ({exc})")
     elif isinstance(exc, httpx.RemoteProtocolError):
         kind = "protocol"
     return UpstreamFailure(kind, f"the upstream connection failed ({type(exc).__name__})")
+
+
+RESET_ON_CLOSE = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def unanswered(exc: httpx.HTTPError) -> bool:
+    """The connection ended before a byte of the answer: closed (httpcore's own words) or reset."""
+    return isinstance(exc, httpx.ReadError) or "without sending a response" in str(exc)
 
 
 class HttpxResponse:
@@ -54,16 +67,27 @@ class HttpxResponse:
 
 class HttpxClient:
     def __init__(self, base_url: str, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None):
-        self.base_url = base_url
+        self.base_url = base_url.rstrip("/")  # the routes' paths begin with one
+        origin = parse_origin(base_url)
+        proxy = proxy_for(origin)
+        limits = httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=options.max_keepalive,
+                              keepalive_expiry=options.keepalive_expiry)  # fmt: skip
+        if transport is None:
+            # The proxy and trust store chosen as the http1 client chooses them (app/clients/origin.py), nothing
+            # else from the environment. Every close resets (zero linger): httpcore closes a connection it gives
+            # up on gracefully, and the kernel would then keep it, and the unsent body, while the upstream reads
+            # nothing; a connection httpx closes is idle or failed, so no answer is ever cut by it.
+            transport = httpx.AsyncHTTPTransport(
+                verify=tls_context() if origin.tls else True, limits=limits, trust_env=False,
+                proxy=proxy.url if proxy is not None else None, socket_options=[RESET_ON_CLOSE],
+            )  # fmt: skip
         self.client = httpx.AsyncClient(
             transport=transport,
             # httpx has one read timeout: the first byte's, which is the longer wait (and the one that answers 504);
             # it retries no connection either, so connect_retries does not apply
             timeout=httpx.Timeout(connect=options.connect_timeout, read=options.first_byte_timeout,
                                   write=options.read_timeout, pool=options.connect_timeout),
-            limits=httpx.Limits(max_connections=options.max_connections,
-                                max_keepalive_connections=options.max_keepalive,
-                                keepalive_expiry=options.keepalive_expiry),
+            limits=limits,
             follow_redirects=False,
             trust_env=False,
         )  # fmt: skip
@@ -71,8 +95,16 @@ class HttpxClient:
     async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
         url = self.base_url + path.decode()
         request = self.client.build_request(method, url, content=body or None, headers=headers)
+        reused = self._idle() > 0  # httpcore takes an idle connection when it has one
         try:
-            response = await self.client.send(request, stream=True)
+            try:
+                response = await self.client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # the close race, as the http1 client handles it: a reused connection the upstream had closed
+                # meets the request; nothing was answered, so it goes once more, on another connection
+                if not reused or not unanswered(exc):
+                    raise
+                response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise failure(exc) from exc
         return HttpxResponse(response)
@@ -81,8 +113,10 @@ class HttpxClient:
         await self.client.aclose()
 
     def connections(self) -> tuple[int, int]:
+        idle = self._idle()
+        pool = getattr(self.client._transport, "_pool", None)
+        return (len(pool.connections) - idle, idle) if pool is not None else (0, 0)
+
+    def _idle(self) -> int:
         pool = getattr(self.client._transport, "_pool", None)  # httpcore's pool, when it is the transport
-        if pool is None:
-            return 0, 0
-        idle = sum(1 for connection in pool.connections if connection.is_idle())
-        return len(pool.connections) - idle, idle
+        return 0 if pool is None else sum(1 for connection in pool.connections if connection.is_idle())

@@ -15,8 +15,16 @@ from app.auth import KeyStore
 from app.catalog import ModelCatalog
 from app.clients import UpstreamFailure, UpstreamResponse
 from app.context import RequestInfo, request_info
-from app.errors import InvalidRequest, ModelNotAllowed, ProxyError, RateLimited, RequestTooLarge, send_error
-from app.headers import header, request_headers, response_headers
+from app.errors import (
+    InvalidRequest,
+    ModelNotAllowed,
+    ProxyError,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamUnavailable,
+    send_error,
+)
+from app.headers import header, request_headers, response_headers, unrelayable
 from app.ratelimit import RateLimiter, Ticket
 from app.routes.table import RouteSpec
 from app.schemas import RequestBody, parse_body
@@ -195,9 +203,14 @@ class ForwardEndpoint:
             await response.aclose()
 
     async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
+        if (problem := unrelayable(response.status, response.headers)) is not None:
+            info.upstream_error = "protocol"
+            log.warning("upstream answer refused: %s", problem)
+            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."))
+            return
         fmt = stream_format(header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
-        await send({**start, "headers": response_headers(response.headers, fmt)})
+        await send({**start, "headers": response_headers(response.headers, fmt, response.status)})
         usage = self.spec.usage
         tap = UsageTap(usage) if usage is not None and response.status < 400 else None
         if response.status >= 400:
