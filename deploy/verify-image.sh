@@ -3,7 +3,7 @@
 # no Docker engine and no registry: podman, runc and debootstrap come from Debian packages, every image is built
 # on a Debian base made here with debootstrap, and every container uses host networking on loopback ports.
 #
-#   deploy/verify-image.sh           # ~5 min the first time (base images), ~2 min after
+#   deploy/verify-image.sh           # ~7 min the first time (base images), ~2 min after
 #   deploy/verify-image.sh --clean   # first remove this script's images and wheel cache, then build everything
 #
 # Exit status: 0 every check passed; 1 a check failed (the output says which); 77 podman cannot run containers on
