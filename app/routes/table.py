@@ -8,7 +8,7 @@ and its tests. Which upstream path serves each client path, with sources: docs/u
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from app import catalog, schemas
@@ -102,17 +102,14 @@ CHAT_COMPLETIONS = RouteSpec(
     output_cap=("max_completion_tokens", "max_tokens"),
 )
 
-V1_CHAT_COMPLETIONS = RouteSpec(
+# the same API on AceData's drop-in /v1 base, which takes every chat model it serves (Claude, Gemini, ... too)
+V1_CHAT_COMPLETIONS = replace(
+    CHAT_COMPLETIONS,
     name="v1.chat.completions",
     paths=("/v1/chat/completions",),
     upstream_path="/v1/chat/completions",
     summary="Chat Completions for every chat model of the upstream's /v1 (GPT, Claude, Gemini, DeepSeek, Grok, Kimi)",
-    schema=schemas.ChatCompletionCreate,
     models=catalog.V1_CHAT_MODELS,
-    formats=("json", "sse"),
-    answer="ChatCompletion",
-    usage=CHAT_USAGE,
-    output_cap=("max_completion_tokens", "max_tokens"),
 )
 
 EMBEDDINGS = RouteSpec(
