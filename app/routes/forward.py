@@ -116,8 +116,7 @@ class ForwardEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
         try:
-            body, ticket = await self._admit(scope, receive, info)
-            target = self._target(scope)
+            body, target, ticket = await self._admit(scope, receive, info)
         except ProxyError as exc:
             info.rate_limited = isinstance(exc, RateLimited)
             await send_error(send, exc)
@@ -131,8 +130,9 @@ class ForwardEndpoint:
             used = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
             await self.limiter.settle(ticket, used, 0 < info.status < 400 and info.upstream_error is None)
 
-    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, Ticket]:
-        """The request body once it has passed every check; nothing is forwarded before this returns."""
+    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, bytes, Ticket]:
+        """The request body and upstream target once they have passed every check, and the key's admission (the
+        last check, so that nothing refused after it holds a reservation); nothing is forwarded before this."""
         self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
@@ -142,12 +142,13 @@ class ForwardEndpoint:
         if self.spec.schema is not None:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
+        target = self._target(scope)
         if key is None:
-            return body, Ticket()
+            return body, target, Ticket()
         if parsed is not None and key.models is not None and parsed.model not in key.models:
             raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
         output = self.spec.estimate_output(parsed, self.settings.tpm_output_reservation)
-        return body, await self.limiter.admit(key, body, output, info.response_headers)
+        return body, target, await self.limiter.admit(key, body, output, info.response_headers)
 
     def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
         if not _is_json(header(scope["headers"], b"content-type")):

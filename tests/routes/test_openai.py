@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.helpers import CLIENT_KEY, UPSTREAM_TOKEN, GatewayProcess, SdkFactory, assert_no_secrets
+from app.keys import create
+from tests.helpers import CLIENT_KEY, UPSTREAM_TOKEN, GatewayFactory, GatewayProcess, SdkFactory, assert_no_secrets
 
 
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])
@@ -192,3 +194,19 @@ def test_retrieve_takes_one_safe_path_segment(client: httpx.Client, fake: FakeUp
         assert response.status_code == status
         assert response.json()["error"]["code"] in ("not_found", "invalid_request")
         assert forwarded == []
+
+
+def test_a_refused_retrieval_spends_none_of_the_key_limit(
+    make_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path
+):
+    """Every check runs before the key's admission: a request refused for its query holds no RPM slot."""
+    keys_file = tmp_path / "keys.toml"
+    key = create(keys_file, "one-a-minute", rpm=1)
+    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+    auth = {"authorization": f"Bearer {key}"}
+    refused = httpx.get(gateway.url + "/v1/responses/resp_1?evil=1", headers=auth)
+    assert refused.status_code == 400
+    answered = httpx.get(gateway.url + "/v1/responses/resp_1", headers=auth)
+    assert answered.status_code == 404  # the fake upstream's: the request was admitted and forwarded
+    assert answered.headers["x-ratelimit-remaining-requests"] == "0"
+    assert httpx.get(gateway.url + "/v1/responses/resp_1", headers=auth).status_code == 429
