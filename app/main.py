@@ -16,10 +16,11 @@ from starlette.exceptions import HTTPException
 from app import __version__, errors, logs, openapi
 from app.auth import KeyStore
 from app.drain import EndCutRequests
+from app.ledger import Ledger
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
 from app.ratelimit import RateLimiter
-from app.routes import aichat, health, metrics, openai
+from app.routes import admin, aichat, health, metrics, openai
 from app.routes.forward import ForwardEndpoint
 from app.routing import Dispatcher
 from app.settings import Settings
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("acedata_proxy")
 
 FORWARDED_ROUTES = (aichat.CONVERSATIONS, openai.RESPONSES)
-OTHER_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+OTHER_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage"}
 
 
 def create_app(
@@ -45,36 +46,41 @@ def create_app(
     pool = UpstreamPool(settings, transport)
     app_metrics = Metrics(registry)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
-    limiter = RateLimiter(settings)
+    ledger = Ledger(settings)
+    limiter = RateLimiter(settings, ledger)
 
     async def readiness() -> list[str]:
-        return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
+        return [problem for problem in (pool.problem(), await limiter.problem(), ledger.problem()) if problem]
 
-    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter))
+    api = FastAPI(title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter, ledger))
     document = openapi.document(FORWARDED_ROUTES, settings)  # FastAPI cannot see the forwarding routes
     api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness
     api.state.metrics = app_metrics
+    api.state.keys, api.state.ledger = keys, ledger
     api.include_router(health.router)
     api.include_router(metrics.router)
+    api.include_router(admin.router)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
-    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
+    endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter, ledger) for spec in FORWARDED_ROUTES]
     route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
     app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
     return ObserveMiddleware(app, app_metrics, route_names, access_log)
 
 
 def _lifespan(
-    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter, ledger: Ledger
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up and shutdown: the upstream pool opens in the serving loop and closes with it."""
+    """Start-up and shutdown: the upstream pool and the ledger open in the serving loop and close with it (the
+    ledger last, after in-flight requests have ended, so their usage is written)."""
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         if settings.token is None:
             log.warning("ACEDATACLOUD_API_TOKEN is not set: forwarding routes answer 503 until it is")
         await pool.open()
+        await ledger.start()
         if keys is not None:
             _reload_on_sighup(keys)
         if await limiter.problem():
@@ -86,6 +92,7 @@ def _lifespan(
             yield
         finally:
             await pool.close()
+            await ledger.close()
             api.state.metrics.close()
 
     return lifespan

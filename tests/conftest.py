@@ -104,6 +104,14 @@ def _no_secret_in_responses(leak_scanner: LeakScanner) -> Iterator[None]:
     assert not leaks, f"secrets reached a client: {leaks}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In-process apps keep their usage ledger in a temporary directory too, never in the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROXY_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def fake_app() -> FakeUpstream:
     return FakeUpstream(token=UPSTREAM_TOKEN)
@@ -124,7 +132,8 @@ def fake(fake_app: FakeUpstream, fake_server: ThreadServer) -> FakeUpstream:
 
 
 def _start(tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
-    return GatewayProcess(env, tmp, args).wait_ready()
+    # the usage ledger in the test's own directory (shared by the gateways one test starts), never in ~/.local
+    return GatewayProcess({"PROXY_DATA_DIR": str(tmp / "data"), **env}, tmp, args).wait_ready()
 
 
 def _stop(gateway: GatewayProcess) -> None:

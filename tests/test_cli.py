@@ -17,7 +17,7 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "app", *args],
-        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        env={**clean, "PYTHONPATH": str(ROOT), "PROXY_DATA_DIR": str(tmp_path / "data"), **env},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

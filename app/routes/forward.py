@@ -24,6 +24,7 @@ from app.errors import (
     UpstreamNotConfigured,
     send_error,
 )
+from app.ledger import Ledger
 from app.models import ModelCatalog
 from app.ratelimit import RateLimiter, Ticket
 from app.schemas import RequestBody, parse_body
@@ -113,13 +114,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 class ForwardEndpoint:
     def __init__(
-        self, spec: RouteSpec, settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+        self,
+        spec: RouteSpec,
+        settings: Settings,
+        pool: UpstreamPool,
+        keys: KeyStore | None,
+        limiter: RateLimiter,
+        ledger: Ledger,
     ):
         self.spec = spec
         self.settings = settings
         self.pool = pool
         self.keys = keys
         self.limiter = limiter
+        self.ledger = ledger
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
         self.path = spec.upstream_path.encode()
 
@@ -137,8 +145,8 @@ class ForwardEndpoint:
         try:
             await self._forward(scope, receive, send, body, info)
         finally:
-            used = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
-            await self.limiter.settle(ticket, used, 0 < info.status < 400 and info.upstream_error is None)
+            await self.limiter.settle(ticket, info)
+            self.ledger.record(info, ticket.estimate)
 
     async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, Ticket]:
         """The request body once it has passed every check; nothing is forwarded before this returns."""
@@ -154,11 +162,9 @@ class ForwardEndpoint:
             raise InvalidRequest("Content-Type must be application/json.")
         parsed = parse_body(self.spec.schema, body, self.catalog)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
-        if key is None:
-            return body, Ticket()
-        if key.models is not None and parsed.model not in key.models:
+        if key is not None and key.models is not None and parsed.model not in key.models:
             raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
-        return body, await self.limiter.admit(key, body, parsed, info.response_headers)
+        return body, await self.limiter.admit(key, body, parsed, info)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
         loop = self.pool.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
