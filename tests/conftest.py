@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.servers import GatewayProcess, ThreadServer
+from tests.servers import GatewayProcess, RedisServer, ThreadServer
 
 # Distinctive values, so that a leak scan finding them means a leak and nothing else.
 UPSTREAM_TOKEN = "upstream-secret-6f1c9e2ab7"
@@ -195,3 +195,10 @@ def make_sdk() -> Iterator[SdkFactory]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()

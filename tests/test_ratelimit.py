@@ -3,12 +3,8 @@ shared by two gateway processes), reload without restart, and what happens when 
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +14,7 @@ import pytest
 from app import keys
 from app.fake_upstream import FakeUpstream
 from tests.conftest import GatewayFactory, SdkFactory, assert_no_secrets
-from tests.servers import GatewayProcess, free_port
+from tests.servers import GatewayProcess, RedisServer
 from tests.test_metrics import scrape, value
 
 BODY = {"model": "gpt-4.1", "input": "one two three"}  # the fake reports 3 input + 5 output tokens
@@ -129,49 +125,6 @@ def test_public_bind_is_allowed_with_a_keys_file(make_gateway: GatewayFactory, k
     add_key(keys_file, "gina")
     gateway = make_gateway("--host", "0.0.0.0", PROXY_KEYS_FILE=str(keys_file))
     assert httpx.get(gateway.url + "/healthz").status_code == 200
-
-
-class RedisServer:
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing: scripts/test installs it from Debian's packages"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not self.ping():
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        return self
-
-    def ping(self) -> bool:
-        """A raw RESP PING: the client library is not under test here, and a raw socket closes for sure."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
 
 
 def test_two_gateways_sharing_redis_admit_exactly_the_rpm(
