@@ -6,7 +6,12 @@ WORKDIR /srv/acedata-proxy
 
 COPY pyproject.toml constraints.txt README.md ./
 COPY app ./app
-RUN pip install -c constraints.txt . && useradd --system --uid 10001 proxy
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 proxy \
+    && mkdir -p /var/lib/acedata-proxy && chown proxy /var/lib/acedata-proxy
+
+# The usage ledger (SQLite); mount a volume here so spend and budgets survive a new container
+ENV PROXY_DATA_DIR=/var/lib/acedata-proxy
+VOLUME /var/lib/acedata-proxy
 
 USER proxy
 EXPOSE 8000

@@ -155,3 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             server.serve(settings)
     except server.UnsafeBind as exc:
         sys.exit(f"acedata-proxy: {exc}")
+    except keys.KeysFileError as exc:
+        sys.exit(f"acedata-proxy: refusing to start, PROXY_KEYS_FILE is invalid: {exc}")
+    except STORE_ERRORS as exc:
+        sys.exit(f"acedata-proxy: refusing to start, the usage ledger in {settings.data_dir} cannot be opened: {exc}")

@@ -18,6 +18,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app import keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
+from app.ledger import open_store
 from app.main import create_app
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.protocol import EnvelopeHttpToolsProtocol
@@ -86,7 +87,11 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings) -> None:
     check_bind(settings)
+    if settings.keys_file is not None:
+        keys.load(settings.keys_file)  # KeysFileError: one line naming the key and field, not a worker's traceback
     check_limits_are_shared(settings)
+    if not settings.redis_url:
+        open_store(settings).close()  # an unwritable PROXY_DATA_DIR stops the start here, in one line
     _exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))

@@ -133,7 +133,12 @@ def fake(fake_app: FakeUpstream, fake_server: ThreadServer) -> FakeUpstream:
 
 def _start(tmp: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
     # the usage ledger in the test's own directory (shared by the gateways one test starts), never in ~/.local
-    return GatewayProcess({"PROXY_DATA_DIR": str(tmp / "data"), **env}, tmp, args).wait_ready()
+    process = GatewayProcess({"PROXY_DATA_DIR": str(tmp / "data"), **env}, tmp, args)
+    try:
+        return process.wait_ready()
+    except RuntimeError:
+        process.stop()  # a gateway that refused to start: its log is closed all the same
+        raise
 
 
 def _stop(gateway: GatewayProcess) -> None:

@@ -121,6 +121,30 @@ def test_keys_reload_without_restart(make_gateway: GatewayFactory, keys_file: Pa
     assert "previous keys stay in force" in gateway.log()
 
 
+def test_invalid_budget_refused_at_start_and_on_a_live_edit(
+    make_gateway: GatewayFactory, keys_file: Path, tmp_path: Path, fake: FakeUpstream
+):
+    key = add_key(keys_file, "hal", budget_tokens=1000)
+    good = keys_file.read_text()
+    keys_file.write_text(good.replace("budget_tokens = 1000", "budget_tokens = -1000"))
+    with pytest.raises(RuntimeError, match="exited") as refused:
+        make_gateway(PROXY_KEYS_FILE=str(keys_file))
+    [line] = [line for line in str(refused.value).splitlines() if "acedata-proxy:" in line]
+    assert "keys[0] (hal): budget_tokens must be a non-negative integer" in line
+    assert "Traceback" not in str(refused.value)
+
+    keys_file.write_text(good)
+    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+    keys_file.write_text(good.replace('budget_period = "month"', 'budget_period = "fortnight"'))
+    gateway.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "keys[0] (hal): budget_period must be" not in gateway.log():
+        assert time.monotonic() < deadline, "the bad edit was not reported"
+        time.sleep(0.05)
+    assert "previous keys stay in force" in gateway.log()
+    assert post(gateway, key).status_code == 200  # still the previous keys, budget included
+
+
 def test_public_bind_is_allowed_with_a_keys_file(make_gateway: GatewayFactory, keys_file: Path):
     add_key(keys_file, "gina")
     gateway = make_gateway("--host", "0.0.0.0", PROXY_KEYS_FILE=str(keys_file))
