@@ -59,3 +59,14 @@ def test_base_url_must_be_an_origin(monkeypatch: pytest.MonkeyPatch, url: str):
 )
 def test_binds_publicly(host: str, public: bool):
     assert make(PROXY_HOST=host).binds_publicly() is public
+
+
+def test_data_dir_defaults_to_the_users_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.delenv("PROXY_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert make().data_dir == tmp_path / "xdg" / "acedata-proxy"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert make().data_dir == tmp_path / ".local" / "share" / "acedata-proxy"
+    monkeypatch.setenv("PROXY_DATA_DIR", str(tmp_path / "ledger"))
+    assert make().data_dir == tmp_path / "ledger"
