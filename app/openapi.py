@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from app import __version__
+from app.ledger.report import GROUPS
 from app.models import ModelCatalog
 from app.routes.forward import RouteSpec
 from app.settings import Settings
@@ -151,7 +152,31 @@ def _service_paths() -> dict[str, Any]:
         "/healthz": _get("healthz", {"200": {**ready, "description": "The process serves"}}),
         "/readyz": _get("readyz", {"200": ready, "503": not_ready}),
         "/metrics": _get("metrics", {"200": {**metrics, "headers": {"x-request-id": REQUEST_ID}}}),
+        "/admin/usage": _admin_usage(),
     }
+
+
+def _admin_usage() -> dict[str, Any]:
+    """GET /admin/usage: the usage ledger's report, for admin keys."""
+    counts = {name: {"type": "integer"} for name in ("requests", "input_tokens", "output_tokens", "total_tokens")}
+    line = {"type": "object", "required": list(counts), "properties": counts}
+    report = {
+        "type": "object",
+        "required": ["by", "rows", "total"],
+        "properties": {"by": {"enum": list(GROUPS)}, "rows": {"type": "array", "items": line}, "total": line},
+    }
+    ok = {"description": "The report", "headers": {"x-request-id": REQUEST_ID}, "content": {JSON: {"schema": report}}}
+    query = [
+        {"name": "key", "in": "query", "required": False, "schema": _string("Only this key's usage.")},
+        {"name": "since", "in": "query", "required": False, "schema": _string("A UTC date or ISO 8601 time.")},
+        {"name": "by", "in": "query", "required": False, "schema": {"enum": list(GROUPS), "default": "day"}},
+    ]
+    errors = {
+        "400": _json_response("A filter that cannot be used (`param` names it).", ["Error"]),
+        "401": _json_response("No client key, or an unknown one.", ["Error"]),
+        "403": _json_response("No keys file, or a key without `admin = true`.", ["Error"]),
+    }
+    return {"get": {"operationId": "admin.usage", "parameters": query, "responses": {"200": ok} | errors}}
 
 
 def document(routes: Iterable[RouteSpec], settings: Settings) -> dict[str, Any]:

@@ -116,7 +116,12 @@ def clean_env(src: Path | None = None, **extra: str) -> dict[str, str]:
 
 
 def start_gateway(
-    procs: Processes, name: str, upstream_port: int, workers: int, pinning: Pinning, src: Path | None = None,
+    procs: Processes,
+    name: str,
+    upstream_port: int,
+    workers: int,
+    pinning: Pinning,
+    src: Path | None = None,
     **settings: str,
 ) -> tuple[Proc, int]:
     port = free_port()

@@ -11,19 +11,26 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-import redis
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 # (hour, key, route, model) -> [requests, input tokens, output tokens]; hour = unix seconds // 3600 (UTC)
 RowKey = tuple[int, str, str, str]
 Counts = list[int]
 Row = tuple[int, str, str, str, int, int, int]
 
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, redis.RedisError, OSError)
+
+class StoreUnavailable(Exception):
+    """The Redis store could not be used (redis-py's errors, translated at this boundary)."""
+
+
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, StoreUnavailable)
 REDIS_RETENTION_HOURS = 400 * 24  # Redis keeps about 13 months of hourly rows; SQLite keeps them until deleted
 REDIS_PREFIX = "acedata-proxy:usage:"
 
@@ -99,10 +106,14 @@ class SqliteStore:
 
 class RedisStore:
     """A hash per hour (`acedata-proxy:usage:<hour>`, fields `[key, route, model, r|i|o]`) and a sorted set of
-    the hours written, so a report finds them without scanning keys."""
+    the hours written, so a report finds them without scanning keys. redis-py loads only here: ~7 MB of memory a
+    gateway without Redis does not pay."""
 
     def __init__(self, url: str):
-        self.redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        import redis
+
+        self.errors = redis.RedisError
+        self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
     def add(self, batch: Mapping[RowKey, Counts]) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -116,18 +127,25 @@ class RedisStore:
             pipe.expire(f"{REDIS_PREFIX}{hour}", REDIS_RETENTION_HOURS * 3600)
             pipe.zadd(REDIS_PREFIX + "hours", {str(hour): hour})
         pipe.zremrangebyscore(REDIS_PREFIX + "hours", 0, max(hours) - REDIS_RETENTION_HOURS)
-        pipe.execute()
+        self._run(pipe)
 
     def rows(self, key: str | None, since_hour: int) -> list[Row]:
-        found: list[bytes] = self.redis.zrangebyscore(REDIS_PREFIX + "hours", since_hour, "+inf")  # type: ignore[assignment]
-        hours = [int(hour) for hour in found]
+        index = self.redis.pipeline(transaction=False)
+        index.zrangebyscore(REDIS_PREFIX + "hours", since_hour, "+inf")
+        hours = [int(hour) for hour in self._run(index)[0]]
         pipe = self.redis.pipeline(transaction=False)
         for hour in hours:
             pipe.hgetall(f"{REDIS_PREFIX}{hour}")
         rows: list[Row] = []
-        for hour, fields in zip(hours, pipe.execute(), strict=True):
+        for hour, fields in zip(hours, self._run(pipe), strict=True):
             rows += _rows(hour, fields, key)
         return rows
+
+    def _run(self, pipe: redis.client.Pipeline) -> list[Any]:
+        try:
+            return pipe.execute()
+        except self.errors as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     def spent(self, key: str, since_hour: int) -> int:
         return sum(row[5] + row[6] for row in self.rows(key, since_hour))
