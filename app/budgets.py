@@ -58,20 +58,30 @@ class Budgets:
     def __init__(self, storage: MemoryStorage | RedisStorage, ledger: Ledger):
         self.storage = storage
         self.ledger = ledger
-        # in-process counts start from the ledger; Redis holds the shared count itself
-        self.seed = isinstance(storage, MemoryStorage)
-        self._seeded: dict[str, asyncio.Future[None]] = {}
+        # Without Redis, counts are plain integers of this process (one event loop: no await between reading
+        # and adding, so no lock), started from the ledger; Redis holds the shared count itself.
+        self.local: dict[str, int] | None = {} if isinstance(storage, MemoryStorage) else None
+        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._periods: dict[str, Period] = {}
+
+    def period(self, kind: str) -> Period:
+        """The current period, computed once per period rather than per request."""
+        now = time.time()
+        current = self._periods.get(kind)
+        if current is None or not current.start <= now < current.end:
+            current = self._periods[kind] = period_of(kind, now)
+        return current
 
     async def reserve(self, key: KeyEntry, budget: int, reservation: int) -> BudgetHold:
         """Add `reservation` to the key's count for the period; BudgetExceeded if the count was already over."""
-        period = period_of(key.budget_period)
+        period = self.period(key.budget_period)
         counter = f"acedata-proxy/budget/{key.name}/{period.label}"
         expiry = int(period.end - time.time()) + DAY  # the count outlives its period a little, for late settles
-        if self.seed:
-            await self._seed(counter, expiry, key.name, period)
-        total = await self.storage.incr(counter, expiry, amount=reservation)
+        if self.local is not None and counter not in self.local:
+            await self._seed(counter, key.name, period)
+        total = await self._add(counter, expiry, reservation)
         if total - reservation >= budget:
-            await self.storage.incr(counter, expiry, amount=-reservation)
+            await self._add(counter, expiry, -reservation)
             wait = max(1, math.ceil(period.end - time.time()))
             raise BudgetExceeded(
                 f"Key '{key.name}' has used its budget of {budget} tokens for this {key.budget_period} (UTC).",
@@ -81,23 +91,29 @@ class Budgets:
 
     async def settle(self, hold: BudgetHold, charged: int) -> int:
         """Replace the reservation by the tokens charged; returns the budget left."""
-        delta = charged - hold.reserved
-        total = await self.storage.incr(hold.counter, hold.expiry, amount=delta)
+        total = await self._add(hold.counter, hold.expiry, charged - hold.reserved)
         hold.reserved = charged
         return max(0, hold.budget - total)
 
-    async def _seed(self, counter: str, expiry: int, name: str, period: Period) -> None:
-        """Once per period and process: start the count from what the ledger already holds (before a restart)."""
-        seeding = self._seeded.get(counter)
+    async def _add(self, counter: str, expiry: int, amount: int) -> int:
+        if self.local is None:
+            return await self.storage.incr(counter, expiry, amount=amount)
+        total = self.local[counter] = self.local.get(counter, 0) + amount
+        return total
+
+    async def _seed(self, counter: str, name: str, period: Period) -> None:
+        """Once per period and process: start the count from what the ledger already holds (before a restart).
+        Requests arriving meanwhile wait for the same read."""
+        seeding = self._seeding.get(counter)
         if seeding is None:
-            seeding = self._seeded[counter] = asyncio.ensure_future(self._load(counter, expiry, name, period))
+            seeding = self._seeding[counter] = asyncio.ensure_future(self._load(counter, name, period))
         try:
             await asyncio.shield(seeding)
-        except Exception:
-            self._seeded.pop(counter, None)  # the next request tries again
-            raise
+        finally:
+            if seeding.done():
+                self._seeding.pop(counter, None)  # done, or failed: the next request tries again
 
-    async def _load(self, counter: str, expiry: int, name: str, period: Period) -> None:
+    async def _load(self, counter: str, name: str, period: Period) -> None:
         spent = await self.ledger.spent(name, int(period.start // 3600))
-        if spent:
-            await self.storage.incr(counter, expiry, amount=spent)
+        assert self.local is not None
+        self.local[counter] = self.local.get(counter, 0) + spent

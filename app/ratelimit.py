@@ -24,7 +24,7 @@ from app.budgets import BudgetHold, Budgets
 from app.context import RequestInfo
 from app.errors import BudgetExceeded, ProxyError, RateLimited, RateLimiterUnavailable
 from app.keys import KeyEntry
-from app.ledger import Ledger, charged
+from app.ledger import STORE_ERRORS, Ledger, charged
 from app.schemas import RequestBody
 from app.settings import Settings
 from app.types import Headers
@@ -32,7 +32,8 @@ from app.types import Headers
 log = logging.getLogger("acedata_proxy.ratelimit")
 
 BYTES_PER_TOKEN = 4  # the usual estimate for English text and JSON
-STORAGE_ERRORS = (StorageError, OSError, TimeoutError)
+# the ledger's errors too: an in-process budget starts from the ledger
+STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError, TimeoutError, *STORE_ERRORS)
 
 
 @dataclass(slots=True)

@@ -169,6 +169,7 @@ def test_redis_gone_fail_closed_and_fail_open(
 ):
     limited = add_key(keys_file, "limited", rpm=100)
     unlimited = add_key(keys_file, "unlimited")
+    budgeted = add_key(keys_file, "budgeted", budget_tokens=1000)
     env = {"PROXY_KEYS_FILE": str(keys_file), "PROXY_REDIS_URL": redis_server.url}
     closed, opened = make_gateway(**env), make_gateway(**env, PROXY_RATE_LIMIT_FAIL_OPEN="true")
     assert post(closed, limited).status_code == 200
@@ -179,6 +180,8 @@ def test_redis_gone_fail_closed_and_fail_open(
     assert refused.json()["error"]["code"] == "rate_limiter_unavailable"
     assert post(closed, unlimited).status_code == 200  # keys without limits do not need Redis
     assert post(opened, limited).status_code == 200
+    assert post(closed, budgeted).json()["error"]["code"] == "rate_limiter_unavailable"  # budgets follow the limits
+    assert post(opened, budgeted).status_code == 200
     ready = httpx.get(closed.url + "/readyz")
     assert ready.status_code == 503
     assert "redis" in " ".join(ready.json()["problems"])
