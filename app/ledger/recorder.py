@@ -123,9 +123,11 @@ class Ledger:
         assert self.store is not None
         return await self._call(self.store.spent, key, since_hour)
 
-    def describe(self) -> dict[str, str | int]:
-        details: dict[str, str | int] = dict(self.store.describe()) if self.store is not None else {}
-        return {**details, "flush_interval_s": FLUSH_INTERVAL, "pending_rows": len(self.pending)}  # type: ignore[dict-item]
+    def describe(self) -> dict[str, object]:
+        """For /readyz: where the ledger is kept (never a URL or password), how often it is written, and what
+        waits to be."""
+        details: dict[str, object] = dict(self.store.describe()) if self.store is not None else {}
+        return {**details, "flush_interval_s": FLUSH_INTERVAL, "pending_rows": len(self.pending)}
 
     def problem(self) -> str | None:
         return self.failing
