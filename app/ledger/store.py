@@ -81,6 +81,7 @@ class SqliteStore:
         # NORMAL in WAL mode: a committed batch survives the process being killed; only an OS crash or power
         # loss can take the last commits back
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-256")  # KiB: batches are small, and every worker holds a connection
         self.db.execute(SCHEMA)
 
     def add(self, batch: Mapping[RowKey, Counts]) -> None:
