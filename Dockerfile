@@ -26,6 +26,9 @@ RUN groupadd --gid 10001 acedata-proxy \
  && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /var/lib/acedata-proxy --create-home \
         --shell /usr/sbin/nologin acedata-proxy
 ENV PATH=/opt/acedata-proxy/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# The usage ledger (SQLite, when no PROXY_REDIS_URL): mount a volume here so spend and budgets outlive a container.
+ENV PROXY_DATA_DIR=/var/lib/acedata-proxy
+VOLUME /var/lib/acedata-proxy
 USER 10001:10001
 WORKDIR /var/lib/acedata-proxy
 # The gateway binds 127.0.0.1 unless told otherwise: enough as a sidecar sharing the app's network namespace. To

@@ -1,4 +1,4 @@
-"""The `acedata-proxy` command: serve (default), demo, keys, fake-upstream."""
+"""The `acedata-proxy` command: serve (default), demo, keys, usage, fake-upstream."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app import __version__, keys
+from app.budgets import period_of
 from app.fake_upstream import Behaviour
+from app.ledger import STORE_ERRORS, Store, open_store
+from app.ledger.report import FORMATS, GROUPS, ReportError, build, render, since_hour
 from app.settings import Settings
 
 
@@ -27,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="gateway + built-in fake upstream on loopback; no token needed")
     _listen_options(demo)
     _keys_parser(commands.add_parser("keys", help="manage client keys (PROXY_KEYS_FILE)"))
+    usage = commands.add_parser("usage", help="report the usage ledger (PROXY_DATA_DIR, or PROXY_REDIS_URL)")
+    usage.add_argument("--key", help="only this key's usage")
+    usage.add_argument("--since", help="from this UTC date (YYYY-MM-DD) or ISO 8601 time; default: everything")
+    usage.add_argument("--by", choices=GROUPS, default="day", help="one line per day (default), model or key")
+    usage.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv or json")
     fake = commands.add_parser("fake-upstream", help="only the fake upstream (for benchmarks)")
     fake.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")
     fake.add_argument("--port", type=int, default=9000, help="listening port (default 9000)")
@@ -45,6 +53,9 @@ def _keys_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--models", help="comma-separated allowlist (default: every model)")
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens per minute")
+    create.add_argument("--budget-tokens", type=int, help="tokens the key may spend per budget period")
+    create.add_argument("--budget-period", choices=keys.PERIODS, help="UTC day or month (default month)")
+    create.add_argument("--admin", action="store_true", default=None, help="may read GET /admin/usage")
     actions.add_parser("list", help="list keys (names and limits; keys themselves are not stored)")
     revoke = actions.add_parser("revoke", help="remove a key")
     revoke.add_argument("name", help="the name of the key to remove")
@@ -53,23 +64,60 @@ def _keys_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _keys(args: argparse.Namespace) -> None:
-    path: Path = args.file or _settings(argparse.Namespace()).keys_file or Path("keys.toml")
+    settings = _settings(argparse.Namespace())
+    path: Path = args.file or settings.keys_file or Path("keys.toml")
     try:
         if args.action == "create":
             allowed = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-            key = keys.create(path, args.name, allowed, args.rpm, args.tpm)
+            options = {name: getattr(args, name) for name in ("rpm", "tpm", "budget_tokens", "budget_period", "admin")}
+            key = keys.create(path, args.name, allowed, **options)
             print(f"Created key {args.name!r} in {path}. It is shown once and stored only as a SHA-256 digest:")
             print(key)
         elif args.action == "list":
-            print(f"{'name':<24} {'models':<40} {'rpm':>8} {'tpm':>10}")
-            for entry in keys.load(path):
-                models = ",".join(sorted(entry.models)) if entry.models is not None else "*"
-                print(f"{entry.name:<24} {models:<40} {entry.rpm or '-':>8} {entry.tpm or '-':>10}")
+            _list_keys(keys.load(path), settings)
         else:
             keys.revoke(path, args.name)
             print(f"Revoked key {args.name!r} in {path}; running gateways drop it within a second.")
     except keys.KeysFileError as exc:
         sys.exit(f"acedata-proxy keys: {exc}")
+
+
+def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
+    """Each key with its limits, and its spend in the current period (UTC month unless its budget says day)
+    next to its budget."""
+    store = _ledger(settings)
+    print(f"{'name':<24} {'models':<32} {'rpm':>6} {'tpm':>9} {'period':<10} {'spent':>12} {'budget':>12} admin")
+    for entry in entries:
+        period = period_of(entry.budget_period)
+        spent = store.spent(entry.name, int(period.start // 3600)) if store is not None else 0
+        models = ",".join(sorted(entry.models)) if entry.models is not None else "*"
+        budget = entry.budget_tokens if entry.budget_tokens is not None else "-"
+        print(f"{entry.name:<24} {models:<32} {entry.rpm or '-':>6} {entry.tpm or '-':>9} {period.label:<10} "
+              f"{spent:>12} {budget:>12} {'yes' if entry.admin else 'no'}")  # fmt: skip
+
+
+def _ledger(settings: Settings) -> Store | None:
+    """The ledger's store for reading; None when nothing was ever recorded here (no file is created)."""
+    if not settings.redis_url and not (settings.data_dir / "ledger.sqlite3").exists():
+        return None
+    try:
+        return open_store(settings)
+    except STORE_ERRORS as exc:
+        sys.exit(f"acedata-proxy: cannot open the usage ledger: {exc}")
+
+
+def _usage(args: argparse.Namespace) -> None:
+    settings = _settings(argparse.Namespace())
+    try:
+        first_hour = since_hour(args.since)
+    except ReportError as exc:
+        sys.exit(f"acedata-proxy usage: {exc}")
+    store = _ledger(settings)
+    try:
+        rows = store.rows(args.key, first_hour) if store is not None else []
+    except STORE_ERRORS as exc:
+        sys.exit(f"acedata-proxy usage: cannot read the usage ledger: {exc}")
+    sys.stdout.write(render(build(rows, args.by), args.format))
 
 
 def _listen_options(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "keys":
         _keys(args)
         return
+    if command == "usage":
+        _usage(args)
+        return
     if command == "fake-upstream":
         demo.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
         return
@@ -146,3 +197,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             server.serve(settings, sock)
     except (server.UnsafeBind, demo.PortInUse) as exc:
         sys.exit(f"acedata-proxy: {exc}")
+    except STORE_ERRORS as exc:
+        sys.exit(f"acedata-proxy: refusing to start, the usage ledger in {settings.data_dir} cannot be opened: {exc}")

@@ -33,6 +33,7 @@ class RequestInfo:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever answers
     input_tokens: int | None = None
     output_tokens: int | None = None
+    budget_remaining: int | None = None  # the key's budget left once this request settled, when it has one
 
 
 class _Ids:

@@ -7,7 +7,9 @@ ProxyError
 ├── RequestTooLarge         413 request_too_large
 ├── InvalidApiKey           401 invalid_api_key
 ├── ModelNotAllowed         403 model_not_allowed
+├── AdminRequired           403 admin_required         (/admin/*: no keys file, or a key without admin = true)
 ├── RateLimited             429 rate_limit_exceeded   (`retry-after`)
+│   └── BudgetExceeded      429 budget_exceeded       (`retry-after` until the budget's period ends)
 ├── UpstreamUnavailable     502 upstream_unavailable
 ├── UpstreamNotConfigured   503 upstream_not_configured
 ├── NotReady                503 not_ready
@@ -56,6 +58,10 @@ class ModelNotAllowed(ProxyError):
     status, code, type = 403, "model_not_allowed", "permission_error"
 
 
+class AdminRequired(ProxyError):
+    status, code, type = 403, "admin_required", "permission_error"
+
+
 class NotFound(ProxyError):
     status, code, type = 404, "not_found", "invalid_request_error"
 
@@ -70,6 +76,10 @@ class RequestTooLarge(ProxyError):
 
 class RateLimited(ProxyError):
     status, code, type = 429, "rate_limit_exceeded", "rate_limit_error"
+
+
+class BudgetExceeded(RateLimited):
+    status, code, type = 429, "budget_exceeded", "insufficient_quota"  # OpenAI's type for a spent quota
 
 
 class UpstreamUnavailable(ProxyError):

@@ -18,6 +18,8 @@ import orjson
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
+PERIODS = ("day", "month")  # budget periods, in UTC
+FIELDS = ("name", "sha256", "models", "rpm", "tpm", "budget_tokens", "budget_period", "admin")
 
 
 class KeysFileError(ValueError):
@@ -31,6 +33,9 @@ class KeyEntry:
     models: frozenset[str] | None = None  # None: every model the route accepts
     rpm: int | None = None
     tpm: int | None = None
+    budget_tokens: int | None = None  # tokens per budget_period; None: no budget
+    budget_period: str = "month"
+    admin: bool = False  # may read GET /admin/usage
 
 
 def digest(key: str) -> str:
@@ -41,22 +46,42 @@ def new_key() -> str:
     return "sk-" + secrets.token_urlsafe(32)
 
 
+def _integer(raw: dict[str, object], field: str, where: str, least: int) -> int | None:
+    value = raw.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+        kind = "a positive integer" if least > 0 else "a non-negative integer"
+        raise KeysFileError(f"{where}: {field} must be {kind}, not {value!r}")
+    return value
+
+
 def _entry(raw: object, index: int) -> KeyEntry:
+    """One [[keys]] table, checked strictly: a typo in a budget must not silently mean "no budget"."""
     if not isinstance(raw, dict):
         raise KeysFileError(f"keys[{index}] is not a table")
     name, sha = raw.get("name"), raw.get("sha256")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise KeysFileError(f"keys[{index}]: name must match {NAME.pattern}")
+    where = f"keys[{index}] ({name})"
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise KeysFileError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
     if not isinstance(sha, str) or not DIGEST.fullmatch(sha):
-        raise KeysFileError(f"keys[{index}] ({name}): sha256 must be 64 lowercase hex digits")
+        raise KeysFileError(f"{where}: sha256 must be 64 lowercase hex digits")
     models = raw.get("models")
     if models is not None and not (isinstance(models, list) and all(isinstance(m, str) for m in models)):
-        raise KeysFileError(f"keys[{index}] ({name}): models must be a list of strings")
-    limits = {field: raw.get(field) for field in ("rpm", "tpm")}
-    for field, value in limits.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise KeysFileError(f"keys[{index}] ({name}): {field} must be a positive integer")
-    return KeyEntry(name, sha, frozenset(models) if models is not None else None, limits["rpm"], limits["tpm"])
+        raise KeysFileError(f"{where}: models must be a list of strings")
+    rpm, tpm = _integer(raw, "rpm", where, 1), _integer(raw, "tpm", where, 1)
+    budget = _integer(raw, "budget_tokens", where, 0)
+    period = raw.get("budget_period", "month")
+    if period not in PERIODS:
+        raise KeysFileError(f'{where}: budget_period must be "day" or "month", not {period!r}')
+    if "budget_period" in raw and budget is None:
+        raise KeysFileError(f"{where}: budget_period is set but budget_tokens is not")
+    admin = raw.get("admin", False)
+    if not isinstance(admin, bool):
+        raise KeysFileError(f"{where}: admin must be true or false, not {admin!r}")
+    allowed = frozenset(models) if models is not None else None
+    return KeyEntry(name, sha, allowed, rpm, tpm, budget, str(period), admin)
 
 
 def load(path: Path) -> list[KeyEntry]:
@@ -82,7 +107,12 @@ def _toml(entry: KeyEntry) -> str:
     lines = ["[[keys]]", f"name = {orjson.dumps(entry.name).decode()}", f'sha256 = "{entry.sha256}"']
     if entry.models is not None:
         lines.append(f"models = {orjson.dumps(sorted(entry.models)).decode()}")
-    lines += [f"{field} = {value}" for field, value in (("rpm", entry.rpm), ("tpm", entry.tpm)) if value is not None]
+    numbers = (("rpm", entry.rpm), ("tpm", entry.tpm), ("budget_tokens", entry.budget_tokens))
+    lines += [f"{field} = {value}" for field, value in numbers if value is not None]
+    if entry.budget_tokens is not None:
+        lines.append(f'budget_period = "{entry.budget_period}"')
+    if entry.admin:
+        lines.append("admin = true")
     return "\n".join(lines) + "\n"
 
 
@@ -99,15 +129,15 @@ def save(path: Path, entries: list[KeyEntry]) -> None:
     os.replace(temporary, path)
 
 
-def create(
-    path: Path, name: str, models: list[str] | None = None, rpm: int | None = None, tpm: int | None = None
-) -> str:
-    """Append a key and return its plaintext, which is stored nowhere."""
+def create(path: Path, name: str, models: list[str] | None = None, **options: object) -> str:
+    """Append a key and return its plaintext, which is stored nowhere. `options`: rpm, tpm, budget_tokens,
+    budget_period, admin (checked as the file's own fields are)."""
     entries = load(path) if path.exists() else []
     if any(entry.name == name for entry in entries):
         raise KeysFileError(f"a key named {name!r} already exists; revoke it first")
     key = new_key()
-    entry = _entry({"name": name, "sha256": digest(key), "models": models, "rpm": rpm, "tpm": tpm}, len(entries))
+    fields = {"name": name, "sha256": digest(key), "models": models, **options}
+    entry = _entry({field: value for field, value in fields.items() if value is not None}, len(entries))
     save(path, [*entries, entry])
     return key
 

@@ -19,10 +19,11 @@ from app import __version__, errors, logs, openapi
 from app.auth import KeyStore
 from app.cutoff import ShutdownCutoff
 from app.dispatch import Dispatcher
+from app.ledger import Ledger
 from app.metrics import Metrics
 from app.observe import ObserveMiddleware
 from app.ratelimit import RateLimiter
-from app.routes import health, metrics
+from app.routes import admin, health, metrics
 from app.routes.forward import ForwardEndpoint
 from app.routes.models import ModelsEndpoint
 from app.routes.table import ROUTES
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acedata_proxy")
 
-SERVICE_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
+SERVICE_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage"}
 # headers a browser app may read: the request id and the limits' state (CORS hides all others)
 EXPOSED_HEADERS = [
     "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -53,11 +54,12 @@ def create_app(
     pool = UpstreamPool(settings, transport)
     app_metrics = Metrics(registry)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
-    limiter = RateLimiter(settings)
+    ledger = Ledger(settings)
+    limiter = RateLimiter(settings, ledger)
     models = ModelsEndpoint(ROUTES, settings, keys)
-    api = _service_api(settings, pool, keys, limiter, app_metrics, models.paths())
+    api = _service_api(settings, pool, keys, limiter, ledger, app_metrics, models.paths())
     forwarded = [
-        (path, spec.method, spec.name, ForwardEndpoint(spec, settings, pool, keys, limiter))
+        (path, spec.method, spec.name, ForwardEndpoint(spec, settings, pool, keys, limiter, ledger))
         for spec in ROUTES
         for path in spec.paths
     ]
@@ -79,37 +81,42 @@ def _service_api(
     pool: UpstreamPool,
     keys: KeyStore | None,
     limiter: RateLimiter,
+    ledger: Ledger,
     app_metrics: Metrics,
     models_paths: list[str],
 ) -> FastAPI:
     """Health, readiness, metrics, the OpenAPI document and /docs (Swagger UI served from a package, no CDN)."""
 
     async def readiness() -> list[str]:
-        return [problem for problem in (pool.problem(), await limiter.problem()) if problem]
+        return [problem for problem in (pool.problem(), await limiter.problem(), ledger.problem()) if problem]
 
     api = FastAPIOffline(
-        title="acedata-proxy", version=__version__, lifespan=_lifespan(pool, keys, limiter, settings),
+        title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter, ledger),
         static_url="/docs/assets", redoc_url=None,
     )  # fmt: skip
     document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
     api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness
     api.state.metrics = app_metrics
+    api.state.keys, api.state.ledger = keys, ledger
     api.include_router(health.router)
     api.include_router(metrics.router)
+    api.include_router(admin.router)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
     return api
 
 
 def _lifespan(
-    pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter, settings: Settings
+    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter, ledger: Ledger
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up and shutdown: the upstream pool opens in the serving loop and closes with it."""
+    """Start-up and shutdown: the upstream pool and the ledger open in the serving loop and close with it (the
+    ledger last, after in-flight requests have ended, so their usage is written)."""
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await pool.open()
+        await ledger.start()
         watcher = None
         if keys is not None:
             _reload_on_sighup(keys)
@@ -125,6 +132,7 @@ def _lifespan(
             if watcher is not None:
                 watcher.cancel()
             await pool.close()
+            await ledger.close()
             api.state.metrics.close()
 
     return lifespan

@@ -84,6 +84,10 @@ class Metrics:
             PREFIX + "client_disconnects", "Clients that left before the response ended", ["route"], registry=reg
         )
         self.rate_limited = Counter(PREFIX + "rate_limited", "Requests refused by a rate limit", ["key"], registry=reg)
+        self.budget_remaining = Gauge(
+            PREFIX + "budget_remaining_tokens", "Tokens left in the key's budget for the period, as last seen",
+            ["key"], multiprocess_mode="mostrecent", registry=reg,
+        )  # fmt: skip
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def inflight_for(self, route: str) -> Gauge:
@@ -107,6 +111,8 @@ class Metrics:
             self._child(self.tokens, route, model, key, "input").inc(info.input_tokens)
         if info.output_tokens:
             self._child(self.tokens, route, model, key, "output").inc(info.output_tokens)
+        if info.budget_remaining is not None:
+            self._child(self.budget_remaining, key).set(info.budget_remaining)
 
     def _child(self, metric: Any, *values: str) -> Any:
         """metric.labels(*values), remembered: label values are bounded, so this cache is too, and labels()

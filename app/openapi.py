@@ -14,6 +14,7 @@ from typing import Any
 
 from app import __version__
 from app.catalog import ModelCatalog
+from app.ledger.report import GROUPS
 from app.routes.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
@@ -250,7 +251,36 @@ def _service_paths() -> dict[str, Any]:
         "/healthz": _get("healthz", {"200": {**ready, "description": "The process serves"}}),
         "/readyz": _get("readyz", {"200": ready, "503": not_ready}),
         "/metrics": _get("metrics", {"200": {**metrics, "headers": {"x-request-id": REQUEST_ID}}}),
+        "/admin/usage": _admin_usage(),
     }
+
+
+def _text(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+def _admin_usage() -> dict[str, Any]:
+    """GET /admin/usage: the usage ledger's report, for admin keys."""
+    counts = {name: {"type": "integer"} for name in ("requests", "input_tokens", "output_tokens", "total_tokens")}
+    line = {"type": "object", "required": list(counts), "properties": counts}
+    report = {
+        "type": "object",
+        "required": ["by", "rows", "total"],
+        "properties": {"by": {"enum": list(GROUPS)}, "rows": {"type": "array", "items": line}, "total": line},
+    }
+    ok = {"description": "The report", "headers": {"x-request-id": REQUEST_ID}, "content": {JSON: {"schema": report}}}
+    query = [
+        {"name": "key", "in": "query", "required": False, "schema": _text("Only this key's usage.")},
+        {"name": "since", "in": "query", "required": False, "schema": _text("A UTC date or ISO 8601 time.")},
+        {"name": "by", "in": "query", "required": False, "schema": {"enum": list(GROUPS), "default": "day"}},
+    ]
+    errors = {
+        "400": _json_response("A filter that cannot be used (`param` names it).", ["Error"]),
+        "401": _json_response("No client key, or an unknown one.", ["Error"]),
+        "403": _json_response("No keys file, or a key without `admin = true`.", ["Error"]),
+    }
+    operation = {"operationId": "admin.usage", "parameters": query, "responses": {"200": ok} | errors}
+    return {"get": operation | {"security": KEYED}}
 
 
 def document(routes: Iterable[RouteSpec], models_paths: list[str], settings: Settings) -> dict[str, Any]:

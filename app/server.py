@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app import keys, logs
 from app.http_protocol import EnvelopeHttpToolsProtocol
+from app.ledger import open_store
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.settings import Settings
 
@@ -50,13 +51,13 @@ def check_bind(settings: Settings) -> None:
 
 
 def check_limits_are_shared(settings: Settings) -> None:
-    """In-process limits are per worker: N workers would admit N times a key's RPM/TPM."""
+    """In-process limits are per worker: N workers would admit N times a key's RPM/TPM or budget."""
     if settings.workers == 1 or settings.keys_file is None or settings.redis_url:
         return
-    if any(entry.rpm or entry.tpm for entry in keys.load(settings.keys_file)):
+    if any(entry.rpm or entry.tpm or entry.budget_tokens is not None for entry in keys.load(settings.keys_file)):
         raise UnsafeBind(
             f"Refusing to start {settings.workers} workers with rate-limited keys and no PROXY_REDIS_URL: each "
-            "worker would count limits on its own and admit up to that many times each key's RPM/TPM. "
+            "worker would count limits on its own and admit up to that many times each key's RPM/TPM/budget. "
             "Set PROXY_REDIS_URL (limits exact across workers and replicas) or run one worker."
         )
 
@@ -84,6 +85,8 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve on `sock` when one was handed over (`--fd`), else bind settings.host and settings.port."""
     check_bind(settings)
     check_limits_are_shared(settings)
+    if not settings.redis_url:
+        open_store(settings).close()  # an unwritable PROXY_DATA_DIR stops the start here, in one line
     exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,12 @@ PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "your-token-here", 
 
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory (XDG): $XDG_DATA_HOME/acedata-proxy, else ~/.local/share/acedata-proxy."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "acedata-proxy"
 
 
 class Settings(BaseSettings):
@@ -49,6 +56,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(10 * MiB, ge=1, validation_alias=_env("PROXY_MAX_REQUEST_BYTES"))
     keys_file: Path | None = Field(None, validation_alias=_env("PROXY_KEYS_FILE"))
     redis_url: str | None = Field(None, validation_alias=_env("PROXY_REDIS_URL"))
+    # the embedded usage ledger (SQLite) lives here; with PROXY_REDIS_URL the ledger is in Redis instead
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("PROXY_DATA_DIR"))
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", validation_alias=_env("PROXY_LOG_LEVEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("PROXY_LOG_FORMAT"))
     extra_models: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_EXTRA_MODELS"))

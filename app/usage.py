@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
+BYTES_PER_TOKEN = 4  # the usual estimate for English text and JSON, where usage must be guessed before it is known
 TAIL = 640  # bytes of the stream kept behind each chunk: enough to reach back from a marker to its `"usage"` key
 GIVE_UP = 64 * 1024  # a usage object never grows this large; stop collecting if it seems to
 

@@ -107,21 +107,28 @@ def gateway_argv() -> list[str]:
     return [gateway_python(), "-m", "app"]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
+def clean_env(src: Path | None = None, **extra: str) -> dict[str, str]:
     """This environment without any gateway setting that could skew a run, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
-    env["PYTHONPATH"] = str(GATEWAY_SRC)  # ahead of the venv's editable install of the work tree
+    env["PYTHONPATH"] = str(src or GATEWAY_SRC)  # ahead of the venv's editable install of the work tree
     env.update(extra)
     return env
 
 
 def start_gateway(
-    procs: Processes, name: str, upstream_port: int, workers: int, pinning: Pinning, **settings: str
+    procs: Processes,
+    name: str,
+    upstream_port: int,
+    workers: int,
+    pinning: Pinning,
+    src: Path | None = None,
+    **settings: str,
 ) -> tuple[Proc, int]:
     port = free_port()
     env = clean_env(
-        ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN, ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}", **settings
-    )
+        src, ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN, ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}",
+        PROXY_DATA_DIR=str(procs.workdir / f"data-{name}"), **settings,
+    )  # fmt: skip
     argv = [*gateway_argv(), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     proc = procs.start(name, pinning.server(argv), env=env)  # cwd: an empty temp dir, so no stray .env is read
     wait_ready(proc, port, "/healthz", 40)
@@ -210,6 +217,14 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
+    if args.compare:  # the same gateway from another revision, in the same interleaved rounds
+        try:
+            src = snapshot_source(args.compare, procs.workdir)
+            proc, port = start_gateway(procs, "gateway-compare", up_port, 1, pinning, src)
+            label = f"gateway, 1 worker, {args.compare}"
+            targets.append(Target("gateway-compare", label, port, "/openai/responses", proc=proc))
+        except BenchError as exc:
+            failures.add(f"gateway-compare did not start: {exc}")
     if args.httpx:  # the same gateway with httpx as its upstream client: what the custom client buys
         try:
             proc, port = start_gateway(procs, "gateway-httpx", up_port, 1, pinning, PROXY_UPSTREAM_CLIENT="httpx")
@@ -691,6 +706,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmark.md and .png")
     parser.add_argument("--rev", help="run the gateway from this git revision (a `git archive` snapshot) instead "
                         "of the work tree, e.g. HEAD")  # fmt: skip
+    parser.add_argument("--compare", metavar="REV", help="also run the gateway from this git revision (1 worker, "
+                        "JSON load only) in the same rounds, e.g. the branch point of a change")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite docs/benchmark.md and .png from bench/results/latest.json")  # fmt: skip
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")

@@ -18,6 +18,7 @@ from tests.helpers import (
     GatewayFactory,
     GatewayProcess,
     LeakScanner,
+    RedisServer,
     SdkFactory,
     ThreadServer,
     assert_no_secrets,
@@ -52,6 +53,14 @@ def _no_secret_in_responses(leak_scanner: LeakScanner) -> Iterator[None]:
     yield
     leaks, leak_scanner.leaks = leak_scanner.leaks, []
     assert not leaks, f"secrets reached a client: {leaks}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In-process apps keep their usage ledger in a temporary directory too, never in the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROXY_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +131,12 @@ def make_sdk() -> Iterator[SdkFactory]:
     yield factory
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    try:
+        yield server.start()
+    finally:
+        server.release()

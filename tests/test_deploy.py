@@ -40,7 +40,9 @@ def test_dashboard_queries_name_exported_metrics(gateway: GatewayProcess, fake: 
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
     titles = " ".join(panel["title"].lower() for panel in panels)
-    for topic in ["request rate", "error rate", "duration", "first byte", "by model", "by key", "in-flight"]:
+    topics = ["request rate", "error rate", "duration", "first byte", "by model", "by key", "in-flight"]
+    topics += ["spend per key", "budget remaining"]
+    for topic in topics:
         assert topic in titles, topic
     used = set()
     for panel in panels:
@@ -52,6 +54,7 @@ def test_dashboard_queries_name_exported_metrics(gateway: GatewayProcess, fake: 
     missing = {name for name in used if not declared(name, exported)}
     assert not missing
     assert len(used) >= 8
+    assert "acedata_proxy_budget_remaining_tokens" in used
 
 
 def test_configs_parse():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.helpers import ROOT
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "keys", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(cwd / "data")},
     )  # fmt: skip
 
 
@@ -70,6 +71,44 @@ def test_keys_file_defaults_to_proxy_keys_file(tmp_path: Path):
     (tmp_path / ".env").write_text("PROXY_KEYS_FILE=from-env.toml\n")
     assert cli("create", "--name", "carol", cwd=tmp_path).returncode == 0
     assert [e.name for e in keys.load(tmp_path / "from-env.toml")] == ["carol"]
+
+
+SHA = "sha256 = '" + "0" * 64 + "'\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ("budget_tokens = -1\n", "keys[0] (bob): budget_tokens must be a non-negative integer, not -1"),
+        ("budget_tokens = 1.5\n", "keys[0] (bob): budget_tokens must be a non-negative integer, not 1.5"),
+        ("budget_tokens = '100'\n", "keys[0] (bob): budget_tokens must be a non-negative integer, not '100'"),
+        ("budget_tokens = 9\nbudget_period = 'week'\n", 'keys[0] (bob): budget_period must be "day" or "month"'),
+        ("budget_period = 'day'\n", "keys[0] (bob): budget_period is set but budget_tokens is not"),
+        ("budget = 100\n", "keys[0] (bob): unknown field 'budget'"),
+        ("admin = 'yes'\n", "keys[0] (bob): admin must be true or false"),
+    ],
+)
+def test_budget_and_admin_fields_are_checked_strictly(tmp_path: Path, fields: str, message: str):
+    path = tmp_path / "k.toml"
+    path.write_text("[[keys]]\nname = 'bob'\n" + SHA + fields)
+    with pytest.raises(KeysFileError) as refused:
+        keys.load(path)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+def test_budgets_and_admin_round_trip_through_create(tmp_path: Path):
+    result = cli("create", "--name", "lead", "--budget-tokens", "50000", "--budget-period", "day", "--admin",
+                 "--file", "k.toml", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    [entry] = keys.load(tmp_path / "k.toml")
+    assert (entry.budget_tokens, entry.budget_period, entry.admin) == (50000, "day", True)
+    listing = cli("list", "--file", "k.toml", cwd=tmp_path).stdout.splitlines()
+    assert listing[0].split() == ["name", "models", "rpm", "tpm", "period", "spent", "budget", "admin"]
+    assert listing[1].split()[4:] == [dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "0", "50000", "yes"]
+    refused = cli("create", "--name", "x", "--budget-tokens", "-3", "--file", "k.toml", cwd=tmp_path)
+    assert refused.returncode != 0
+    assert "budget_tokens must be a non-negative integer" in refused.stderr
 
 
 @pytest.mark.parametrize(

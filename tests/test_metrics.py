@@ -39,6 +39,7 @@ def test_every_design_metric_is_exported(gateway: GatewayProcess, fake: FakeUpst
     text = httpx.get(gateway.url + "/metrics").text
     for metric in ["upstream_errors_total", "client_disconnects_total", "rate_limited_total"]:
         assert f"# TYPE acedata_proxy_{metric} counter" in text
+    assert "# TYPE acedata_proxy_budget_remaining_tokens gauge" in text
 
 
 def test_requests_tokens_and_ttfb_are_counted_exactly(

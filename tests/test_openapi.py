@@ -29,8 +29,11 @@ PARAMETERIZED = {path for spec in ROUTES if spec.parameterized for path in spec.
 
 def test_openapi_json_documents_the_forwarding_routes(gateway: GatewayProcess):
     document = httpx.get(gateway.url + "/openapi.json").json()
-    service = {"/healthz", "/readyz", "/metrics"}
+    service = {"/healthz", "/readyz", "/metrics", "/admin/usage"}
     assert set(document["paths"]) == set(FORWARDED) | PARAMETERIZED | MODELS_PATHS | service
+    admin = document["paths"]["/admin/usage"]["get"]
+    assert [p["name"] for p in admin["parameters"]] == ["key", "since", "by"]
+    assert {"200", "400", "401", "403"} == set(admin["responses"])
     schemas = document["components"]["schemas"]
     assert set(schemas["ResponsesCreate"]["properties"]["model"]["enum"]) == RESPONSES_MODELS
     assert set(schemas["AichatConversation"]["properties"]["model"]["enum"]) == AICHAT_MODELS
@@ -155,7 +158,7 @@ def test_schemathesis_fuzzes_the_real_gateway(gateway: GatewayProcess, fake: Fak
             for accept in ("application/x-ndjson", "text/event-stream"):
                 positive = GenerationMode.POSITIVE
                 calls[(operation.path, accept)] = fuzz(operation, positive, gateway, fake, session, answered, accept)
-    assert len(calls) == 2 * len(FORWARDED) + 2 + len(PARAMETERIZED | MODELS_PATHS) + 3
+    assert len(calls) == 2 * len(FORWARDED) + 2 + len(PARAMETERIZED | MODELS_PATHS) + 4  # 4 GETs of the service
     assert all(count >= 1 for count in calls.values()), calls  # the GETs take little input: a few cases each
     assert sum(calls.values()) >= 600, calls
     # every answer format was produced

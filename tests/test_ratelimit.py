@@ -3,11 +3,7 @@ shared by two gateway processes), reload without restart, and what happens when 
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,9 +15,9 @@ from app.fake_upstream import FakeUpstream
 from tests.helpers import (
     GatewayFactory,
     GatewayProcess,
+    RedisServer,
     SdkFactory,
     assert_no_secrets,
-    refused_port,
     scrape,
     value,
     wait_for,
@@ -129,62 +125,31 @@ def test_keys_reload_without_restart(make_gateway: GatewayFactory, keys_file: Pa
     assert post(gateway, second).status_code == 200
 
 
+def test_invalid_budget_refused_at_start_and_on_a_live_edit(
+    make_gateway: GatewayFactory, keys_file: Path, tmp_path: Path, fake: FakeUpstream
+):
+    key = add_key(keys_file, "hal", budget_tokens=1000)
+    good = keys_file.read_text()
+    keys_file.write_text(good.replace("budget_tokens = 1000", "budget_tokens = -1000"))
+    with pytest.raises(RuntimeError, match="exited") as refused:
+        make_gateway(PROXY_KEYS_FILE=str(keys_file))
+    [line] = [line for line in str(refused.value).splitlines() if "acedata-proxy:" in line]
+    assert "keys[0] (hal): budget_tokens must be a non-negative integer" in line
+    assert "Traceback" not in str(refused.value)
+
+    keys_file.write_text(good)
+    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+    keys_file.write_text(good.replace('budget_period = "month"', 'budget_period = "fortnight"'))
+    gateway.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "keys[0] (hal): budget_period must be" in gateway.log(), what="the bad edit reported")
+    assert "previous keys stay in force" in gateway.log()
+    assert post(gateway, key).status_code == 200  # still the previous keys, budget included
+
+
 def test_public_bind_is_allowed_with_a_keys_file(make_gateway: GatewayFactory, keys_file: Path):
     add_key(keys_file, "gina")
     gateway = make_gateway("--host", "0.0.0.0", PROXY_KEYS_FILE=str(keys_file))
     assert httpx.get(gateway.url + "/healthz").status_code == 200
-
-
-class RedisServer:
-    """redis-server on a loopback port reserved for it. Redis cannot be handed a listening socket, so the port
-    is held by a bound, never-listening socket of ours (both sides set SO_REUSEADDR, which lets redis bind it
-    too): the kernel gives that port to no one else in the meantime, and the reservation ends with the test."""
-
-    def __init__(self, workdir: Path):
-        self.reserved = refused_port()
-        self.port = self.reserved.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is missing: scripts/test installs it from Debian's packages"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for(lambda: self.proc.poll() is not None or self.ping(), 10, "redis-server answering")
-        assert self.proc.poll() is None, "redis-server exited"
-        return self
-
-    def ping(self) -> bool:
-        """A raw RESP PING: the client library is not under test here, and a raw socket closes for sure."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def release(self) -> None:
-        self.stop()
-        self.reserved.close()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    try:
-        yield server.start()
-    finally:
-        server.release()
 
 
 def test_two_gateways_sharing_redis_admit_exactly_the_rpm(
@@ -205,6 +170,7 @@ def test_redis_gone_fail_closed_and_fail_open(
 ):
     limited = add_key(keys_file, "limited", rpm=100)
     unlimited = add_key(keys_file, "unlimited")
+    budgeted = add_key(keys_file, "budgeted", budget_tokens=1000)
     env = {"PROXY_KEYS_FILE": str(keys_file), "PROXY_REDIS_URL": redis_server.url}
     closed, opened = make_gateway(**env), make_gateway(**env, PROXY_RATE_LIMIT_FAIL_OPEN="true")
     assert post(closed, limited).status_code == 200
@@ -215,6 +181,8 @@ def test_redis_gone_fail_closed_and_fail_open(
     assert refused.json()["error"]["code"] == "rate_limiter_unavailable"
     assert post(closed, unlimited).status_code == 200  # keys without limits do not need Redis
     assert post(opened, limited).status_code == 200
+    assert post(closed, budgeted).json()["error"]["code"] == "rate_limiter_unavailable"  # budgets follow the limits
+    assert post(opened, budgeted).status_code == 200
     ready = httpx.get(closed.url + "/readyz")
     assert ready.status_code == 503
     assert "redis" in " ".join(ready.json()["problems"])

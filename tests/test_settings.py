@@ -100,3 +100,14 @@ def test_cors_origin_that_is_not_an_origin_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setenv("PROXY_CORS_ORIGINS", origins)
     with pytest.raises(ValidationError, match="PROXY_CORS_ORIGINS"):
         make()
+
+
+def test_data_dir_defaults_to_the_users_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    monkeypatch.delenv("PROXY_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert make().data_dir == tmp_path / "xdg" / "acedata-proxy"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert make().data_dir == tmp_path / ".local" / "share" / "acedata-proxy"
+    monkeypatch.setenv("PROXY_DATA_DIR", str(tmp_path / "ledger"))
+    assert make().data_dir == tmp_path / "ledger"

@@ -25,6 +25,7 @@ from app.errors import (
     send_error,
 )
 from app.headers import header, request_headers, response_headers, unrelayable
+from app.ledger import Ledger
 from app.ratelimit import RateLimiter, Ticket
 from app.routes.table import RouteSpec
 from app.schemas import RequestBody, parse_body
@@ -103,13 +104,20 @@ class ForwardEndpoint:
     """One route of the table (app/routes/table.py): everything that differs between routes comes from `spec`."""
 
     def __init__(
-        self, spec: RouteSpec, settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter
+        self,
+        spec: RouteSpec,
+        settings: Settings,
+        pool: UpstreamPool,
+        keys: KeyStore | None,
+        limiter: RateLimiter,
+        ledger: Ledger,
     ):
         self.spec = spec
         self.settings = settings
         self.pool = pool
         self.keys = keys
         self.limiter = limiter
+        self.ledger = ledger
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
         self.path = spec.upstream_path.encode()
 
@@ -127,8 +135,8 @@ class ForwardEndpoint:
         try:
             await self._forward(scope, receive, send, target, body, info)
         finally:
-            used = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
-            await self.limiter.settle(ticket, used, 0 < info.status < 400 and info.upstream_error is None)
+            await self.limiter.settle(ticket, info)
+            self.ledger.record(info, ticket.estimate)
 
     async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, bytes, Ticket]:
         """The request body and upstream target once they have passed every check, and the key's admission (the
@@ -143,12 +151,10 @@ class ForwardEndpoint:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
         target = self._target(scope)
-        if key is None:
-            return body, target, Ticket()
-        if parsed is not None and key.models is not None and parsed.model not in key.models:
+        if key is not None and parsed is not None and key.models is not None and parsed.model not in key.models:
             raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
-        output = self.spec.estimate_output(parsed, self.settings.tpm_output_reservation)
-        return body, target, await self.limiter.admit(key, body, output, info.response_headers)
+        estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
+        return body, target, await self.limiter.admit(key, estimate, info)
 
     def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
         if not _is_json(header(scope["headers"], b"content-type")):

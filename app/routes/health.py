@@ -1,4 +1,5 @@
-"""GET /healthz (the process serves) and GET /readyz (the upstream pool, and Redis when configured, are usable)."""
+"""GET /healthz (the process serves) and GET /readyz (the upstream pool, Redis when configured and the usage
+ledger's storage are usable; the answer also says where the ledger is kept)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     problems = await request.app.state.readiness()
+    ledger = request.app.state.ledger.describe()
     if problems:
-        return JSONResponse({"status": "not_ready", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not_ready", "problems": problems, "ledger": ledger}, status_code=503)
+    return JSONResponse({"status": "ready", "ledger": ledger})

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from app import catalog, schemas
-from app.usage import CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields
+from app.usage import BYTES_PER_TOKEN, CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields
 
 Format = Literal["json", "sse", "ndjson"]
 
@@ -38,12 +38,17 @@ class RouteSpec:
     output_cap: tuple[str, ...] | None = ()
     query: frozenset[str] = frozenset()  # query parameters passed upstream (others are refused)
 
-    def estimate_output(self, body: schemas.RequestBody | None, default: int) -> int:
-        """The output tokens a TPM reservation holds for this request body."""
+    def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> tuple[int, int]:
+        """The (input, output) tokens a request may spend, reserved at admission (TPM, budgets) and counted when
+        the upstream reports none: the body's size in tokens, and the first output cap the body sets, else
+        `default_output`. A route without a body, or one that produces no output (embeddings), reserves none."""
+        if parsed is None:
+            return 0, 0
+        return max(1, len(body) // BYTES_PER_TOKEN), self._output(parsed, default_output)
+
+    def _output(self, body: schemas.RequestBody, default: int) -> int:
         if self.output_cap is None:
             return 0
-        if body is None:
-            return default
         for name in self.output_cap:
             cap = getattr(body, name, None)  # declared fields and extra ones alike (extra="allow")
             if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
@@ -85,7 +90,8 @@ RESPONSE_RETRIEVE = RouteSpec(
     summary="Retrieve a (background) response; `?stream=true` streams its events",
     method="GET",
     formats=("json", "sse"),
-    usage=RESPONSES_USAGE,
+    # not read: a finished response reports the same usage to every poll, so counting retrievals would charge it
+    # again each time (background responses' tokens are therefore not counted; see the README)
     query=frozenset({"stream", "starting_after", "include[]", "include_obfuscation"}),
 )
 

@@ -10,6 +10,7 @@ import openai
 from tests.helpers.gateways import start_gateway, stop_gateway
 from tests.helpers.metrics import Samples, delta, inflight, scrape, value
 from tests.helpers.raw import RawResponse, raw_exchange, read_response
+from tests.helpers.redis import RedisServer
 from tests.helpers.secrets import CLIENT_KEY, SECRETS, UPSTREAM_TOKEN, LeakScanner, assert_no_secrets
 from tests.helpers.servers import (
     ROOT,
@@ -32,7 +33,8 @@ SdkFactory = Callable[..., openai.OpenAI]
 
 __all__ = [
     "CLIENT_KEY", "ROOT", "SECRETS", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory", "GatewayProcess",
-    "LeakScanner", "LogReader", "RawResponse", "Samples", "SdkFactory", "ThreadServer", "assert_no_secrets",
+    "LeakScanner", "LogReader", "RawResponse", "RedisServer", "Samples", "SdkFactory", "ThreadServer",
+    "assert_no_secrets",
     "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange", "read_response", "refused_port",
     "rss_bytes", "run_cli", "scrape", "settled", "sse_events", "start_gateway", "stop_gateway", "value",
     "wait_for", "wait_for_async", "wait_healthy",

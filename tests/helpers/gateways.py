@@ -13,7 +13,12 @@ from tests.helpers.servers import GatewayProcess
 
 
 def start_gateway(workdir: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
-    return GatewayProcess(env, workdir, args).wait_ready()
+    process = GatewayProcess(env, workdir, args)
+    try:
+        return process.wait_ready()
+    except RuntimeError:
+        process.stop()  # a gateway that refused to start: its log is closed all the same
+        raise
 
 
 def stop_gateway(gateway: GatewayProcess) -> None:

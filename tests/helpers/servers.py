@@ -77,10 +77,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 15) -
         raise RuntimeError(f"the server exited with {proc.returncode}")
 
 
-def clean_env(**env: str) -> dict[str, str]:
-    """The test run's environment without any gateway settings, plus `env` and this checkout on the path."""
+def clean_env(workdir: Path, **env: str) -> dict[str, str]:
+    """The test run's environment without any gateway settings, plus `env` and this checkout on the path; the
+    usage ledger in `workdir` (shared by the processes one test starts), never in the user's own data directory."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
-    return {**clean, "PYTHONPATH": str(ROOT), **env}
+    return {**clean, "PYTHONPATH": str(ROOT), "PROXY_DATA_DIR": str(workdir / "data"), **env}
 
 
 class CliProcess:
@@ -94,7 +95,7 @@ class CliProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", *args, *(("--fd", str(fds[0])) if fds else ())],
-            env=clean_env(**env),
+            env=clean_env(workdir, **env),
             cwd=workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -160,7 +161,7 @@ class GatewayProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--fd", str(sock.fileno()), *args],
-            env=clean_env(**env),
+            env=clean_env(workdir, **env),
             cwd=workdir,
             stdout=self._log,
             stderr=subprocess.STDOUT,

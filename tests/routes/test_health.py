@@ -12,7 +12,11 @@ def test_healthz_and_readyz(gateway: GatewayProcess):
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready"}
+    assert ready.json()["status"] == "ready"
+    ledger = ready.json()["ledger"]
+    assert ledger["storage"] == "sqlite"
+    assert ledger["path"].endswith("ledger.sqlite3")
+    assert ledger["flush_interval_s"] == 1.0
 
 
 def test_without_token_the_gateway_starts_warns_and_answers_503(make_gateway: GatewayFactory, fake: FakeUpstream):

@@ -34,8 +34,8 @@ def test_models_work_with_no_upstream_and_follow_the_key(
     make_gateway: GatewayFactory, make_sdk: SdkFactory, tmp_path: Path
 ):
     keys = tmp_path / "keys.toml"
-    narrow = create(keys, "narrow", ["gpt-4o", "claude-sonnet-4-20250514"], None, None)
-    wide = create(keys, "wide", None, None, None)
+    narrow = create(keys, "narrow", ["gpt-4o", "claude-sonnet-4-20250514"])
+    wide = create(keys, "wide")
     gateway = make_gateway(
         PROXY_KEYS_FILE=str(keys), ACEDATACLOUD_API_BASE_URL="http://127.0.0.1:9", PROXY_EXTRA_MODELS="gpt-9"
     )

@@ -1,0 +1,136 @@
+"""The gateway's side of the usage ledger: each finished request is added to an in-memory batch (a dict update
+on the event loop, nothing else on the hot path), and every FLUSH_INTERVAL the batch is written by the ledger's
+own thread. So a crash or SIGKILL loses at most the last interval's requests of that process; SIGTERM loses
+nothing (the lifespan's shutdown writes the last batch after in-flight requests end).
+
+While the store cannot be written (Redis unreachable, a disk full), batches stay in memory, merged by row, up to
+MAX_PENDING_ROWS distinct rows (hour, key, route, model); requests that would need a new row beyond that are
+counted as dropped and logged, never queued without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from app.context import RequestInfo
+from app.ledger.store import STORE_ERRORS, Counts, Row, RowKey, Store, open_store
+from app.settings import Settings
+
+log = logging.getLogger("acedata_proxy.ledger")
+
+FLUSH_INTERVAL = 1.0  # seconds: the most a crash can lose
+MAX_PENDING_ROWS = 50_000  # ~15 MB; at 400 rows an hour (20 keys x 20 models) that is 5 days of Redis outage
+MODEL_CHARS = 200
+T = TypeVar("T")
+
+
+def charged(info: RequestInfo, estimate: tuple[int, int]) -> tuple[int, int] | None:
+    """The (input, output) tokens a request spent: the upstream's reported usage; the admission estimate when
+    the upstream answered successfully but reported none (aichat never does; a stream cut before its usage);
+    nothing for an upstream error status. None when the upstream never answered."""
+    if info.upstream_ttfb is None:
+        return None
+    if info.input_tokens is not None:
+        return info.input_tokens, info.output_tokens or 0
+    if info.upstream_error == "status":
+        return 0, 0
+    return estimate
+
+
+class Ledger:
+    def __init__(self, settings: Settings, opener: Callable[[Settings], Store] = open_store):
+        self.settings = settings
+        self.opener = opener
+        self.store: Store | None = None
+        self.pending: dict[RowKey, Counts] = {}
+        self.dropped = 0  # requests not recorded because the buffer was full
+        self.failing: str | None = None  # why the last write failed, while it does
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger")  # one writer: batches stay in order
+        self._stop = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    def record(self, info: RequestInfo, estimate: tuple[int, int]) -> None:
+        """Add a finished request to the current batch (called once per forwarded request, on the loop)."""
+        tokens = charged(info, estimate)
+        if tokens is None:
+            return
+        model = (info.model or "-")[:MODEL_CHARS]
+        self._add((int(time.time() // 3600), info.key_name or "-", info.route, model), [1, *tokens])
+
+    def _add(self, row: RowKey, counts: Counts) -> None:
+        current = self.pending.get(row)
+        if current is not None:
+            current[0] += counts[0]
+            current[1] += counts[1]
+            current[2] += counts[2]
+        elif len(self.pending) < MAX_PENDING_ROWS:
+            self.pending[row] = counts
+        else:
+            self.dropped += counts[0]
+
+    async def start(self) -> None:
+        self.store = await self._call(self.opener, self.settings)
+        self._flusher = asyncio.get_running_loop().create_task(self._flush_every_interval())
+        log.info("usage ledger: %s", ", ".join(f"{k}={v}" for k, v in self.describe().items()))
+
+    async def _flush_every_interval(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), FLUSH_INTERVAL)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.pending or self.store is None:
+            return
+        batch, self.pending = self.pending, {}
+        try:
+            await self._call(self.store.add, batch)
+        except STORE_ERRORS as exc:
+            for row, counts in batch.items():  # back in, merged with what came meanwhile
+                self._add(row, counts)
+            if self.failing is None:
+                log.error("usage ledger: cannot write (%d rows kept in memory until it can): %s", len(batch), exc)
+            self.failing = f"usage ledger storage unwritable: {type(exc).__name__}"
+            return
+        if self.failing is not None:
+            log.info("usage ledger: writing again")
+            self.failing = None
+        if self.dropped:
+            log.error("usage ledger: %d requests were not recorded (buffer full while storage was down)", self.dropped)
+            self.dropped = 0
+
+    async def close(self) -> None:
+        """The last batch, written before the process exits."""
+        self._stop.set()
+        if self._flusher is not None:
+            await self._flusher
+        await self.flush()
+        if self.store is not None:
+            await self._call(self.store.close)
+        self._executor.shutdown(wait=True)
+
+    async def rows(self, key: str | None, since_hour: int) -> list[Row]:
+        assert self.store is not None
+        return await self._call(self.store.rows, key, since_hour)
+
+    async def spent(self, key: str, since_hour: int) -> int:
+        assert self.store is not None
+        return await self._call(self.store.spent, key, since_hour)
+
+    def describe(self) -> dict[str, object]:
+        """For /readyz: where the ledger is kept (never a URL or password), how often it is written, and what
+        waits to be."""
+        details: dict[str, object] = dict(self.store.describe()) if self.store is not None else {}
+        return {**details, "flush_interval_s": FLUSH_INTERVAL, "pending_rows": len(self.pending)}
+
+    def problem(self) -> str | None:
+        return self.failing
+
+    async def _call(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)

@@ -1,0 +1,167 @@
+"""Where the usage ledger lives: SQLite under PROXY_DATA_DIR (default), or Redis with PROXY_REDIS_URL.
+
+Both hold one row per UTC hour, key, route and model: requests, input tokens, output tokens. Writes add to a
+row atomically (an SQLite upsert inside one transaction; Redis HINCRBY inside MULTI/EXEC), so any number of
+workers and replicas can write at once. Both classes are synchronous: the gateway calls them from its ledger
+thread, the CLI directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
+
+# (hour, key, route, model) -> [requests, input tokens, output tokens]; hour = unix seconds // 3600 (UTC)
+RowKey = tuple[int, str, str, str]
+Counts = list[int]
+Row = tuple[int, str, str, str, int, int, int]
+
+
+class StoreUnavailable(Exception):
+    """The Redis store could not be used (redis-py's errors, translated at this boundary)."""
+
+
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, StoreUnavailable)
+REDIS_RETENTION_HOURS = 400 * 24  # Redis keeps about 13 months of hourly rows; SQLite keeps them until deleted
+REDIS_PREFIX = "acedata-proxy:usage:"
+
+
+class Store(Protocol):
+    def add(self, batch: Mapping[RowKey, Counts]) -> None: ...
+    def rows(self, key: str | None, since_hour: int) -> list[Row]: ...
+    def spent(self, key: str, since_hour: int) -> int: ...
+    def describe(self) -> dict[str, str]: ...
+    def close(self) -> None: ...
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        return RedisStore(settings.redis_url)
+    return SqliteStore(settings.data_dir / "ledger.sqlite3")
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    hour INTEGER NOT NULL,  -- unix seconds // 3600, UTC
+    key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (hour, key, route, model)
+) WITHOUT ROWID
+"""
+UPSERT = """
+INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (hour, key, route, model) DO UPDATE SET
+    requests = requests + excluded.requests,
+    input_tokens = input_tokens + excluded.input_tokens,
+    output_tokens = output_tokens + excluded.output_tokens
+"""
+
+
+class SqliteStore:
+    """WAL mode: readers never block the writers, and each worker's writer waits its turn (busy timeout)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed batch survives the process being killed; only an OS crash or power
+        # loss can take the last commits back
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-256")  # KiB: batches are small, and every worker holds a connection
+        self.db.execute(SCHEMA)
+
+    def add(self, batch: Mapping[RowKey, Counts]) -> None:
+        with self.db:  # one transaction: the whole batch or nothing
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(UPSERT, [(*row, *counts) for row, counts in batch.items()])
+
+    def rows(self, key: str | None, since_hour: int) -> list[Row]:
+        query = "SELECT * FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
+        params = (since_hour, key) if key is not None else (since_hour,)
+        return list(self.db.execute(query + " ORDER BY hour", params))
+
+    def spent(self, key: str, since_hour: int) -> int:
+        query = "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE key = ? AND hour >= ?"
+        return int(self.db.execute(query, (key, since_hour)).fetchone()[0])
+
+    def describe(self) -> dict[str, str]:
+        return {"storage": "sqlite", "path": str(self.path)}
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class RedisStore:
+    """A hash per hour (`acedata-proxy:usage:<hour>`, fields `[key, route, model, r|i|o]`) and a sorted set of
+    the hours written, so a report finds them without scanning keys. redis-py loads only here: ~7 MB of memory a
+    gateway without Redis does not pay."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.errors = redis.RedisError
+        self.redis: redis.Redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    def add(self, batch: Mapping[RowKey, Counts]) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        hours = set()
+        for (hour, key, route, model), counts in batch.items():
+            for field, amount in zip("rio", counts, strict=True):
+                if amount:
+                    pipe.hincrby(f"{REDIS_PREFIX}{hour}", orjson.dumps([key, route, model, field]).decode(), amount)
+            hours.add(hour)
+        for hour in hours:
+            pipe.expire(f"{REDIS_PREFIX}{hour}", REDIS_RETENTION_HOURS * 3600)
+            pipe.zadd(REDIS_PREFIX + "hours", {str(hour): hour})
+        pipe.zremrangebyscore(REDIS_PREFIX + "hours", 0, max(hours) - REDIS_RETENTION_HOURS)
+        self._run(pipe)
+
+    def rows(self, key: str | None, since_hour: int) -> list[Row]:
+        index = self.redis.pipeline(transaction=False)
+        index.zrangebyscore(REDIS_PREFIX + "hours", since_hour, "+inf")
+        hours = [int(hour) for hour in self._run(index)[0]]
+        pipe = self.redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(f"{REDIS_PREFIX}{hour}")
+        rows: list[Row] = []
+        for hour, fields in zip(hours, self._run(pipe), strict=True):
+            rows += _rows(hour, fields, key)
+        return rows
+
+    def _run(self, pipe: redis.client.Pipeline) -> list[Any]:
+        try:
+            return pipe.execute()
+        except self.errors as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def spent(self, key: str, since_hour: int) -> int:
+        return sum(row[5] + row[6] for row in self.rows(key, since_hour))
+
+    def describe(self) -> dict[str, str]:
+        return {"storage": "redis"}  # never the URL: it may carry a password
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+def _rows(hour: int, fields: Mapping[bytes, bytes], only: str | None) -> Iterable[Row]:
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for raw, value in fields.items():
+        key, route, model, field = orjson.loads(raw)
+        if only is None or key == only:
+            counts.setdefault((key, route, model), [0, 0, 0])["rio".index(field)] += int(value)
+    return [(hour, k, r, m, c[0], c[1], c[2]) for (k, r, m), c in sorted(counts.items())]
