@@ -13,9 +13,12 @@ from collections import Counter
 
 import httpx
 import orjson
+import pytest
 
 from app.fake_upstream import FakeUpstream
 from tests.helpers import GatewayFactory, GatewayProcess, rss_bytes, scrape, settled, sse_events, value, wait_for
+
+pytestmark = pytest.mark.slow  # load and soak: `scripts/test --all`
 
 MiB = 1024 * 1024
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}

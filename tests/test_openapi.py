@@ -102,6 +102,7 @@ def fuzz(
     return calls
 
 
+@pytest.mark.slow  # the fuzz: `scripts/test --all`
 def test_schemathesis_fuzzes_the_real_gateway(gateway: GatewayProcess, fake: FakeUpstream, session: requests.Session):
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
 
