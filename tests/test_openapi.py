@@ -103,6 +103,7 @@ def fuzz(
 
 
 @pytest.mark.slow  # the fuzz: `scripts/test --all`
+@pytest.mark.timeout(240)  # ~600 requests: ~15 s on an idle machine, 60-100 s measured on the shared 2-core one
 def test_schemathesis_fuzzes_the_real_gateway(gateway: GatewayProcess, fake: FakeUpstream, session: requests.Session):
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")
 

@@ -25,7 +25,7 @@ from tests.helpers.servers import (
     wait_healthy,
 )
 from tests.helpers.streams import sse_events
-from tests.helpers.waiting import settled, wait_for, wait_for_async
+from tests.helpers.waiting import settled, settled_async, wait_for, wait_for_async
 
 GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
@@ -34,6 +34,6 @@ __all__ = [
     "CLIENT_KEY", "ROOT", "SECRETS", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory", "GatewayProcess",
     "LeakScanner", "LogReader", "RawResponse", "Samples", "SdkFactory", "ThreadServer", "assert_no_secrets",
     "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange", "read_response", "refused_port",
-    "rss_bytes", "run_cli", "scrape", "settled", "sse_events", "start_gateway", "stop_gateway", "value",
-    "wait_for", "wait_for_async", "wait_healthy",
+    "rss_bytes", "run_cli", "scrape", "settled", "settled_async", "sse_events", "start_gateway", "stop_gateway",
+    "value", "wait_for", "wait_for_async", "wait_healthy",
 ]  # fmt: skip
