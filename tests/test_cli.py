@@ -9,7 +9,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.helpers import CliProcess, listening_ports, listening_socket, wait_for, wait_healthy
+from tests.helpers import START_TIMEOUT, CliProcess, listening_ports, listening_socket, wait_for, wait_healthy
 
 
 @pytest.fixture
@@ -49,7 +49,8 @@ def test_serve_binds_host_and_port_itself(tmp_path: Path, workers: str):
     the port it got from /proc."""
     cli = CliProcess(tmp_path, "serve", "--port", "0", "--workers", workers)
     try:
-        wait_for(lambda: cli.proc.poll() is not None or listening_ports(cli.proc.pid), 15, "a listening port")
+        started = lambda: cli.proc.poll() is not None or listening_ports(cli.proc.pid)  # noqa: E731
+        wait_for(started, START_TIMEOUT, "a listening port")
         [port] = listening_ports(cli.proc.pid)
         wait_healthy(f"http://127.0.0.1:{port}", cli.proc)
     finally:

@@ -13,6 +13,7 @@ from tests.helpers.raw import RawResponse, raw_exchange, read_response
 from tests.helpers.secrets import CLIENT_KEY, SECRETS, UPSTREAM_TOKEN, LeakScanner, assert_no_secrets
 from tests.helpers.servers import (
     ROOT,
+    START_TIMEOUT,
     CliProcess,
     GatewayProcess,
     LogReader,
@@ -31,9 +32,9 @@ GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
 
 __all__ = [
-    "CLIENT_KEY", "ROOT", "SECRETS", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory", "GatewayProcess",
-    "LeakScanner", "LogReader", "RawResponse", "Samples", "SdkFactory", "ThreadServer", "assert_no_secrets",
-    "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange", "read_response", "refused_port",
-    "rss_bytes", "run_cli", "scrape", "settled", "settled_async", "sse_events", "start_gateway", "stop_gateway",
-    "value", "wait_for", "wait_for_async", "wait_healthy",
+    "CLIENT_KEY", "ROOT", "SECRETS", "START_TIMEOUT", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory",
+    "GatewayProcess", "LeakScanner", "LogReader", "RawResponse", "Samples", "SdkFactory", "ThreadServer",
+    "assert_no_secrets", "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange",
+    "read_response", "refused_port", "rss_bytes", "run_cli", "scrape", "settled", "settled_async", "sse_events",
+    "start_gateway", "stop_gateway", "value", "wait_for", "wait_for_async", "wait_healthy",
 ]  # fmt: skip

@@ -71,7 +71,12 @@ def healthy(url: str) -> bool:
         return False
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+# How long a process may take to start before a test fails. Only a failing start waits this long; on the shared
+# 2-core machine, with other suites running, a two-worker start was seen taking over 15 s.
+START_TIMEOUT = 45.0
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
     wait_for(lambda: proc.poll() is not None or healthy(url), timeout, "the server healthy")
     if proc.poll() is not None:
         raise RuntimeError(f"the server exited with {proc.returncode}")
@@ -168,7 +173,7 @@ class GatewayProcess:
         )
         sock.close()  # the gateway holds it now; a copy left here would accept connections after it closed its own
 
-    def wait_ready(self, timeout: float = 15) -> GatewayProcess:
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> GatewayProcess:
         try:
             wait_healthy(self.url, self.proc, timeout)
         except (RuntimeError, AssertionError) as exc:
