@@ -30,7 +30,7 @@ def test_public_bind_without_keys_is_refused(tmp_path: Path, taken_port: int):
 def test_a_public_socket_handed_over_is_refused_too(tmp_path: Path):
     """--fd: the address checked is the socket's own."""
     cli = CliProcess(tmp_path, "serve", listen=True, host="0.0.0.0")
-    assert cli.proc.wait(20) != 0
+    assert cli.proc.wait(START_TIMEOUT) != 0
     assert b"Refusing to listen on 0.0.0.0 without PROXY_KEYS_FILE" in cli.output()
 
 
@@ -60,7 +60,7 @@ def test_serve_binds_host_and_port_itself(tmp_path: Path, workers: str):
 
 def test_fd_and_port_together_are_refused(tmp_path: Path):
     cli = CliProcess(tmp_path, "serve", "--port", "8000", listen=True)
-    assert cli.proc.wait(20) != 0
+    assert cli.proc.wait(START_TIMEOUT) != 0
     assert b"give --fd or --host/--port, not both" in cli.output()
 
 
