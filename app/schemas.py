@@ -31,12 +31,17 @@ class AichatConversation(RequestBody):
     references: list[str] | None = None
 
 
+# bounded where the JSON parser (orjson) keeps integers exact: the documented schema then says so too, and a larger
+# number is refused as out of range rather than as "not an integer" while the schema allowed it
+TokenCount = Annotated[int, Field(gt=0, le=2**63 - 1)]
+
+
 class ResponsesCreate(RequestBody):
     input: str | Annotated[list[Any], Field(min_length=1)]
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, Field(gt=0)] | None = None
-    max_output_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_tokens: TokenCount | None = None
+    max_output_tokens: TokenCount | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     tools: list[Any] | None = None  # `[]` accepted, as OpenAI does: the Agents SDK always sends it
     background: bool | None = None
@@ -52,8 +57,8 @@ class ChatCompletionCreate(RequestBody):
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_tokens: Annotated[int, Field(gt=0)] | None = None
-    max_completion_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logprobs: bool | None = None

@@ -4,7 +4,7 @@ response any httpx client receives in any test (the OpenAI SDK's included) is sc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ from tests.helpers import (
     start_gateway,
     stop_gateway,
 )
+from tests.helpers.inprocess import gateway_on
 
 # Other names test modules once imported from here, kept importable for them; new tests import tests.helpers.
 __all__ = ["CLIENT_KEY", "UPSTREAM_TOKEN", "GatewayFactory", "SdkFactory", "assert_no_secrets"]
@@ -116,6 +117,14 @@ def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
     headers = {"authorization": f"Bearer {CLIENT_KEY}", "cookie": "session=abc"}
     with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as http:
         yield http
+
+
+@pytest.fixture
+async def app_client(fake: FakeUpstream, leak_scanner: LeakScanner) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway in-process (create_app), the fake upstream in-process behind it, and an async client that sends
+    a client key: for the many cases of a behaviour whose end-to-end test runs over real sockets."""
+    async with gateway_on(fake, leak_scanner) as client:
+        yield client
 
 
 @pytest.fixture

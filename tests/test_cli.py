@@ -14,7 +14,16 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.helpers import ROOT, CliProcess, listening_ports, listening_socket, run_cli, wait_for, wait_healthy
+from tests.helpers import (
+    ROOT,
+    START_TIMEOUT,
+    CliProcess,
+    listening_ports,
+    listening_socket,
+    run_cli,
+    wait_for,
+    wait_healthy,
+)
 
 
 @pytest.fixture
@@ -35,7 +44,7 @@ def test_public_bind_without_keys_is_refused(tmp_path: Path, taken_port: int):
 def test_a_public_socket_handed_over_is_refused_too(tmp_path: Path):
     """--fd: the address checked is the socket's own."""
     cli = CliProcess(tmp_path, "serve", listen=True, host="0.0.0.0")
-    assert cli.proc.wait(20) != 0
+    assert cli.proc.wait(START_TIMEOUT) != 0
     assert b"Refusing to listen on 0.0.0.0 without PROXY_KEYS_FILE" in cli.output()
 
 
@@ -54,7 +63,8 @@ def test_serve_binds_host_and_port_itself(tmp_path: Path, workers: str):
     the port it got from /proc."""
     cli = CliProcess(tmp_path, "serve", "--port", "0", "--workers", workers)
     try:
-        wait_for(lambda: cli.proc.poll() is not None or listening_ports(cli.proc.pid), 15, "a listening port")
+        started = lambda: cli.proc.poll() is not None or listening_ports(cli.proc.pid)  # noqa: E731
+        wait_for(started, START_TIMEOUT, "a listening port")
         [port] = listening_ports(cli.proc.pid)
         wait_healthy(f"http://127.0.0.1:{port}", cli.proc)
     finally:
@@ -64,7 +74,7 @@ def test_serve_binds_host_and_port_itself(tmp_path: Path, workers: str):
 
 def test_fd_and_port_together_are_refused(tmp_path: Path):
     cli = CliProcess(tmp_path, "serve", "--port", "8000", listen=True)
-    assert cli.proc.wait(20) != 0
+    assert cli.proc.wait(START_TIMEOUT) != 0
     assert b"give --fd or --host/--port, not both" in cli.output()
 
 

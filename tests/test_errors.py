@@ -1,4 +1,5 @@
-"""Errors the gateway produces itself, in the OpenAI envelope: unknown routes, wrong methods, big bodies."""
+"""Errors the gateway produces itself, in the OpenAI envelope: unknown routes, wrong methods, big bodies. In-process
+(`app_client`); the same errors over raw sockets, and many more cases, are in test_hostile.py."""
 
 from __future__ import annotations
 
@@ -21,38 +22,38 @@ def test_envelope_shape():
 
 
 @pytest.mark.parametrize("path", ["/nope", "/openai/../admin", "/openai/responses/", "/openai/chat"])
-def test_unknown_route_is_404_envelope(client: httpx.Client, fake: FakeUpstream, path: str):
-    response = client.post(path, json={"model": "gpt-4.1", "input": "hi"})
+async def test_unknown_route_is_404_envelope(app_client: httpx.AsyncClient, fake: FakeUpstream, path: str):
+    response = await app_client.post(path, json={"model": "gpt-4.1", "input": "hi"})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert response.headers["x-request-id"]
     assert fake.exchanges == []
 
 
-def test_wrong_method_is_405(client: httpx.Client):
-    response = client.get("/openai/responses")
+async def test_wrong_method_is_405(app_client: httpx.AsyncClient):
+    response = await app_client.get("/openai/responses")
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["error"]["code"] == "method_not_allowed"
-    assert client.post("/healthz").json()["error"]["code"] == "method_not_allowed"
+    assert (await app_client.post("/healthz")).json()["error"]["code"] == "method_not_allowed"
 
 
-def test_body_over_the_limit_is_413_before_reading_it(client: httpx.Client, fake: FakeUpstream):
+async def test_body_over_the_limit_is_413_before_reading_it(app_client: httpx.AsyncClient, fake: FakeUpstream):
     big = b'{"model": "gpt-4.1", "input": "' + b"x" * (10 * MiB) + b'"}'
-    response = client.post("/openai/responses", content=big)
+    response = await app_client.post("/openai/responses", content=big)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == RequestTooLarge.code
     assert fake.exchanges == []
 
 
-def test_chunked_body_over_the_limit_is_413(client: httpx.Client, fake: FakeUpstream):
-    def chunks():
+async def test_chunked_body_over_the_limit_is_413(app_client: httpx.AsyncClient, fake: FakeUpstream):
+    async def chunks():
         yield b'{"model": "gpt-4.1", "input": "'
         for _ in range(11):
             yield b"x" * MiB
         yield b'"}'
 
-    response = client.post("/openai/responses", content=chunks())
+    response = await app_client.post("/openai/responses", content=chunks())
     assert response.status_code == 413
     assert fake.exchanges == []
 

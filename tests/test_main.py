@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
-from app.types import ASGIApp
+from tests.helpers.inprocess import running
+from tests.helpers.inprocess import settings as base_settings
 
 TOKEN = "unit-token-abcdef"
 
 
-@asynccontextmanager
-async def running(app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
-    """Drive the ASGI lifespan by hand (httpx's ASGITransport does not) and give a client on the app."""
-    inbox: asyncio.Queue[dict] = asyncio.Queue()
-    outbox: asyncio.Queue[dict] = asyncio.Queue()
-    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
-    await inbox.put({"type": "lifespan.startup"})
-    assert (await outbox.get())["type"] == "lifespan.startup.complete"
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as client:
-        yield client
-    await inbox.put({"type": "lifespan.shutdown"})
-    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
-    await task
-
-
-def settings(**overrides: object) -> Settings:
-    base = {"api_token": TOKEN, "api_base_url": "http://upstream.invalid"}
-    return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[arg-type]
+def settings(**overrides: object):
+    return base_settings(**{"api_token": TOKEN, "api_base_url": "http://upstream.invalid", **overrides})
 
 
 async def chunks() -> AsyncIterator[bytes]:

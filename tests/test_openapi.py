@@ -133,6 +133,7 @@ def fuzz(
     return calls
 
 
+@pytest.mark.slow  # the fuzz: `scripts/test --all`
 @pytest.mark.timeout(300)  # ~900 cases over 11 forwarding paths: ~40 s alone, more on a busy machine
 def test_schemathesis_fuzzes_the_real_gateway(gateway: GatewayProcess, fake: FakeUpstream, session: requests.Session):
     schema = schemathesis.openapi.from_url(gateway.url + "/openapi.json")

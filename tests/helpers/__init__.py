@@ -14,6 +14,7 @@ from tests.helpers.redis import RedisServer
 from tests.helpers.secrets import CLIENT_KEY, SECRETS, UPSTREAM_TOKEN, LeakScanner, assert_no_secrets
 from tests.helpers.servers import (
     ROOT,
+    START_TIMEOUT,
     CliProcess,
     GatewayProcess,
     LogReader,
@@ -26,16 +27,15 @@ from tests.helpers.servers import (
     wait_healthy,
 )
 from tests.helpers.streams import sse_events
-from tests.helpers.waiting import settled, wait_for, wait_for_async
+from tests.helpers.waiting import settled, settled_async, wait_for, wait_for_async
 
 GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
 
 __all__ = [
-    "CLIENT_KEY", "ROOT", "SECRETS", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory", "GatewayProcess",
-    "LeakScanner", "LogReader", "RawResponse", "RedisServer", "Samples", "SdkFactory", "ThreadServer",
-    "assert_no_secrets",
-    "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange", "read_response", "refused_port",
-    "rss_bytes", "run_cli", "scrape", "settled", "sse_events", "start_gateway", "stop_gateway", "value",
-    "wait_for", "wait_for_async", "wait_healthy",
+    "CLIENT_KEY", "ROOT", "SECRETS", "START_TIMEOUT", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory",
+    "GatewayProcess", "LeakScanner", "LogReader", "RawResponse", "RedisServer", "Samples", "SdkFactory",
+    "ThreadServer", "assert_no_secrets", "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange",
+    "read_response", "refused_port", "rss_bytes", "run_cli", "scrape", "settled", "settled_async", "sse_events",
+    "start_gateway", "stop_gateway", "value", "wait_for", "wait_for_async", "wait_healthy",
 ]  # fmt: skip

@@ -24,6 +24,12 @@ from tests.helpers.waiting import wait_for
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+# How long a process may take to start before a test fails. Only a failing start waits this long; on the shared
+# 2-core machine, with other suites running, a two-worker start took over 15 s and a
+# refusal at start-up over 20 s.
+START_TIMEOUT = 45.0
+
+
 def listening_socket(host: str = "127.0.0.1") -> socket.socket:
     """A socket bound to a port of the kernel's choosing and listening: connections queue until a server
     accepts them, and the port stays ours until the socket is closed."""
@@ -71,7 +77,7 @@ def healthy(url: str) -> bool:
         return False
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:
     wait_for(lambda: proc.poll() is not None or healthy(url), timeout, "the server healthy")
     if proc.poll() is not None:
         raise RuntimeError(f"the server exited with {proc.returncode}")
@@ -104,11 +110,11 @@ class CliProcess:
         if sock:
             sock.close()  # the process holds it now; a copy left here would accept connections after it closed its own
 
-    def output(self, timeout: float = 20) -> bytes:
+    def output(self, timeout: float = START_TIMEOUT) -> bytes:
         """Everything it printed, once it exits (stopped with SIGTERM when `stop`)."""
         return self.proc.communicate(timeout=timeout)[0]
 
-    def stop(self, timeout: float = 20) -> bytes:
+    def stop(self, timeout: float = START_TIMEOUT) -> bytes:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
@@ -169,7 +175,7 @@ class GatewayProcess:
         )
         sock.close()  # the gateway holds it now; a copy left here would accept connections after it closed its own
 
-    def wait_ready(self, timeout: float = 15) -> GatewayProcess:
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> GatewayProcess:
         try:
             wait_healthy(self.url, self.proc, timeout)
         except (RuntimeError, AssertionError) as exc:

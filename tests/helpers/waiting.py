@@ -6,17 +6,33 @@ import asyncio
 import time
 from collections.abc import Callable
 
-INTERVAL = 0.01  # how often the condition is checked: short, so a met condition ends the wait at once
+INTERVAL = 0.01  # how often a condition is checked: short, so a met condition ends the wait at once
+
+
+class Wait:
+    """One wait for `condition()`, checked by the sync and async waits alike; fails the test after `timeout`."""
+
+    def __init__(self, condition: Callable[[], object], timeout: float, what: str):
+        self.condition, self.timeout, self.what = condition, timeout, what
+        self.started = time.monotonic()
+
+    def met(self) -> bool:
+        if self.condition():
+            return True
+        if time.monotonic() - self.started > self.timeout:
+            raise AssertionError(f"{self.what} not met within {self.timeout} s")
+        return False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> float:
     """Seconds until `condition()` is true; fails the test after `timeout` seconds."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} not met within {timeout} s")
+    wait = Wait(condition, timeout, what)
+    while not wait.met():
         time.sleep(INTERVAL)
-    return time.monotonic() - started
+    return wait.elapsed()
 
 
 async def wait_for_async(
@@ -25,23 +41,36 @@ async def wait_for_async(
     what: str = "condition",
 ) -> float:
     """wait_for on an event loop: the loop goes on running (servers of the test included) while it waits."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} not met within {timeout} s")
+    wait = Wait(condition, timeout, what)
+    while not wait.met():  # noqa: ASYNC110 - a condition of plain values, which no event signals
         await asyncio.sleep(INTERVAL)
-    return time.monotonic() - started
+    return wait.elapsed()
+
+
+class Steady:
+    """True once `read()` has kept one value for `quiet` seconds: for proving that something stopped (memory,
+    bytes sent), where no event says so."""
+
+    def __init__(self, read: Callable[[], int], quiet: float):
+        self.read, self.quiet = read, quiet
+        self.last, self.since = read(), time.monotonic()
+
+    def __call__(self) -> bool:
+        now = self.read()
+        if now != self.last:
+            self.last, self.since = now, time.monotonic()
+        return time.monotonic() - self.since >= self.quiet
 
 
 def settled(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:
-    """The value of `read()` once it has stopped changing for `quiet` seconds (memory, bytes sent): for proving
-    that something stopped, where no event says so."""
-    deadline = time.monotonic() + timeout
-    last, since = read(), time.monotonic()
-    while time.monotonic() - since < quiet:
-        assert time.monotonic() < deadline, "never settled"
-        time.sleep(INTERVAL * 5)
-        now = read()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
+    """The value of `read()` once it has stopped changing for `quiet` seconds."""
+    steady = Steady(read, quiet)
+    wait_for(steady, timeout, "a settled value")
+    return steady.last
+
+
+async def settled_async(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:  # noqa: ASYNC109
+    """settled on an event loop, which goes on running while it waits."""
+    steady = Steady(read, quiet)
+    await wait_for_async(steady, timeout, "a settled value")
+    return steady.last

@@ -1,4 +1,6 @@
-"""Every validation rule, over real sockets: 400 in the OpenAI envelope, `param` named, upstream never called."""
+"""Every validation rule: 400 in the OpenAI envelope, `param` named, upstream never called. The rules run
+in-process (`app_client`: create_app with the fake upstream in-process); one rule and the valid bodies also go
+over real sockets to the gateway process."""
 
 from __future__ import annotations
 
@@ -57,33 +59,38 @@ def assert_rejected(response: httpx.Response, fake: FakeUpstream, param: str | N
 
 
 @pytest.mark.parametrize(("body", "param"), RESPONSES_CASES)
-def test_responses_rule(client: httpx.Client, fake: FakeUpstream, body: dict, param: str):
-    assert_rejected(client.post("/openai/responses", json=body), fake, param)
+async def test_responses_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict, param: str):
+    assert_rejected(await app_client.post("/openai/responses", json=body), fake, param)
 
 
 @pytest.mark.parametrize(("body", "param"), AICHAT_CASES)
-def test_aichat_rule(client: httpx.Client, fake: FakeUpstream, body: dict, param: str):
-    assert_rejected(client.post("/aichat/conversations", json=body), fake, param)
+async def test_aichat_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict, param: str):
+    assert_rejected(await app_client.post("/aichat/conversations", json=body), fake, param)
+
+
+def test_a_rule_over_real_sockets(client: httpx.Client, fake: FakeUpstream):
+    assert_rejected(client.post("/openai/responses", json={**RESPONSES, "temperature": "hot"}), fake, "temperature")
+    assert_rejected(client.post("/aichat/conversations", json={"question": "hi"}), fake, "model")
 
 
 @pytest.mark.parametrize(
     "content",
     [b"", b"not json", b"[1, 2]", b'"text"', b"null", b'{"model": "gpt-4.1", "input": "hi"', b"\xff\xfe{}"],
 )
-def test_body_must_be_a_json_object(client: httpx.Client, fake: FakeUpstream, content: bytes):
-    response = client.post("/openai/responses", content=content, headers={"content-type": "application/json"})
+async def test_body_must_be_a_json_object(app_client: httpx.AsyncClient, fake: FakeUpstream, content: bytes):
+    headers = {"content-type": "application/json"}
+    assert_rejected(await app_client.post("/openai/responses", content=content, headers=headers), fake, None)
+
+
+async def test_wrong_content_type_is_refused(app_client: httpx.AsyncClient, fake: FakeUpstream):
+    response = await app_client.post("/openai/responses", content=b'{"model":"gpt-4.1","input":"hi"}',
+                                     headers={"content-type": "text/plain"})  # fmt: skip
     assert_rejected(response, fake, None)
 
 
-def test_wrong_content_type_is_refused(client: httpx.Client, fake: FakeUpstream):
-    response = client.post("/openai/responses", content=b'{"model":"gpt-4.1","input":"hi"}',
-                           headers={"content-type": "text/plain"})  # fmt: skip
-    assert_rejected(response, fake, None)
-
-
-def test_deeply_nested_json_is_a_400(client: httpx.Client, fake: FakeUpstream):
+async def test_deeply_nested_json_is_a_400(app_client: httpx.AsyncClient, fake: FakeUpstream):
     content = b'{"model":"gpt-4.1","input":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    assert_rejected(client.post("/openai/responses", content=content), fake, None)
+    assert_rejected(await app_client.post("/openai/responses", content=content), fake, None)
 
 
 def test_valid_bodies_pass(client: httpx.Client, fake: FakeUpstream):
