@@ -90,7 +90,9 @@ async def test_cancelled_at_every_suspension_point(upstream: RawUpstream, kind: 
             assert await whole_request(client, "plain") == JSON_BODY
         else:
             pytest.fail(f"the request did not finish within {MAX_POINTS} suspensions")
-        assert points >= (1 if warm and kind == "httpx" else 3), "the sweep met fewer suspensions than a request has"
+        # at least the wait for the answer; how many more depends on how the bytes happen to arrive (pieces that
+        # land together cost one wait), so a busy machine sees fewer: a lower bound would make the test flaky
+        assert points >= 1, "the sweep met no suspension: the request never waited"
     finally:
         await client.aclose()
 
