@@ -35,9 +35,7 @@ class ResponsesCreate(RequestBody):
     input: str | Annotated[list[Any], Field(min_length=1)]
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    # bounded where the JSON parser (orjson) keeps integers exact: the documented schema then says so too, and a
-    # larger number is refused as out of range rather than as "not an integer" while the schema allowed it
-    max_tokens: Annotated[int, Field(gt=0, le=2**63 - 1)] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
     tools: Annotated[list[Any], Field(min_length=1)] | None = None
     background: bool | None = None
     stream: bool | None = None
