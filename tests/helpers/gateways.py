@@ -13,7 +13,12 @@ from tests.helpers.servers import GatewayProcess
 
 
 def start_gateway(workdir: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
-    return GatewayProcess(env, workdir, args).wait_ready()
+    gateway = GatewayProcess(env, workdir, args)
+    try:
+        return gateway.wait_ready()
+    except BaseException:
+        gateway.stop()  # a start that failed or timed out must not leave the process behind
+        raise
 
 
 def stop_gateway(gateway: GatewayProcess) -> None:
