@@ -13,11 +13,11 @@ from tests.helpers.servers import GatewayProcess
 
 
 def start_gateway(workdir: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> GatewayProcess:
-    process = GatewayProcess(env, workdir, args)
+    gateway = GatewayProcess(env, workdir, args)
     try:
-        return process.wait_ready()
-    except RuntimeError:
-        process.stop()  # a gateway that refused to start: its log is closed all the same
+        return gateway.wait_ready()
+    except BaseException:
+        gateway.stop()  # a start that failed or timed out must not leave the process behind
         raise
 
 
