@@ -213,7 +213,10 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
         "security": security,
     }
     if spec.schema is not None:
-        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+        media: dict[str, Any] = {"schema": _ref(body)}
+        if spec.example is not None:
+            media["examples"] = {"works": {"summary": "A request that works", "value": spec.example}}
+        operation["requestBody"] = {"required": True, "content": {JSON: media}}
     return {spec.method.lower(): operation}
 
 

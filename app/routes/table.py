@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from app import catalog, schemas
 from app.usage import BYTES_PER_TOKEN, CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields
@@ -37,6 +37,7 @@ class RouteSpec:
     # PROXY_TPM_OUTPUT_RESERVATION; None: the route produces no output tokens (embeddings)
     output_cap: tuple[str, ...] | None = ()
     query: frozenset[str] = frozenset()  # query parameters passed upstream (others are refused)
+    example: dict[str, Any] | None = None  # a body that works: /docs fills it in, the fuzzer always tries it
 
     def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> tuple[int, int]:
         """The (input, output) tokens a request may spend, reserved at admission (TPM, budgets) and counted when
@@ -69,6 +70,7 @@ CONVERSATIONS = RouteSpec(
     models=catalog.AICHAT_MODELS,
     formats=("json", "ndjson", "sse"),
     answer="AichatAnswer",
+    example={"model": "gpt-4o", "question": "Say hello", "stateful": True},
 )
 
 RESPONSES = RouteSpec(
@@ -81,6 +83,7 @@ RESPONSES = RouteSpec(
     formats=("json", "sse"),
     usage=RESPONSES_USAGE,
     output_cap=("max_output_tokens", "max_tokens"),
+    example={"model": "gpt-4.1", "input": "Say hello", "stream": True},
 )
 
 RESPONSE_RETRIEVE = RouteSpec(
@@ -106,6 +109,12 @@ CHAT_COMPLETIONS = RouteSpec(
     answer="ChatCompletion",
     usage=CHAT_USAGE,
     output_cap=("max_completion_tokens", "max_tokens"),
+    example={
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    },
 )
 
 # the same API on AceData's drop-in /v1 base, which takes every chat model it serves (Claude, Gemini, ... too)
@@ -116,6 +125,11 @@ V1_CHAT_COMPLETIONS = replace(
     upstream_path="/v1/chat/completions",
     summary="Chat Completions for every chat model of the upstream's /v1 (GPT, Claude, Gemini, DeepSeek, Grok, Kimi)",
     models=catalog.V1_CHAT_MODELS,
+    example={
+        "model": "claude-sonnet-4-20250514",
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream": True,
+    },
 )
 
 EMBEDDINGS = RouteSpec(
@@ -128,6 +142,7 @@ EMBEDDINGS = RouteSpec(
     answer="EmbeddingList",
     usage=EMBEDDINGS_USAGE,
     output_cap=None,
+    example={"model": "text-embedding-3-small", "input": ["Say hello"]},
 )
 
 IMAGES = RouteSpec(
@@ -139,6 +154,7 @@ IMAGES = RouteSpec(
     models=catalog.IMAGE_MODELS,
     answer="ImagesResponse",
     usage=RESPONSES_USAGE,
+    example={"model": "gpt-image-1", "prompt": "A lighthouse at dawn", "size": "1024x1024"},
 )
 
 ROUTES: tuple[RouteSpec, ...] = (
