@@ -21,14 +21,12 @@ from tests.helpers import (
     RedisServer,
     SdkFactory,
     ThreadServer,
-    assert_no_secrets,
     start_gateway,
     stop_gateway,
 )
 from tests.helpers.inprocess import gateway_on
 
 # Other names test modules once imported from here, kept importable for them; new tests import tests.helpers.
-__all__ = ["CLIENT_KEY", "UPSTREAM_TOKEN", "GatewayFactory", "SdkFactory", "assert_no_secrets"]
 
 
 @pytest.fixture(scope="session")
