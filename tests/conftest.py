@@ -26,8 +26,6 @@ from tests.helpers import (
 )
 from tests.helpers.inprocess import gateway_on
 
-# Other names test modules once imported from here, kept importable for them; new tests import tests.helpers.
-
 
 @pytest.fixture(scope="session")
 def leak_scanner() -> Iterator[LeakScanner]:
