@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from app import __version__, keys
 from app.budgets import period_of
-from app.fake_upstream import Behaviour
 from app.ledger import STORE_ERRORS, Store, open_store
 from app.ledger.report import FORMATS, GROUPS, ReportError, build, render, since_hour
 from app.settings import Settings
@@ -172,7 +171,7 @@ def _check_keys_file(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from app import demo, server  # uvicorn and the app load only for commands that serve
+    from app import server  # uvicorn and the app load only for commands that serve
 
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -183,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _usage(args)
         return
     if command == "fake-upstream":
-        demo.fake_upstream(args.host, args.port, args.token, Behaviour(deltas=args.deltas, delay=args.delay))
+        from app import demo  # the fake upstream loads only for the commands that run it
+
+        demo.fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
         return
     if command == "serve" and args.command is None:
         args.host = args.port = args.workers = args.fd = None
@@ -192,10 +193,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     _check_keys_file(settings)
     try:
         if command == "demo" or getattr(args, "demo", False):
+            from app import demo
+
             demo.demo(settings, sock)
         else:
             server.serve(settings, sock)
-    except (server.UnsafeBind, demo.PortInUse) as exc:
+    except (server.UnsafeBind, server.PortInUse) as exc:
         sys.exit(f"acedata-proxy: {exc}")
     except STORE_ERRORS as exc:
         sys.exit(f"acedata-proxy: refusing to start, the usage ledger in {settings.data_dir} cannot be opened: {exc}")

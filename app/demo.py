@@ -11,13 +11,15 @@ from pydantic import SecretStr
 
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
-from app.server import UVICORN_OPTIONS, check_bind, exit_quietly_on_signals, gateway_options, loopback_socket
+from app.server import (
+    UVICORN_OPTIONS,
+    PortInUse,
+    check_bind,
+    exit_quietly_on_signals,
+    gateway_options,
+    loopback_socket,
+)
 from app.settings import Settings
-
-
-class PortInUse(Exception):
-    """The demo's port is taken: said before any instructions are printed."""
-
 
 DEMO_TOKEN = "demo-upstream-token"
 
@@ -81,7 +83,7 @@ def demo(settings: Settings, sock: socket.socket | None = None) -> None:
     uvloop.run(_demo(settings, sock))
 
 
-def fake_upstream(host: str, port: int, token: str, behaviour: Behaviour) -> None:
-    app = FakeUpstream(token=token, behaviour=behaviour)
+def fake_upstream(host: str, port: int, token: str, deltas: int, delay: float) -> None:
+    app = FakeUpstream(token=token, behaviour=Behaviour(deltas=deltas, delay=delay))
     app.record = False
     uvicorn.run(app, host=host, port=port, **{**UVICORN_OPTIONS, "lifespan": "off"})

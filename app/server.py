@@ -41,6 +41,10 @@ class UnsafeBind(Exception):
     """Refusing to serve an open relay."""
 
 
+class PortInUse(Exception):
+    """The demo's port is taken: said before any instructions are printed."""
+
+
 def check_bind(settings: Settings) -> None:
     if settings.binds_publicly() and settings.keys_file is None and not settings.allow_unauthenticated:
         raise UnsafeBind(
