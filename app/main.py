@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from app import __version__, errors, logs, openapi
+from app.admission import AdmissionMiddleware
 from app.auth import KeyStore
 from app.drain import EndCutRequests
 from app.metrics import Metrics
@@ -61,7 +62,10 @@ def create_app(
     api.add_exception_handler(HTTPException, errors.handle)
     endpoints = [ForwardEndpoint(spec, settings, pool, keys, limiter) for spec in FORWARDED_ROUTES]
     route_names = {path: spec.name for spec in FORWARDED_ROUTES for path in spec.paths} | OTHER_ROUTES
-    app = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
+    app: ASGIApp = EndCutRequests(Dispatcher(endpoints, api))  # inside Observe, which then records what it sends
+    if settings.max_inflight is not None:  # unset: not even the count is paid for
+        forwarded = (path for spec in FORWARDED_ROUTES for path in spec.paths)
+        app = AdmissionMiddleware(app, settings.max_inflight, forwarded)
     return ObserveMiddleware(app, app_metrics, route_names, access_log)
 
 
