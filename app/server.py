@@ -16,12 +16,13 @@ import uvicorn
 from pydantic import SecretStr
 from uvicorn.supervisors import Multiprocess
 
-from app import keys, logs
+from app import heap, keys, logs
 from app.fake_upstream import Behaviour, FakeUpstream
 from app.main import create_app
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
+from app.types import ASGIApp
 
 log = logging.getLogger("acedata_proxy.server")
 
@@ -37,7 +38,15 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 
-APP_FACTORY = "app.main:create_app"  # by import string: each worker process builds its own app
+APP_FACTORY = "app.server:worker_app"  # by import string: each worker process builds its own app
+
+
+def worker_app() -> ASGIApp:
+    """What each worker serves: the app, built in the worker, then the worker's heap settled (app/heap.py).
+    In-process uses of create_app (tests, embedding) keep the interpreter's collector as it was."""
+    app = create_app()
+    heap.settle()
+    return app
 
 
 class UnsafeBind(Exception):
