@@ -570,6 +570,21 @@ def _sum_field(pid: int, filename: str, key: str) -> float:
     return total_kb * 1024 / 1e6
 
 
+CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants (utime and stime in /proc/<pid>/stat)."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
 def rss_mb(pid: int) -> float:
     """VmRSS summed over the process and all its descendants, in MB (10^6 bytes)."""
     return _sum_field(pid, "status", "VmRSS:")

@@ -17,6 +17,7 @@ COLORS = {
     "nginx": "#2ca02c",
     "gateway-1w": "#1f77b4",
     "gateway-2w": "#17becf",
+    "gateway-base": "#aec7e8",
     "gateway-httpx": "#9467bd",
     "litellm": "#d62728",
 }

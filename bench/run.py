@@ -44,6 +44,7 @@ from harness import (
     Pinning,
     Proc,
     Processes,
+    cpu_seconds,
     free_port,
     gateway_python,
     git_describe,
@@ -68,6 +69,10 @@ LITELLM_KEY = "sk-bench-master-key"
 DEFAULT_LITELLM_BIN = "/tmp/litellm-venv/bin/litellm"
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
 HOLD_DELAY = 2.0  # the RSS upstream: a chunk every 2 s, so 1000 streams stay open (100 deltas = minutes)
+
+# The gateway's CPU per request over nginx proxy_pass's at c=16, one worker, as docs/benchmark.md measured it;
+# a run past twice this fails (cpu_guard).
+DOCUMENTED_CPU_RATIO = 10.0
 
 # The issue's targets (one worker).
 TARGETS = {
@@ -126,6 +131,35 @@ def start_gateway(
     proc = procs.start(name, pinning.server(argv), env=env)  # cwd: an empty temp dir, so no stray .env is read
     wait_ready(proc, port, "/healthz", 40)
     return proc, port
+
+
+def start_base_gateway(rev: str, procs: Processes, upstream_port: int, pinning: Pinning) -> Target:
+    """One worker of the gateway as it was at `rev` (`git archive`), for the JSON load."""
+    global GATEWAY_SRC
+    own, GATEWAY_SRC = GATEWAY_SRC, snapshot_source(rev, procs.workdir)
+    try:
+        proc, port = start_gateway(procs, "gateway-base", upstream_port, 1, pinning)
+    finally:
+        GATEWAY_SRC = own
+    label = f"gateway at {git_describe(rev).get('commit', rev)[:7]}, 1 worker"
+    return Target("gateway-base", label, port, "/openai/responses", proc=proc)
+
+
+def cpu_guard(summary: dict[str, dict[str, dict[str, float]]], failures: Failures) -> dict[str, float] | None:
+    """The regression guard: the gateway's CPU per request over nginx's at c=16, in this run. CPU time, unlike
+    throughput or latency, barely moves when the machine is busy, and a ratio taken in one run cancels the VM's
+    drift, so only a real regression can pass twice the documented ratio."""
+    row = summary.get("gateway-1w", {}).get("16")
+    if row is None:
+        return None
+    ratio = row.get("cpu_x_nginx", float("nan"))
+    guard = {"ratio": ratio, "documented": DOCUMENTED_CPU_RATIO, "limit": 2 * DOCUMENTED_CPU_RATIO}
+    if not ratio <= guard["limit"]:  # a NaN (nothing measured) fails too
+        failures.add(
+            f"CPU per request at c=16 is {ratio:.1f}× nginx proxy_pass's, past twice the documented "
+            f"{DOCUMENTED_CPU_RATIO:g}× (docs/benchmark.md)"
+        )
+    return guard
 
 
 def start_fake_upstream(procs: Processes, name: str, deltas: int, delay: float, pinning: Pinning) -> tuple[Proc, int]:
@@ -210,6 +244,11 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
+    if args.compare:  # an earlier commit's gateway in the same rounds: before/after ratios free of the VM's drift
+        try:
+            targets.append(start_base_gateway(args.compare, procs, up_port, pinning))
+        except BenchError as exc:
+            failures.add(f"gateway at {args.compare} did not start: {exc}")
     if args.httpx:  # the same gateway with httpx as its upstream client: what the custom client buys
         try:
             proc, port = start_gateway(procs, "gateway-httpx", up_port, 1, pinning, PROXY_UPSTREAM_CLIENT="httpx")
@@ -251,14 +290,18 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
     for round_no in range(1, args.rounds + 1):
         for conc in args.concurrency:
             for target in live:  # interleaved: A, B, C, then again A, B, C ...
+                cpu_before = cpu_seconds(target.proc.pid) if target.proc is not None else 0.0
                 try:
                     result = run_wrk(pinning, target.url, conc, args.duration, auth=target.auth)
                 except (BenchError, subprocess.TimeoutExpired) as exc:
                     failures.add(f"{target.label} c={conc} round {round_no}: {exc}")
                     continue
+                cpu = cpu_seconds(target.proc.pid) - cpu_before if target.proc is not None else 0.0
                 if not result.ok:
                     failures.add(f"{target.label} c={conc} round {round_no}: {result.problems()}")
-                points.append({"target": target.name, "concurrency": conc, "round": round_no, **asdict(result)})
+                point = {"target": target.name, "concurrency": conc, "round": round_no, **asdict(result)}
+                point["cpu_us_per_req"] = cpu * 1e6 / max(1, result.requests)
+                points.append(point)
                 log(
                     f"round {round_no} c={conc:<3} {target.name:<11} {result.rps:>9.0f} rps  "
                     f"p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
@@ -288,6 +331,7 @@ def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, 
                 "rps": median([p["rps"] for p in pts]),
                 "p50_ms": median([p["p50_ms"] for p in pts]),
                 "p99_ms": median([p["p99_ms"] for p in pts]),
+                "cpu_us_per_req": median([p.get("cpu_us_per_req", float("nan")) for p in pts]),
                 "rounds": len(pts),
             }
     for by_conc in summary.values():
@@ -301,6 +345,7 @@ def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, 
                 row["added_p99_ms"] = row["p99_ms"] - direct["p99_ms"]
             if nginx:
                 row["x_nginx"] = row["rps"] / nginx["rps"]
+                row["cpu_x_nginx"] = row["cpu_us_per_req"] / nginx["cpu_us_per_req"]
             if litellm:
                 row["x_litellm"] = row["rps"] / litellm["rps"]
     return summary
@@ -523,8 +568,9 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
     lines += [
         "## JSON requests",
         "",
-        "| target | conc. | RPS | × direct | × nginx | p50 ms | p99 ms | added p50 ms | added p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | conc. | RPS | × direct | × nginx | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| CPU µs/req | CPU × nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for conc in results["meta"]["concurrency"]:
         for name, by_conc in summary.items():
@@ -534,7 +580,8 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             lines.append(
                 f"| {labels.get(name, name)} | {conc} | {_f(row['rps'], 0)} | {_f(row.get('x_direct'), 3)} | "
                 f"{_f(row.get('x_nginx'), 3)} | {_f(row['p50_ms'], 3)} | {_f(row['p99_ms'], 3)} | "
-                f"{_f(row.get('added_p50_ms'), 3)} | {_f(row.get('added_p99_ms'), 3)} |"
+                f"{_f(row.get('added_p50_ms'), 3)} | {_f(row.get('added_p99_ms'), 3)} | "
+                f"{_f(row.get('cpu_us_per_req'), 1)} | {_f(row.get('cpu_x_nginx'), 2)} |"
             )
     stream = results.get("streaming", {})
     if stream.get("summary"):
@@ -691,6 +738,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmark.md and .png")
     parser.add_argument("--rev", help="run the gateway from this git revision (a `git archive` snapshot) instead "
                         "of the work tree, e.g. HEAD")  # fmt: skip
+    parser.add_argument("--compare", metavar="REV", help="also run one worker of the gateway at REV (JSON load), "
+                        "in the same rounds")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite docs/benchmark.md and .png from bench/results/latest.json")  # fmt: skip
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
@@ -739,6 +788,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["load"] = load_phase(args, procs, pinning, failures)
             results["load_summary"] = summarize_load(results["load"], args.concurrency)
+            results["cpu_guard"] = cpu_guard(results["load_summary"], failures)
             results["streaming"] = stream_phase(args, procs, pinning, failures)
             results["rss"] = rss_phase(args, procs, pinning, failures)
     except KeyboardInterrupt:

@@ -36,10 +36,10 @@ from harness import (
     Pinning,
     Proc,
     Processes,
+    cpu_seconds,
     free_port,
     git_describe,
     log,
-    process_tree,
     raise_nofile,
     rss_mb,
     snapshot_source,
@@ -127,21 +127,6 @@ def start_stream_proxy(procs: Processes, port: int, upstream_port: int, pinning:
     proc = start_nginx(procs, "stream-proxy", block, pinning)
     wait_ready(proc, port, "/healthz", 15)
     return proc
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants (utime and stime in /proc/<pid>/stat)."""
-    ticks = 0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
-
-
-CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
 
 
 class PeakRss(threading.Thread):
