@@ -198,7 +198,11 @@ def capacity_phase(
     points = []
     for round_no in range(1, args.rounds + 1):
         for count in args.streams:
-            for target in targets:  # interleaved, as bench/run.py does
+            # interleaved as bench/run.py does, direct first, the others' order rotating round by round, so a
+            # drift of the machine's load does not always favour the same one
+            others = targets[1:]
+            shift = (round_no - 1) % max(1, len(others))
+            for target in [targets[0], *others[shift:], *others[:shift]]:
                 try:
                     point = run_streams(target, count, tools, pinning)
                 except (BenchError, subprocess.TimeoutExpired) as exc:
