@@ -646,6 +646,11 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
         ]
     if docs and results.get("chart"):
         lines += ["", "![RPS and added p50 by target and concurrency](benchmark.png)"]
+    streams = BENCH_DIR / "results" / "streams.json"
+    if docs and streams.exists():  # bench/streams.py's latest full run
+        import render_streams
+
+        lines += ["", render_streams.section(json.loads(streams.read_text()))]
     return "\n".join(lines) + "\n"
 
 
@@ -706,9 +711,10 @@ def make_chart(results_path: Path, png: Path, plot_python: str | None) -> bool:
             return False
         log("matplotlib is not importable (and no --plot-python): no chart")
         return False
-    from plot import plot
+    from plot import plot, plot_streams
 
-    plot(json.loads(results_path.read_text()), png)
+    data = json.loads(results_path.read_text())
+    (plot if "load_summary" in data else plot_streams)(data, png)
     return True
 
 

@@ -321,6 +321,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rev", help="also run the gateway from this git revision, in the same rounds")
     parser.add_argument("--overload", action="store_true", help="also the overload runs (see bench/README.md)")
     parser.add_argument("--limit", type=int, default=1000, help="PROXY_MAX_INFLIGHT for the overload runs")
+    parser.add_argument("--plot-python", default=os.environ.get("BENCH_PLOT_PYTHON"),
+                        help="a python with matplotlib, when this one has none (env BENCH_PLOT_PYTHON)")  # fmt: skip
     parser.add_argument("--no-pin", action="store_true", help="do not pin the load and the server to separate cores")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
     args = parser.parse_args(argv)
@@ -358,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     out = BENCH_DIR / "results" / ("streams-smoke.json" if args.smoke else "streams.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.smoke:
+        results["chart"] = runner.make_chart(out, REPO / "docs" / "streams.png", args.plot_python)
+        out.write_text(json.dumps(results, indent=1) + "\n")
     print(render.section(results))
     log(f"results: {out.relative_to(REPO)}; {results['meta']['elapsed_s']} s")
     return 1 if failures.items else 0
