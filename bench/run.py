@@ -80,6 +80,7 @@ TARGETS = {
     "added_p50_ms_c16": 1.5,
     "added_p99_ms_c16": 4.0,
     "added_p50_ms_c1": 0.3,
+    "tail_ratio_c64": 3.0,
     "rps_vs_litellm_c16": 5.0,
     "added_ttfb_ms": 1.0,
     "rss_idle_mb": 60.0,
@@ -489,8 +490,9 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         ok = value >= limit if higher_is_better else value <= limit
         return {"what": what, "value": value, "limit": limit, "ok": ok, "text": fmt.format(value)}
 
-    c16, c1 = g.get("16", {}), g.get("1", {})
+    c16, c1, c64 = g.get("16", {}), g.get("1", {}), g.get("64", {})
     lite = s.get("litellm", {}).get("16")
+    tail = c64["added_p99_ms"] / c64["added_p50_ms"] if c64.get("added_p50_ms", 0) > 0 else None
     checks = [
         check("c16 RPS ≥ 0.18 × nginx", c16.get("x_nginx"), TARGETS["rps_vs_nginx_c16"], True, "{:.3f}×"),
         check("c16 added p50 ≤ 1.5 ms", c16.get("added_p50_ms"), TARGETS["added_p50_ms_c16"], False, "{:.3f} ms"),
@@ -503,6 +505,7 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             True,
             "{:.1f}×",
         ),
+        check("c64 added p99 ≤ 3 × added p50", tail, TARGETS["tail_ratio_c64"], False, "{:.2f}×"),
         check("stream added TTFB ≤ 1 ms", stream.get("added_ttfb_ms"), TARGETS["added_ttfb_ms"], False, "{:.3f} ms"),
         check("RSS idle ≤ 60 MB", rss.get("idle_mb"), TARGETS["rss_idle_mb"], False, "{:.1f} MB"),
         check(
