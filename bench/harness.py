@@ -64,7 +64,13 @@ def free_port() -> int:
 
 
 def raise_nofile(wanted: int = 8192) -> int:
+    """This process's (and so every server's it starts) open-file limit, raised to `wanted` where allowed: past
+    the hard limit only with the privilege to raise that too (root, CAP_SYS_RESOURCE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, wanted))
+            hard = wanted
     if soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
@@ -290,14 +296,15 @@ def wait_ready(proc: Proc, port: int, path: str, timeout: float, headers: dict[s
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def _nginx_conf(workdir: Path, http_block: str) -> str:
+def _nginx_conf(workdir: Path, http_block: str, connections: int = 8192) -> str:
     temp = "\n".join(
         f"    {name}_temp_path {workdir / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""worker_processes 1;
 pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
-events {{ worker_connections 8192; }}
+worker_rlimit_nofile {2 * connections};
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
 {temp}
@@ -308,11 +315,11 @@ http {{
 """
 
 
-def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning) -> Proc:
+def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning, connections: int = 8192) -> Proc:
     nginx_dir = procs.workdir / name
     nginx_dir.mkdir()
     conf = nginx_dir / "nginx.conf"
-    conf.write_text(_nginx_conf(nginx_dir, http_block))
+    conf.write_text(_nginx_conf(nginx_dir, http_block, connections))
     argv = [NGINX, "-e", str(nginx_dir / "error.log"), "-p", str(nginx_dir), "-c", str(conf), "-g", "daemon off;"]
     return procs.start(name, pinning.server(argv))
 

@@ -51,6 +51,7 @@ from harness import (
 EVENT_BYTES, EVENTS, EVENTS_PER_S = 120, 200, 30
 STREAM_REQUEST = b'{"model":"gpt-4.1","input":"hi","stream":true}'
 CONNECTS_PER_S = 2000  # how fast the load generator opens streams (all 5,000 within the first 2.5 s)
+NGINX_CONNECTIONS = 32768  # per worker: a proxied stream takes two (client and upstream), 10,000 streams 20,000
 SERVER_SETTINGS = {"PROXY_MAX_CONNECTIONS": "20000"}  # the default pool (1000) would make stream 1001 wait
 
 
@@ -108,7 +109,7 @@ def start_sse_upstream(procs: Processes, port: int, pinning: Pinning) -> Proc:
         }}
     }}"""
     on_client_core = Pinning(pinning.server_cpu, pinning.client_cpu)  # .server() pins to the client's core
-    proc = start_nginx(procs, "sse-upstream", block, on_client_core)
+    proc = start_nginx(procs, "sse-upstream", block, on_client_core, NGINX_CONNECTIONS)
     wait_ready(proc, port, "/healthz", 15)
     return proc
 
@@ -124,7 +125,7 @@ def start_stream_proxy(procs: Processes, port: int, upstream_port: int, pinning:
             proxy_buffering off;
         }}
     }}"""
-    proc = start_nginx(procs, "stream-proxy", block, pinning)
+    proc = start_nginx(procs, "stream-proxy", block, pinning, NGINX_CONNECTIONS)
     wait_ready(proc, port, "/healthz", 15)
     return proc
 
@@ -333,7 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
-    raise_nofile(4 * max([*args.streams, 10_000 if args.overload else 0]) + 1024)
+    raise_nofile(3 * max([*args.streams, 10_000 if args.overload else 0]) + 1024)
     pinning = Pinning.choose(not args.no_pin)
     failures = Failures()
     results: dict[str, Any] = {"meta": meta(args, pinning)}
