@@ -159,7 +159,10 @@ def test_json_logs_one_object_per_line_without_bodies(make_gateway: GatewayFacto
     headers = {"x-request-id": "log-test-1", "authorization": f"Bearer {CLIENT_KEY}"}
     body = {"model": "gpt-4o", "question": marker}
     httpx.post(gateway.url + "/aichat/conversations", json=body, headers=headers)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # the access line leaves at the end of the loop iteration: wait for it
+    while "log-test-1" not in gateway.log():
+        assert time.monotonic() < deadline, "no access line"
+        time.sleep(0.02)
     log = gateway.log()
     entries = [orjson.loads(line) for line in log.splitlines() if line.strip()]
     [access] = [e for e in entries if e.get("request_id") == "log-test-1"]
