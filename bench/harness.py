@@ -303,8 +303,8 @@ def _nginx_conf(workdir: Path, http_block: str, connections: int = 8192) -> str:
     return f"""worker_processes 1;
 pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
-worker_rlimit_nofile {2 * connections};
-events {{ worker_connections {connections}; }}
+worker_rlimit_nofile {min(2 * connections, resource.getrlimit(resource.RLIMIT_NOFILE)[1])};
+events {{ worker_connections {connections};{" multi_accept on;" if connections > 8192 else ""} }}
 http {{
     access_log off;
 {temp}

@@ -321,7 +321,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     parser.add_argument("--rev", help="also run the gateway from this git revision, in the same rounds")
     parser.add_argument("--overload", action="store_true", help="also the overload runs (see bench/README.md)")
-    parser.add_argument("--limit", type=int, default=1000, help="PROXY_MAX_INFLIGHT for the overload runs")
+    parser.add_argument("--limit", type=int, default=500, help="PROXY_MAX_INFLIGHT for the overload runs")
     parser.add_argument("--plot-python", default=os.environ.get("BENCH_PLOT_PYTHON"),
                         help="a python with matplotlib, when this one has none (env BENCH_PLOT_PYTHON)")  # fmt: skip
     parser.add_argument("--no-pin", action="store_true", help="do not pin the load and the server to separate cores")
