@@ -176,7 +176,7 @@ def run_streams(target: StreamTarget, count: int, tools: dict[str, Path], pinnin
     sampler = PeakRss(pid) if pid is not None else None
     if sampler is not None:
         sampler.start()
-    timeout = 30 + count * EVENTS / 10_000  # past this the streams still open count as errors ("timeout")
+    timeout = 30 + count * EVENTS / 20_000  # past this the streams still open count as errors ("timeout")
     argv = [str(tools["loadgen"]), HOST, str(target.port), str(tools["request"]), str(count), str(EVENTS)]
     argv = pinning.client([*argv, f"{timeout:g}", str(CONNECTS_PER_S)])
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30, check=False)
