@@ -4,6 +4,7 @@ process, on loopback), and the fake upstream alone (for benchmarks)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from typing import Any
 
 import uvicorn
 from pydantic import SecretStr
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from app import heap, keys, logs
@@ -38,6 +40,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 
+BACKLOG = 2048  # uvicorn's default, per listening socket
 APP_FACTORY = "app.server:worker_app"  # by import string: each worker process builds its own app
 
 
@@ -110,7 +113,45 @@ def serve(settings: Settings) -> None:
             if ours:
                 shutil.rmtree(directory, ignore_errors=True)
         return
-    uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
+    config = uvicorn.Config(
+        APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings)
+    )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=listening_sockets(settings.host, settings.port))
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: a gateway that never served is a failed start
+
+
+# uvloop takes one connection per listening socket per loop iteration, so a worker whose loop never idles (a
+# thousand streams relayed at once) accepted ~50 connections a second: new streams waited tens of seconds in the
+# listen queue, or were reset, and a PROXY_MAX_INFLIGHT refusal came as late. With this many sockets on the
+# address (SO_REUSEPORT: the kernel spreads connections over them) it takes that many per iteration.
+LISTENERS = 16
+
+
+def listening_sockets(host: str, port: int, count: int = LISTENERS) -> list[socket.socket]:
+    """`count` sockets listening on one address (port 0: the first one's port for all), or one socket where
+    SO_REUSEPORT is missing. Only processes of the same user may join such an address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    for _ in range(count if hasattr(socket, "SO_REUSEPORT") else 1):
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto: see loopback_socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            for other in sockets:
+                other.close()
+            raise
+        port = sock.getsockname()[1]
+        sock.listen(BACKLOG)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
 
 
 class _DrainingSupervisor(Multiprocess):
@@ -135,7 +176,7 @@ def _serve_workers(settings: Settings) -> None:
         workers=settings.workers,
         **gateway_options(settings),
     )
-    _DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
+    _DrainingSupervisor(config, sockets=listening_sockets(settings.host, settings.port)).run()
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:

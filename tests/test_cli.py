@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from openai import OpenAI
 
+from app.server import LISTENERS, listening_sockets
 from tests.servers import ROOT, free_port, wait_healthy
 
 
@@ -81,3 +84,26 @@ def test_several_workers_with_limited_keys_need_redis(tmp_path: Path):
     output, _ = proc.communicate(timeout=20)
     assert proc.returncode != 0
     assert b"Refusing to start 2 workers with rate-limited keys and no PROXY_REDIS_URL" in output
+
+
+def test_serve_listens_on_several_sockets_of_one_address():
+    """A saturated uvloop worker takes one connection per listening socket per loop iteration (app/server.py)."""
+    sockets = listening_sockets("127.0.0.1", 0)
+    try:
+        assert len(sockets) == LISTENERS
+        assert len({sock.getsockname() for sock in sockets}) == 1
+        for sock in sockets:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        with socket.create_connection(sockets[0].getsockname(), timeout=5):
+            pass  # the address accepts connections
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_listening_sockets_refuse_an_address_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            listening_sockets("127.0.0.1", taken.getsockname()[1])
