@@ -156,6 +156,8 @@ def test_upstream_failures_at_debug_level_leak_nothing(make_gateway: GatewayFact
     gateway = debug_gateway(make_gateway, tmp_path, ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
     response = httpx.post(gateway.url + "/openai/responses", json=BODY, headers=auth(CLIENT_KEY), timeout=30)
     assert response.status_code == 502
-    log = gateway.log()
-    assert "upstream_error=connect" in log
+    deadline = time.monotonic() + 10  # the access line leaves at the end of the loop iteration: wait for it
+    while "upstream_error=connect" not in (log := gateway.log()):
+        assert time.monotonic() < deadline, "no access line with upstream_error=connect"
+        time.sleep(0.02)
     assert_nothing_secret(log, "the debug log")
