@@ -95,7 +95,9 @@ class GatewayProcess:
         try:
             wait_healthy(self.url, self.proc, timeout)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}:\n{self.log()}") from None
+            log = self.log()
+            self.stop()  # nobody else holds this process yet: left running, it would outlive the test session
+            raise RuntimeError(f"{exc}:\n{log}") from None
         return self
 
     def log(self) -> str:
