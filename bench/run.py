@@ -551,6 +551,11 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
         + (f", LiteLLM {meta['litellm']}" if meta.get("litellm") else ""),
         f"- gateway code: {_source(meta)}",
         f"- layout: {meta['layout']}",
+        *(
+            [f"- machine load when the run began (1/5/15 min): {' / '.join(meta['loadavg_at_start'])}"]
+            if meta.get("loadavg_at_start")
+            else []
+        ),
         f"- load: wrk -t1 -c<N>, {meta['duration_s']} s per point, {meta['rounds']} interleaved round(s), medians; "
         f"POST {REQUEST_BODY.decode()} (upstream answers a {meta['upstream_body_bytes']}-byte Responses JSON)",
         "",
@@ -696,6 +701,7 @@ def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
         "streams": args.streams,
         "stream_runs": args.stream_runs,
         "upstream_body_bytes": len(RESPONSES_JSON),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
 
