@@ -3,10 +3,9 @@ system call, and requests the parser refuses are answered with the OpenAI error 
 
 uvicorn writes the status line and headers as soon as the app sends `http.response.start`, and the body as a
 second write: two syscalls and two TCP segments for every JSON answer, ~10% of the gateway's CPU under load.
-Here each connection's transport holds a response's first write (its head) back until the next write (sent
-together) or the end of the event-loop iteration, whichever comes first; bytes never change order and are never
-held past the iteration that wrote them, so nothing waits on a slow upstream. Only the head is held: a stream's
-later events leave at once, without a callback scheduled for each (a few per cent of the CPU of a relayed event).
+Here each connection's transport holds one small write back until the next write (sent together) or the end of
+the event-loop iteration, whichever comes first; bytes never change order and are never held past the
+iteration that wrote them, so nothing waits on a slow upstream.
 
 A request line or header the HTTP parser refuses (a bare CR or LF in a header, an unknown method, a malformed
 content-length) never reaches the app: uvicorn answers it itself, in plain text. Clients of an OpenAI-compatible
@@ -27,23 +26,20 @@ HOLD_AT_MOST = 16 * 1024  # a response head; anything larger is written at once
 
 
 class HeldWriteTransport:
-    """A transport proxy that holds back a response's first write, if small, until the next write or the end of
-    the iteration. `armed` says the next write is a response's first (the protocol re-arms it per request)."""
+    """A transport proxy that holds back one small write until the next write or the end of the iteration."""
 
-    __slots__ = ("armed", "held", "loop", "transport")
+    __slots__ = ("held", "loop", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self.transport = transport
         self.loop = loop
         self.held: bytes | None = None
-        self.armed = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self.held is not None:
             data, self.held = self.held + data, None
             self.transport.write(data)
-        elif self.armed and len(data) <= HOLD_AT_MOST:
-            self.armed = False
+        elif len(data) <= HOLD_AT_MOST:
             self.held = bytes(data)
             self.loop.call_soon(self.flush)
         else:
@@ -74,10 +70,6 @@ class HeldWriteTransport:
 class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(HeldWriteTransport(transport, self.loop))  # type: ignore[arg-type]
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.transport.armed = True  # type: ignore[attr-defined]  # the HeldWriteTransport given above
 
     def send_400_response(self, msg: str) -> None:
         # same framing as uvicorn's (default headers, connection: close), our body
