@@ -30,6 +30,7 @@ class RequestInfo:
     upstream_error: str | None = None  # connect, timeout, reset, protocol, status
     client_disconnected: bool = False
     rate_limited: bool = False
+    overloaded: bool = False  # refused by PROXY_MAX_INFLIGHT
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever answers
     input_tokens: int | None = None
     output_tokens: int | None = None

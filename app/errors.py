@@ -13,6 +13,7 @@ ProxyError
 ├── UpstreamUnavailable     502 upstream_unavailable
 ├── UpstreamNotConfigured   503 upstream_not_configured
 ├── NotReady                503 not_ready
+├── Overloaded              503 overloaded            (`retry-after`; PROXY_MAX_INFLIGHT reached)
 ├── RateLimiterUnavailable  503 rate_limiter_unavailable (Redis unreachable, fail-closed)
 └── UpstreamTimeout         504 upstream_timeout
 """
@@ -92,6 +93,10 @@ class UpstreamNotConfigured(ProxyError):
 
 class NotReady(ProxyError):
     status, code, type = 503, "not_ready", "api_error"
+
+
+class Overloaded(ProxyError):
+    status, code, type = 503, "overloaded", "api_error"
 
 
 class RateLimiterUnavailable(ProxyError):

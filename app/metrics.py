@@ -88,6 +88,10 @@ class Metrics:
             PREFIX + "budget_remaining_tokens", "Tokens left in the key's budget for the period, as last seen",
             ["key"], multiprocess_mode="mostrecent", registry=reg,
         )  # fmt: skip
+        self.overloaded = Counter(
+            PREFIX + "overloaded", "Requests refused because the worker held PROXY_MAX_INFLIGHT already", ["route"],
+            registry=reg,
+        )  # fmt: skip
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def inflight_for(self, route: str) -> Gauge:
@@ -107,6 +111,8 @@ class Metrics:
             self._child(self.disconnects, route).inc()
         if info.rate_limited:
             self._child(self.rate_limited, key).inc()
+        if info.overloaded:
+            self._child(self.overloaded, route).inc()
         if info.input_tokens:
             self._child(self.tokens, route, model, key, "input").inc(info.input_tokens)
         if info.output_tokens:

@@ -147,7 +147,11 @@ _FORWARD_ERRORS = {
     "429": ("The key's RPM or TPM is spent (retry-after), or the upstream's limit.", ["Error", "UpstreamError"]),
     "500": ("The upstream failed.", ["UpstreamError"]),
     "502": ("The upstream refused, reset or answered garbage before the response began.", ["Error"]),
-    "503": ("No upstream token, not ready, or the rate limiter is unreachable.", ["Error"]),
+    "503": (
+        "No upstream token, not ready, overloaded (PROXY_MAX_INFLIGHT, with retry-after), or the rate limiter is "
+        "unreachable.",
+        ["Error"],
+    ),
     "504": ("The upstream was silent too long before the response began.", ["Error", "UpstreamError"]),
 }
 

@@ -3,6 +3,7 @@ process, on loopback), and the fake upstream alone (for benchmarks)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -12,13 +13,15 @@ import sys
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from app import keys, logs
+from app import heap, keys, logs
 from app.http_protocol import EnvelopeHttpToolsProtocol
 from app.ledger import open_store
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.settings import Settings
+from app.types import ASGIApp
 
 log = logging.getLogger("acedata_proxy.server")
 
@@ -34,7 +37,18 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 
-APP_FACTORY = "app.main:create_app"  # by import string: each worker process builds its own app
+BACKLOG = 2048  # uvicorn's default, per listening socket
+APP_FACTORY = "app.server:worker_app"  # by import string: each worker process builds its own app
+
+
+def worker_app() -> ASGIApp:
+    """What each worker serves: the app, built in the worker, then the worker's heap settled (app/heap.py).
+    In-process uses of create_app (tests, embedding) keep the interpreter's collector as it was."""
+    from app.main import create_app  # in the worker: the process that parses the command line needs no app
+
+    app = create_app()
+    heap.settle()
+    return app
 
 
 class UnsafeBind(Exception):
@@ -105,14 +119,46 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
             if ours:
                 shutil.rmtree(directory, ignore_errors=True)
         return
-    if sock is None:
-        uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings))
-        return
-    # uvicorn's own fd option reads the descriptor as a Unix socket; handed over as a socket, it stays TCP
-    server = uvicorn.Server(uvicorn.Config(APP_FACTORY, factory=True, **gateway_options(settings)))
-    server.run(sockets=[sock])
+    config = uvicorn.Config(
+        APP_FACTORY, factory=True, host=settings.host, port=settings.port, **gateway_options(settings)
+    )
+    server = uvicorn.Server(config)
+    # a handed-over socket (--fd) is served as it is; uvicorn's own fd option would read it as a Unix socket
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock] if sock is not None else listening_sockets(settings.host, settings.port))
     if not server.started:
-        sys.exit(3)  # what uvicorn.run exits with when the app fails to start
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: a gateway that never served is a failed start
+
+
+# uvloop takes one connection per listening socket per loop iteration, so a worker whose loop never idles (a
+# thousand streams relayed at once) accepted ~50 connections a second: new streams waited tens of seconds in the
+# listen queue, or were reset, and a PROXY_MAX_INFLIGHT refusal came as late. With this many sockets on the
+# address (SO_REUSEPORT: the kernel spreads connections over them) it takes that many per iteration.
+LISTENERS = 16
+
+
+def listening_sockets(host: str, port: int, count: int = LISTENERS) -> list[socket.socket]:
+    """`count` sockets listening on one address (port 0: the first one's port for all), or one socket where
+    SO_REUSEPORT is missing. Only processes of the same user may join such an address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    for _ in range(count if hasattr(socket, "SO_REUSEPORT") else 1):
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto: see loopback_socket
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            for other in sockets:
+                other.close()
+            raise
+        port = sock.getsockname()[1]
+        sock.listen(BACKLOG)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
 
 
 class _DrainingSupervisor(Multiprocess):
@@ -137,7 +183,8 @@ def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
         workers=settings.workers,
         **gateway_options(settings),
     )
-    _DrainingSupervisor(config, sockets=[sock or config.bind_socket()]).run()
+    sockets = [sock] if sock is not None else listening_sockets(settings.host, settings.port)
+    _DrainingSupervisor(config, sockets=sockets).run()
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:

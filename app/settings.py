@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     allow_unauthenticated: bool = Field(False, validation_alias=_env("PROXY_ALLOW_UNAUTHENTICATED"))
     rate_limit_fail_open: bool = Field(False, validation_alias=_env("PROXY_RATE_LIMIT_FAIL_OPEN"))
     tpm_output_reservation: int = Field(1024, ge=0, validation_alias=_env("PROXY_TPM_OUTPUT_RESERVATION"))
+    # forwarded requests and streams one worker holds at once; beyond it 503 `overloaded` (None: no limit)
+    max_inflight: int | None = Field(None, ge=1, validation_alias=_env("PROXY_MAX_INFLIGHT"))
     # SIGTERM: stop accepting, let in-flight requests and streams finish for this long, then cut them and exit
     shutdown_grace: float = Field(30.0, ge=0, validation_alias=_env("PROXY_SHUTDOWN_GRACE"))
 

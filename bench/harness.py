@@ -64,7 +64,13 @@ def free_port() -> int:
 
 
 def raise_nofile(wanted: int = 8192) -> int:
+    """This process's (and so every server's it starts) open-file limit, raised to `wanted` where allowed: past
+    the hard limit only with the privilege to raise that too (root, CAP_SYS_RESOURCE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, wanted))
+            hard = wanted
     if soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
@@ -290,14 +296,15 @@ def wait_ready(proc: Proc, port: int, path: str, timeout: float, headers: dict[s
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def _nginx_conf(workdir: Path, http_block: str) -> str:
+def _nginx_conf(workdir: Path, http_block: str, connections: int = 8192) -> str:
     temp = "\n".join(
         f"    {name}_temp_path {workdir / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""worker_processes 1;
 pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
-events {{ worker_connections 8192; }}
+worker_rlimit_nofile {min(2 * connections, resource.getrlimit(resource.RLIMIT_NOFILE)[1])};
+events {{ worker_connections {connections};{" multi_accept on;" if connections > 8192 else ""} }}
 http {{
     access_log off;
 {temp}
@@ -308,11 +315,11 @@ http {{
 """
 
 
-def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning) -> Proc:
+def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning, connections: int = 8192) -> Proc:
     nginx_dir = procs.workdir / name
     nginx_dir.mkdir()
     conf = nginx_dir / "nginx.conf"
-    conf.write_text(_nginx_conf(nginx_dir, http_block))
+    conf.write_text(_nginx_conf(nginx_dir, http_block, connections))
     argv = [NGINX, "-e", str(nginx_dir / "error.log"), "-p", str(nginx_dir), "-c", str(conf), "-g", "daemon off;"]
     return procs.start(name, pinning.server(argv))
 
@@ -568,6 +575,21 @@ def _sum_field(pid: int, filename: str, key: str) -> float:
         except OSError:
             continue
     return total_kb * 1024 / 1e6
+
+
+CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants (utime and stime in /proc/<pid>/stat)."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
 
 
 def rss_mb(pid: int) -> float:

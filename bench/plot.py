@@ -17,6 +17,8 @@ COLORS = {
     "nginx": "#2ca02c",
     "gateway-1w": "#1f77b4",
     "gateway-2w": "#17becf",
+    "gateway-base": "#aec7e8",
+    "gateway-rev": "#aec7e8",
     "gateway-httpx": "#9467bd",
     "litellm": "#d62728",
 }
@@ -82,7 +84,52 @@ def plot(results: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def plot_streams(results: dict[str, Any], out: Path) -> None:
+    """bench/streams.py's chart: CPU per relayed event, and added inter-event p99, by concurrent streams."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = results["summary"]
+    labels = {t["name"]: t["label"] for t in results["targets"]}
+    counts = [str(n) for n in results["meta"]["streams"]]
+    names = [n for n in summary if n != "direct"]
+    width = 0.8 / max(1, len(names))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    panels = [
+        ("cpu_us_per_event", "CPU µs per relayed event", "CPU per relayed event (lower is better)", False),
+        ("added_gap_p99_ms", "added inter-event p99, ms (log scale)", "Added inter-event delay, p99", True),
+    ]
+    for ax, (key, ylabel, title, log_scale) in zip(axes, panels, strict=True):
+        for i, name in enumerate(names):
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(counts))]
+            values = [max(summary[name].get(c, {}).get(key, 0), 0.01) for c in counts]
+            bars = ax.bar(xs, values, width, label=labels.get(name, name), color=COLORS.get(name))
+            for bar, value in zip(bars, values, strict=True):
+                ax.annotate(f"{value:,.1f}", (bar.get_x() + bar.get_width() / 2, value), ha="center", va="bottom",
+                            fontsize=7, rotation=90, xytext=(0, 2), textcoords="offset points")  # fmt: skip
+        if log_scale:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(counts)), [f"{int(c):,} streams" for c in counts])
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    meta = results["meta"]
+    fig.suptitle(
+        f"Stream capacity, {meta['date']}: {meta['events']} events of {meta['event_bytes']} B at "
+        f"{meta['events_per_s']}/s per stream; {meta['layout']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: plot.py RESULTS.json OUT.png")
-    plot(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
+    data = json.loads(Path(sys.argv[1]).read_text())
+    (plot if "load_summary" in data else plot_streams)(data, Path(sys.argv[2]))

@@ -4,6 +4,7 @@ Python frame) and by stage (inclusive time of the functions that mark each stage
 
     python3 -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install py-spy
     .venv/bin/python bench/profile_gateway.py [--seconds 10] [--concurrency 16] [--native] [--speedscope out.json]
+    .venv/bin/python bench/profile_gateway.py --streams 1000   # relaying streams instead (bench/streams.py's load)
 
 py-spy is not a project dependency: pass --py-spy PATH, set PY_SPY, or have it on PATH or in /tmp/bench-venv.
 It needs ptrace rights over the gateway (root, or CAP_SYS_PTRACE in a container).
@@ -111,6 +112,31 @@ def summarize(raw: Path, top: int = 25) -> dict[str, object]:
     }
 
 
+def profile_streams(args: argparse.Namespace, py_spy: str, pinning: Pinning) -> int:
+    """The gateway relaying `args.streams` concurrent paced streams (bench/streams.py's upstream and load
+    generator), py-spy sampling it for `args.seconds` from the moment the streams are opening."""
+    import streams
+
+    with workspace() as (workdir, procs):
+        up = free_port()
+        streams.start_sse_upstream(procs, up, pinning)
+        proc, port = run.start_gateway(procs, "gateway-profile", up, 1, pinning, **streams.SERVER_SETTINGS)
+        tools = {
+            "loadgen": streams.build_loadgen(workdir),
+            "request": streams.request_file(workdir, "/openai/responses"),
+        }
+        argv = [py_spy, "record", "--pid", str(proc.pid), "--rate", str(args.rate), "--duration", str(args.seconds),
+                "--format", "raw", "--output", args.raw] + (["--native"] if args.native else [])  # fmt: skip
+        spy = subprocess.Popen(pinning.client(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        target = streams.StreamTarget("gateway-1w", "gateway", port, proc)
+        point = streams.run_streams(target, args.streams, tools, pinning)
+        spy.communicate(timeout=args.seconds + 60)
+    summary = summarize(Path(args.raw))
+    summary["streams"] = {k: point[k] for k in ("completed", "events", "elapsed_s", "cpu_us_per_event", "errors")}
+    print(json.dumps(summary, indent=1, ensure_ascii=False))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -122,6 +148,7 @@ def main() -> int:
     parser.add_argument("--rev", help="profile this git revision (git archive snapshot) instead of the work tree")
     parser.add_argument("--speedscope", help="also record a speedscope profile here (a second run)")
     parser.add_argument("--summarize", metavar="RAW", help="only summarize an existing raw profile")
+    parser.add_argument("--streams", type=int, help="profile N concurrent streams (bench/streams.py) instead of wrk")
     args = parser.parse_args()
     if args.summarize:
         print(json.dumps(summarize(Path(args.summarize)), indent=1, ensure_ascii=False))
@@ -131,6 +158,8 @@ def main() -> int:
         sys.exit("py-spy not found: python3 -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install py-spy")
     pinning = Pinning.choose()
     pinning.pin_self()
+    if args.streams:
+        return profile_streams(args, py_spy, pinning)
     with workspace() as (workdir, procs):
         if args.rev:
             run.GATEWAY_SRC = snapshot_source(args.rev, workdir)

@@ -44,6 +44,7 @@ from harness import (
     Pinning,
     Proc,
     Processes,
+    cpu_seconds,
     free_port,
     gateway_python,
     git_describe,
@@ -69,12 +70,17 @@ DEFAULT_LITELLM_BIN = "/tmp/litellm-venv/bin/litellm"
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
 HOLD_DELAY = 2.0  # the RSS upstream: a chunk every 2 s, so 1000 streams stay open (100 deltas = minutes)
 
+# The gateway's CPU per request over nginx proxy_pass's at c=16, one worker, as docs/benchmark.md measured it;
+# a run past twice this fails (cpu_guard).
+DOCUMENTED_CPU_RATIO = 10.0
+
 # The issue's targets (one worker).
 TARGETS = {
     "rps_vs_nginx_c16": 0.18,
     "added_p50_ms_c16": 1.5,
     "added_p99_ms_c16": 4.0,
     "added_p50_ms_c1": 0.3,
+    "tail_ratio_c64": 3.0,
     "rps_vs_litellm_c16": 5.0,
     "added_ttfb_ms": 1.0,
     "rss_idle_mb": 60.0,
@@ -133,6 +139,35 @@ def start_gateway(
     proc = procs.start(name, pinning.server(argv), env=env)  # cwd: an empty temp dir, so no stray .env is read
     wait_ready(proc, port, "/healthz", 40)
     return proc, port
+
+
+def start_base_gateway(rev: str, procs: Processes, upstream_port: int, pinning: Pinning) -> Target:
+    """One worker of the gateway as it was at `rev` (`git archive`), for the JSON load."""
+    global GATEWAY_SRC
+    own, GATEWAY_SRC = GATEWAY_SRC, snapshot_source(rev, procs.workdir)
+    try:
+        proc, port = start_gateway(procs, "gateway-base", upstream_port, 1, pinning)
+    finally:
+        GATEWAY_SRC = own
+    label = f"gateway at {git_describe(rev).get('commit', rev)[:7]}, 1 worker"
+    return Target("gateway-base", label, port, "/openai/responses", proc=proc)
+
+
+def cpu_guard(summary: dict[str, dict[str, dict[str, float]]], failures: Failures) -> dict[str, float] | None:
+    """The regression guard: the gateway's CPU per request over nginx's at c=16, in this run. CPU time, unlike
+    throughput or latency, barely moves when the machine is busy, and a ratio taken in one run cancels the VM's
+    drift, so only a real regression can pass twice the documented ratio."""
+    row = summary.get("gateway-1w", {}).get("16")
+    if row is None:
+        return None
+    ratio = row.get("cpu_x_nginx", float("nan"))
+    guard = {"ratio": ratio, "documented": DOCUMENTED_CPU_RATIO, "limit": 2 * DOCUMENTED_CPU_RATIO}
+    if not ratio <= guard["limit"]:  # a NaN (nothing measured) fails too
+        failures.add(
+            f"CPU per request at c=16 is {ratio:.1f}× nginx proxy_pass's, past twice the documented "
+            f"{DOCUMENTED_CPU_RATIO:g}× (docs/benchmark.md)"
+        )
+    return guard
 
 
 def start_fake_upstream(procs: Processes, name: str, deltas: int, delay: float, pinning: Pinning) -> tuple[Proc, int]:
@@ -217,14 +252,11 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
-    if args.compare:  # the same gateway from another revision, in the same interleaved rounds
+    if args.compare:  # an earlier commit's gateway in the same rounds: before/after ratios free of the VM's drift
         try:
-            src = snapshot_source(args.compare, procs.workdir)
-            proc, port = start_gateway(procs, "gateway-compare", up_port, 1, pinning, src)
-            label = f"gateway, 1 worker, {args.compare}"
-            targets.append(Target("gateway-compare", label, port, "/openai/responses", proc=proc))
+            targets.append(start_base_gateway(args.compare, procs, up_port, pinning))
         except BenchError as exc:
-            failures.add(f"gateway-compare did not start: {exc}")
+            failures.add(f"gateway at {args.compare} did not start: {exc}")
     if args.httpx:  # the same gateway with httpx as its upstream client: what the custom client buys
         try:
             proc, port = start_gateway(procs, "gateway-httpx", up_port, 1, pinning, PROXY_UPSTREAM_CLIENT="httpx")
@@ -266,14 +298,18 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
     for round_no in range(1, args.rounds + 1):
         for conc in args.concurrency:
             for target in live:  # interleaved: A, B, C, then again A, B, C ...
+                cpu_before = cpu_seconds(target.proc.pid) if target.proc is not None else 0.0
                 try:
                     result = run_wrk(pinning, target.url, conc, args.duration, auth=target.auth)
                 except (BenchError, subprocess.TimeoutExpired) as exc:
                     failures.add(f"{target.label} c={conc} round {round_no}: {exc}")
                     continue
+                cpu = cpu_seconds(target.proc.pid) - cpu_before if target.proc is not None else 0.0
                 if not result.ok:
                     failures.add(f"{target.label} c={conc} round {round_no}: {result.problems()}")
-                points.append({"target": target.name, "concurrency": conc, "round": round_no, **asdict(result)})
+                point = {"target": target.name, "concurrency": conc, "round": round_no, **asdict(result)}
+                point["cpu_us_per_req"] = cpu * 1e6 / max(1, result.requests)
+                points.append(point)
                 log(
                     f"round {round_no} c={conc:<3} {target.name:<11} {result.rps:>9.0f} rps  "
                     f"p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
@@ -303,6 +339,7 @@ def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, 
                 "rps": median([p["rps"] for p in pts]),
                 "p50_ms": median([p["p50_ms"] for p in pts]),
                 "p99_ms": median([p["p99_ms"] for p in pts]),
+                "cpu_us_per_req": median([p.get("cpu_us_per_req", float("nan")) for p in pts]),
                 "rounds": len(pts),
             }
     for by_conc in summary.values():
@@ -316,6 +353,7 @@ def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, 
                 row["added_p99_ms"] = row["p99_ms"] - direct["p99_ms"]
             if nginx:
                 row["x_nginx"] = row["rps"] / nginx["rps"]
+                row["cpu_x_nginx"] = row["cpu_us_per_req"] / nginx["cpu_us_per_req"]
             if litellm:
                 row["x_litellm"] = row["rps"] / litellm["rps"]
     return summary
@@ -459,8 +497,9 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         ok = value >= limit if higher_is_better else value <= limit
         return {"what": what, "value": value, "limit": limit, "ok": ok, "text": fmt.format(value)}
 
-    c16, c1 = g.get("16", {}), g.get("1", {})
+    c16, c1, c64 = g.get("16", {}), g.get("1", {}), g.get("64", {})
     lite = s.get("litellm", {}).get("16")
+    tail = c64["added_p99_ms"] / c64["added_p50_ms"] if c64.get("added_p50_ms", 0) > 0 else None
     checks = [
         check("c16 RPS ≥ 0.18 × nginx", c16.get("x_nginx"), TARGETS["rps_vs_nginx_c16"], True, "{:.3f}×"),
         check("c16 added p50 ≤ 1.5 ms", c16.get("added_p50_ms"), TARGETS["added_p50_ms_c16"], False, "{:.3f} ms"),
@@ -473,6 +512,7 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             True,
             "{:.1f}×",
         ),
+        check("c64 added p99 ≤ 3 × added p50", tail, TARGETS["tail_ratio_c64"], False, "{:.2f}×"),
         check("stream added TTFB ≤ 1 ms", stream.get("added_ttfb_ms"), TARGETS["added_ttfb_ms"], False, "{:.3f} ms"),
         check("RSS idle ≤ 60 MB", rss.get("idle_mb"), TARGETS["rss_idle_mb"], False, "{:.1f} MB"),
         check(
@@ -518,6 +558,11 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
         + (f", LiteLLM {meta['litellm']}" if meta.get("litellm") else ""),
         f"- gateway code: {_source(meta)}",
         f"- layout: {meta['layout']}",
+        *(
+            [f"- machine load when the run began (1/5/15 min): {' / '.join(meta['loadavg_at_start'])}"]
+            if meta.get("loadavg_at_start")
+            else []
+        ),
         f"- load: wrk -t1 -c<N>, {meta['duration_s']} s per point, {meta['rounds']} interleaved round(s), medians; "
         f"POST {REQUEST_BODY.decode()} (upstream answers a {meta['upstream_body_bytes']}-byte Responses JSON)",
         "",
@@ -538,8 +583,9 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
     lines += [
         "## JSON requests",
         "",
-        "| target | conc. | RPS | × direct | × nginx | p50 ms | p99 ms | added p50 ms | added p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | conc. | RPS | × direct | × nginx | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| CPU µs/req | CPU × nginx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for conc in results["meta"]["concurrency"]:
         for name, by_conc in summary.items():
@@ -549,7 +595,8 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             lines.append(
                 f"| {labels.get(name, name)} | {conc} | {_f(row['rps'], 0)} | {_f(row.get('x_direct'), 3)} | "
                 f"{_f(row.get('x_nginx'), 3)} | {_f(row['p50_ms'], 3)} | {_f(row['p99_ms'], 3)} | "
-                f"{_f(row.get('added_p50_ms'), 3)} | {_f(row.get('added_p99_ms'), 3)} |"
+                f"{_f(row.get('added_p50_ms'), 3)} | {_f(row.get('added_p99_ms'), 3)} | "
+                f"{_f(row.get('cpu_us_per_req'), 1)} | {_f(row.get('cpu_x_nginx'), 2)} |"
             )
     stream = results.get("streaming", {})
     if stream.get("summary"):
@@ -614,6 +661,11 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
         ]
     if docs and results.get("chart"):
         lines += ["", "![RPS and added p50 by target and concurrency](benchmark.png)"]
+    streams = BENCH_DIR / "results" / "streams.json"
+    if docs and streams.exists():  # bench/streams.py's latest full run
+        import render_streams
+
+        lines += ["", render_streams.section(json.loads(streams.read_text()))]
     return "\n".join(lines) + "\n"
 
 
@@ -656,6 +708,7 @@ def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
         "streams": args.streams,
         "stream_runs": args.stream_runs,
         "upstream_body_bytes": len(RESPONSES_JSON),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
 
@@ -674,9 +727,10 @@ def make_chart(results_path: Path, png: Path, plot_python: str | None) -> bool:
             return False
         log("matplotlib is not importable (and no --plot-python): no chart")
         return False
-    from plot import plot
+    from plot import plot, plot_streams
 
-    plot(json.loads(results_path.read_text()), png)
+    data = json.loads(results_path.read_text())
+    (plot if "load_summary" in data else plot_streams)(data, png)
     return True
 
 
@@ -706,8 +760,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmark.md and .png")
     parser.add_argument("--rev", help="run the gateway from this git revision (a `git archive` snapshot) instead "
                         "of the work tree, e.g. HEAD")  # fmt: skip
-    parser.add_argument("--compare", metavar="REV", help="also run the gateway from this git revision (1 worker, "
-                        "JSON load only) in the same rounds, e.g. the branch point of a change")  # fmt: skip
+    parser.add_argument("--compare", metavar="REV", help="also run one worker of the gateway at REV (JSON load), "
+                        "in the same rounds")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite docs/benchmark.md and .png from bench/results/latest.json")  # fmt: skip
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
@@ -756,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             results["load"] = load_phase(args, procs, pinning, failures)
             results["load_summary"] = summarize_load(results["load"], args.concurrency)
+            results["cpu_guard"] = cpu_guard(results["load_summary"], failures)
             results["streaming"] = stream_phase(args, procs, pinning, failures)
             results["rss"] = rss_phase(args, procs, pinning, failures)
     except KeyboardInterrupt:

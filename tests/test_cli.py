@@ -14,6 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from app.server import LISTENERS, listening_sockets
 from tests.helpers import (
     ROOT,
     START_TIMEOUT,
@@ -204,3 +205,26 @@ def test_keys_file_problems_stop_the_start_in_one_line(
     assert needle in result.stderr
     if content == "owner-only":
         assert f"this process runs as uid {os.getuid()}: make the file readable to it" in result.stderr
+
+
+def test_serve_listens_on_several_sockets_of_one_address():
+    """A saturated uvloop worker takes one connection per listening socket per loop iteration (app/server.py)."""
+    sockets = listening_sockets("127.0.0.1", 0)
+    try:
+        assert len(sockets) == LISTENERS
+        assert len({sock.getsockname() for sock in sockets}) == 1
+        for sock in sockets:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        with socket.create_connection(sockets[0].getsockname(), timeout=5):
+            pass  # the address accepts connections
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_listening_sockets_refuse_an_address_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            listening_sockets("127.0.0.1", taken.getsockname()[1])
