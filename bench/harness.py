@@ -32,6 +32,12 @@ HOST = "127.0.0.1"
 UPSTREAM_TOKEN = "upstream-test-token"
 REQUEST_BODY = b'{"model":"gpt-4.1","input":"hi"}'
 STREAM_BODY = b'{"model":"gpt-4.1","input":"hi","stream":true}'
+# the same through chat completions: the route must cost what the Responses route costs
+CHAT_BODY = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}'
+CHAT_STREAM_BODY = (
+    b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}],"stream":true,'
+    b'"stream_options":{"include_usage":true}}'
+)
 
 # What the fixed-cost upstream answers to every request: a small but complete Responses object.
 RESPONSES_JSON = (
@@ -434,14 +440,14 @@ def wrk_version() -> str:
 # ------------------------------------------------------------------------------------------------- streams
 
 
-def _stream_request(port: int, path: str, auth: str | None) -> bytes:
+def _stream_request(port: int, path: str, auth: str | None, body: bytes = STREAM_BODY) -> bytes:
     head = [
         f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-        "Accept: text/event-stream", f"Content-Length: {len(STREAM_BODY)}", "Connection: close",
+        "Accept: text/event-stream", f"Content-Length: {len(body)}", "Connection: close",
     ]  # fmt: skip
     if auth:
         head.append(f"Authorization: {auth}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + STREAM_BODY
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 @dataclass
@@ -452,11 +458,13 @@ class StreamTiming:
     body_bytes: int
 
 
-async def time_stream(port: int, path: str, auth: str | None = None, timeout: float = 30.0) -> StreamTiming:
+async def time_stream(
+    port: int, path: str, auth: str | None = None, timeout: float = 30.0, body: bytes = STREAM_BODY
+) -> StreamTiming:
     """Connect, then time from sending the request to the first body byte and to the terminal chunk."""
     reader, writer = await asyncio.open_connection(HOST, port)
     try:
-        request = _stream_request(port, path, auth)
+        request = _stream_request(port, path, auth, body)
         started = time.perf_counter()
         writer.write(request)
         buf = b""

@@ -16,6 +16,7 @@ COLORS = {
     "direct": "#7f7f7f",
     "nginx": "#2ca02c",
     "gateway-1w": "#1f77b4",
+    "gateway-1w-chat": "#6baed6",
     "gateway-2w": "#17becf",
     "gateway-base": "#aec7e8",
     "gateway-rev": "#aec7e8",

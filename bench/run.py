@@ -34,9 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     BENCH_DIR,
+    CHAT_BODY,
+    CHAT_STREAM_BODY,
     HOST,
     REPO,
     REQUEST_BODY,
+    STREAM_BODY,
     UPSTREAM_TOKEN,
     BenchError,
     Failures,
@@ -65,6 +68,7 @@ from harness import (
     wrk_version,
 )
 
+RESPONSES_PATH, CHAT_PATH = "/openai/responses", "/openai/chat/completions"
 LITELLM_KEY = "sk-bench-master-key"
 DEFAULT_LITELLM_BIN = "/tmp/litellm-venv/bin/litellm"
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
@@ -96,6 +100,7 @@ class Target:
     path: str
     auth: str | None = None
     proc: Proc | None = None
+    body: bytes = REQUEST_BODY
 
     @property
     def url(self) -> str:
@@ -220,7 +225,7 @@ def check_answer(target: Target) -> None:
     headers = {"Content-Type": "application/json"}
     if target.auth:
         headers["Authorization"] = target.auth
-    status, body = http_request(target.port, "POST", target.path, REQUEST_BODY, headers, timeout=30)
+    status, body = http_request(target.port, "POST", target.path, target.body, headers, timeout=30)
     if status != 200:
         raise BenchError(f"{target.label}: HTTP {status}: {body[:300]!r}")
     try:
@@ -252,6 +257,9 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
+        if workers == 1:  # the same worker through chat completions, in the same rounds
+            chat = Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc, body=CHAT_BODY)
+            targets.append(chat)
     if args.compare:  # an earlier commit's gateway in the same rounds: before/after ratios free of the VM's drift
         try:
             targets.append(start_base_gateway(args.compare, procs, up_port, pinning))
@@ -292,7 +300,7 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
     log(f"warm-up: {', '.join(t.name for t in live)}")
     for target in live:
         with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
-            run_wrk(pinning, target.url, 16, 1, auth=target.auth)
+            run_wrk(pinning, target.url, 16, 1, body=target.body, auth=target.auth)
 
     points: list[dict[str, Any]] = []
     for round_no in range(1, args.rounds + 1):
@@ -300,7 +308,7 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             for target in live:  # interleaved: A, B, C, then again A, B, C ...
                 cpu_before = cpu_seconds(target.proc.pid) if target.proc is not None else 0.0
                 try:
-                    result = run_wrk(pinning, target.url, conc, args.duration, auth=target.auth)
+                    result = run_wrk(pinning, target.url, conc, args.duration, body=target.body, auth=target.auth)
                 except (BenchError, subprocess.TimeoutExpired) as exc:
                     failures.add(f"{target.label} c={conc} round {round_no}: {exc}")
                     continue
@@ -359,20 +367,23 @@ def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, 
     return summary
 
 
-async def _stream_runs(targets: list[tuple[str, int, str | None]], runs: int) -> dict[str, list[dict[str, float]]]:
-    out: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in targets}
-    for _, port, auth in targets:  # warm-up: one stream each (opens the gateway's upstream connection)
-        await time_stream(port, "/openai/responses", auth)
+StreamTarget = tuple[str, int, str | None, str, bytes]  # name, port, auth, path, body
+
+
+async def _stream_runs(targets: list[StreamTarget], runs: int) -> dict[str, list[dict[str, float]]]:
+    out: dict[str, list[dict[str, float]]] = {target[0]: [] for target in targets}
+    for _, port, auth, path, body in targets:  # warm-up: one stream each (opens the gateway's upstream connection)
+        await time_stream(port, path, auth, body=body)
     for _ in range(runs):
-        for name, port, auth in targets:
-            timing = await time_stream(port, "/openai/responses", auth)
+        for name, port, auth, path, body in targets:
+            timing = await time_stream(port, path, auth, body=body)
             out[name].append(asdict(timing))
     return out
 
 
 def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
     fake, fake_port = start_fake_upstream(procs, "fake-upstream-stream", STREAM_DELTAS, STREAM_DELAY, pinning)
-    targets: list[tuple[str, int, str | None]] = [("direct", fake_port, f"Bearer {UPSTREAM_TOKEN}")]
+    targets: list[StreamTarget] = [("direct", fake_port, f"Bearer {UPSTREAM_TOKEN}", RESPONSES_PATH, STREAM_BODY)]
     started: list[Proc] = [fake]
     for workers in args.workers:
         try:
@@ -381,7 +392,9 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
             failures.add(f"gateway-{workers}w (streaming) did not start: {exc}")
             continue
         started.append(proc)
-        targets.append((f"gateway-{workers}w", port, None))
+        targets.append((f"gateway-{workers}w", port, None, RESPONSES_PATH, STREAM_BODY))
+        if workers == 1:
+            targets.append((f"gateway-{workers}w-chat", port, None, CHAT_PATH, CHAT_STREAM_BODY))
     try:
         runs = asyncio.run(_stream_runs(targets, args.stream_runs))
     except (BenchError, OSError, TimeoutError) as exc:
