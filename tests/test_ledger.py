@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from app import keys
 from app.fake_upstream import FakeUpstream
@@ -107,6 +108,7 @@ def cli_usage(*args: str, **env: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow  # 1,000 requests: a load test, in `scripts/test --all`
 def test_exact_spend_of_mixed_load_on_two_gateways_sharing_redis(
     make_gateway: GatewayFactory, tmp_path: Path, redis_server: RedisServer, fake: FakeUpstream
 ):
@@ -138,6 +140,7 @@ def test_exact_spend_of_mixed_load_on_two_gateways_sharing_redis(
     assert cli["rows"] == report["rows"]
 
 
+@pytest.mark.slow  # a load until the kill: in `scripts/test --all`
 def test_a_worker_killed_mid_load_loses_at_most_its_last_flush_interval(
     make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream
 ):

@@ -65,6 +65,7 @@ def leave_after_upstream_saw(gateway: GatewayProcess, upstream: RawUpstream, cas
             assert b"delta" in sock.recv(65536) + sock.recv(65536)
 
 
+@pytest.mark.slow  # 40 bodies of 8 MB: a load test, in `scripts/test --all`
 @pytest.mark.parametrize("kind", CLIENTS)
 def test_connections_and_memory_come_back(gateways: dict[str, GatewayProcess], upstream: RawUpstream, kind: str):
     gateway, pid = gateways[kind], gateways[kind].proc.pid
