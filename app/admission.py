@@ -4,7 +4,7 @@ SDKs retry instead of a queue in which every request, held streams included, slo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable
 
 from app.context import request_info
 from app.errors import Overloaded, send_error
@@ -17,11 +17,12 @@ class AdmissionMiddleware:
     """Counts the forwarding routes' requests from arrival to their last byte; everything else (health, metrics)
     passes uncounted, so a saturated worker still answers its probes and scrapes."""
 
-    def __init__(self, app: ASGIApp, limit: int, counts: Callable[[str], bool]):
-        """`counts(path)`: whether a request on `path` is one the limit counts (the forwarding routes')."""
+    def __init__(self, app: ASGIApp, limit: int, routes: Iterable[str]):
+        """`routes`: the names of the routes the limit counts (the forwarding ones), read from the request's
+        `route`, which ObserveMiddleware (outside this one) has already resolved from the path."""
         self.app = app
         self.limit = limit
-        self.counts = counts
+        self.routes = frozenset(routes)
         self.inflight = 0
         self.refusal = Overloaded(
             f"This gateway worker is serving its limit of {limit} requests and streams; retry shortly.",
@@ -29,11 +30,15 @@ class AdmissionMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.counts(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = request_info(scope)
+        if info.route not in self.routes:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.limit:
-            request_info(scope).overloaded = True
+            info.overloaded = True
             await send_error(send, self.refusal)
             return
         self.inflight += 1

@@ -23,7 +23,7 @@ from tests.conftest import CLIENT_KEY, GatewayFactory
 from tests.test_load import wait_for
 from tests.test_metrics import scrape, value
 
-FORWARDED = "/openai/responses"
+FORWARDED, ROUTE = "/openai/responses", "openai.responses"
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
 JSON = {"model": "gpt-4.1", "input": "hi"}
 
@@ -45,6 +45,7 @@ class HeldApp:
 async def call(app: AdmissionMiddleware, path: str) -> tuple[list[Message], RequestInfo]:
     sent: list[Message] = []
     info = RequestInfo("test")
+    info.route = ROUTE if path == FORWARDED else "other"  # as ObserveMiddleware resolves it, outside this one
     scope = {"type": "http", "method": "POST", "path": path, "headers": [], SCOPE_KEY: info}
 
     async def send(message: Message) -> None:
@@ -59,7 +60,7 @@ async def call(app: AdmissionMiddleware, path: str) -> tuple[list[Message], Requ
 
 async def test_past_the_limit_a_request_is_refused_at_once_and_counted():
     held = HeldApp()
-    admission = AdmissionMiddleware(held, 2, lambda path: path == FORWARDED)
+    admission = AdmissionMiddleware(held, 2, [ROUTE])
     holding = [asyncio.create_task(call(admission, FORWARDED)) for _ in range(2)]
     await asyncio.sleep(0)  # both enter and wait
     (start, body), info = await call(admission, FORWARDED)
@@ -78,7 +79,7 @@ async def test_past_the_limit_a_request_is_refused_at_once_and_counted():
 
 async def test_other_paths_are_neither_counted_nor_refused():
     held = HeldApp()
-    admission = AdmissionMiddleware(held, 1, lambda path: path == FORWARDED)
+    admission = AdmissionMiddleware(held, 1, [ROUTE])
     holding = asyncio.create_task(call(admission, FORWARDED))
     await asyncio.sleep(0)
     held.release.set()
@@ -92,7 +93,7 @@ async def test_a_request_that_fails_gives_its_slot_back():
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("boom")
 
-    admission = AdmissionMiddleware(failing, 1, lambda path: path == FORWARDED)
+    admission = AdmissionMiddleware(failing, 1, [ROUTE])
     for _ in range(3):
         with pytest.raises(RuntimeError):
             await call(admission, FORWARDED)
