@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# The targets for one worker at 5,000 streams.
+# The targets for one worker at 5,000 streams.
 TARGETS = {"errors": 0, "rss_peak_mb": 300.0, "added_gap_p99_ms": 50.0, "cpu_vs_nginx": 2.0}
 
 

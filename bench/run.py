@@ -78,7 +78,7 @@ HOLD_DELAY = 2.0  # the RSS upstream: a chunk every 2 s, so 1000 streams stay op
 # a run past twice this fails (cpu_guard).
 DOCUMENTED_CPU_RATIO = 10.0
 
-# The issue's targets (one worker).
+# The performance targets (one worker).
 TARGETS = {
     "rps_vs_nginx_c16": 0.18,
     "added_p50_ms_c16": 1.5,
@@ -650,7 +650,7 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             lines += ["", "RSS right after the JSON load runs: " + ", ".join(extra) + "."]
     checks = results.get("checks", [])
     if checks:
-        lines += ["", "## The issue's targets (one worker)", "", "| target | measured | met |", "|---|---:|:---:|"]
+        lines += ["", "## The performance targets (one worker)., "", "| target | measured | met |", "|---|---:|:---:|"]
         for c in checks:
             met = {True: "yes", False: "**no**", None: "–"}[c["ok"]]
             lines.append(f"| {c['what']} | {c['text']} | {met} |")
