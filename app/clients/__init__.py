@@ -58,6 +58,3 @@ class UpstreamClient(Protocol):
         """Send the request; return once the response headers arrived. Raises UpstreamFailure."""
 
     async def aclose(self) -> None: ...
-
-    def connections(self) -> tuple[int, int]:
-        """(in use, idle) upstream connections, for metrics and tests."""

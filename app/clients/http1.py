@@ -89,9 +89,6 @@ class Http1Client:
         while self.idle:
             self.idle.pop().close()
 
-    def connections(self) -> tuple[int, int]:
-        return self.in_use, len(self.idle)
-
     # ------------------------------------------------------------------ the pool
 
     def _drop(self, connection: Connection) -> None:

@@ -65,6 +65,20 @@ class HttpxResponse:
         await self.response.aclose()
 
 
+class Connecting:
+    """httpcore's `trace` extension (public): tells whether the request opened a connection of its own, or was
+    sent on one the pool kept idle, which is the one the upstream may have closed meanwhile (the close race)."""
+
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        self.opened = False
+
+    async def __call__(self, event: str, info: dict[str, object]) -> None:
+        if event == "connection.connect_tcp.started":
+            self.opened = True
+
+
 class HttpxClient:
     def __init__(self, base_url: str, options: ClientOptions, transport: httpx.AsyncBaseTransport | None = None):
         self.base_url = base_url.rstrip("/")  # the routes' paths begin with one
@@ -94,15 +108,17 @@ class HttpxClient:
 
     async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
         url = self.base_url + path.decode()
-        request = self.client.build_request(method, url, content=body or None, headers=headers)
-        reused = self._idle() > 0  # httpcore takes an idle connection when it has one
+        connecting = Connecting()
+        request = self.client.build_request(
+            method, url, content=body or None, headers=headers, extensions={"trace": connecting}
+        )
         try:
             try:
                 response = await self.client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 # the close race, as the http1 client handles it: a reused connection the upstream had closed
                 # meets the request; nothing was answered, so it goes once more, on another connection
-                if not reused or not unanswered(exc):
+                if connecting.opened or not unanswered(exc):
                     raise
                 response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -111,12 +127,3 @@ class HttpxClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-    def connections(self) -> tuple[int, int]:
-        idle = self._idle()
-        pool = getattr(self.client._transport, "_pool", None)
-        return (len(pool.connections) - idle, idle) if pool is not None else (0, 0)
-
-    def _idle(self) -> int:
-        pool = getattr(self.client._transport, "_pool", None)  # httpcore's pool, when it is the transport
-        return 0 if pool is None else sum(1 for connection in pool.connections if connection.is_idle())

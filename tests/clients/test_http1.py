@@ -111,7 +111,7 @@ async def test_keep_alive_connection_is_reused_and_the_request_is_exact(serve):
         assert await body(response) == b"{}"
         await response.aclose()
     assert server.connections == 1
-    assert upstream.connections() == (0, 1)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 1)
     head, sent = seen[0]
     assert head.startswith(b"POST /openai/responses HTTP/1.1\r\nhost: 127.0.0.1:")
     assert b"\r\nx-a: 1\r\ncontent-length: 8\r\n" in head
@@ -120,24 +120,34 @@ async def test_keep_alive_connection_is_reused_and_the_request_is_exact(serve):
 
 
 async def test_chunked_and_close_delimited_bodies_arrive_whole(serve):
+    first_read = asyncio.Event()
+
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await first_read.wait()  # the rest once the client has read the first chunk: the body in two reads
         writer.write(b"2\r\nde\r\n0\r\n\r\n")
 
     async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
 
-    for handler, expected in ((chunked, b"abcde"), (until_close, b"all of it")):
-        url, _ = await serve(handler)
-        upstream = client(url)
-        response = await upstream.request("POST", b"/x", [], b"{}")
-        assert await body(response) == expected
-        await response.aclose()
-        await upstream.aclose()
+    url, _ = await serve(chunked)
+    upstream = client(url)
+    response = await upstream.request("POST", b"/x", [], b"{}")
+    assert await response.read() == b"abc"
+    first_read.set()
+    assert await body(response) == b"de"
+    await response.aclose()
+    await upstream.aclose()
+
+    url, _ = await serve(until_close)
+    upstream = client(url)
+    response = await upstream.request("POST", b"/x", [], b"{}")
+    assert await body(response) == b"all of it"
+    await response.aclose()
+    await upstream.aclose()
 
 
 async def test_informational_responses_are_skipped(serve):
@@ -185,12 +195,12 @@ async def test_slow_reader_pauses_the_upstream(serve):
 async def test_first_byte_and_between_bytes_timeouts(serve):
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # silent until the test ends (the server's stop cancels it)
 
     async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
-        await asyncio.sleep(5)
+        await asyncio.Event().wait()  # stalls until the test ends
 
     url, _ = await serve(silent)
     upstream = client(url, first_byte_timeout=0.3)
@@ -199,7 +209,7 @@ async def test_first_byte_and_between_bytes_timeouts(serve):
         await upstream.request("POST", b"/x", [], b"{}")
     assert (failure.value.kind, failure.value.timeout) == ("timeout", True)
     assert 0.25 < time.monotonic() - started < 1.5
-    assert upstream.connections() == (0, 0)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 0)
     await upstream.aclose()
 
     url, _ = await serve(stalls)
@@ -210,7 +220,7 @@ async def test_first_byte_and_between_bytes_timeouts(serve):
         await response.read()
     assert failure.value.kind == "timeout"
     await response.aclose()
-    assert upstream.connections() == (0, 0)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 0)
     await upstream.aclose()
 
 
@@ -242,7 +252,7 @@ async def test_refused_connection_is_retried_then_fails():
             await upstream.request("POST", b"/x", [], b"{}")
     assert failure.value.kind == "connect"
     assert time.monotonic() - started >= 0.05  # two jittered backoffs: 25-75 ms, then 50-150 ms
-    assert upstream.connections() == (0, 0)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 0)
 
 
 async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(serve):
@@ -257,7 +267,8 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(serve):
         response = await upstream.request("POST", b"/x", [], b"{}")
         assert await body(response) == b"{}"
         await response.aclose()
-        await asyncio.sleep(0.05)  # the upstream's FIN arrives while the connection is idle
+        # the upstream's FIN arrives while the connection is idle
+        await wait_for_async(lambda: upstream.idle[-1].lost, what="the upstream's close seen")
     assert server.connections == 2
     await upstream.aclose()
 
@@ -286,7 +297,7 @@ async def test_saturated_pool_waits_then_times_out(serve):
     second = await asyncio.wait_for(waiting, 2)
     assert await body(second) == b"{}"
     await second.aclose()
-    assert upstream.connections() == (0, 1)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 1)
     await upstream.aclose()
 
 
@@ -310,7 +321,7 @@ async def test_closing_a_response_before_its_end_closes_the_connection(serve):
     assert await response.read() == b"x"
     await response.aclose()
     await asyncio.wait_for(closed.wait(), 2)  # the upstream saw the connection go at once
-    assert upstream.connections() == (0, 0)
+    assert (upstream.in_use, len(upstream.idle)) == (0, 0)
     await upstream.aclose()
 
 
@@ -336,7 +347,7 @@ async def test_https_upstream_is_verified_and_kept_alive(tls_upstream: ssl.SSLCo
             response = await upstream.request("POST", b"/x", [], b"{}")
             assert (response.status, await body(response)) == (200, b"{}")
             await response.aclose()
-        assert upstream.connections() == (0, 1)
+        assert (upstream.in_use, len(upstream.idle)) == (0, 1)
         await upstream.aclose()
     finally:
         server.close()

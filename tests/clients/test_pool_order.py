@@ -40,7 +40,7 @@ async def test_waiters_are_served_in_order_and_newcomers_wait_their_turn(upstrea
     tasks.append(asyncio.create_task(fetch(client, "newcomer", served)))  # ...which this must not take
     await asyncio.gather(*tasks)
     assert served == ["a", "b", "c", "newcomer"]
-    assert client.connections() == (0, 1)
+    assert (client.in_use, len(client.idle)) == (0, 1)
     await client.aclose()
 
 
@@ -59,6 +59,6 @@ async def test_a_waiter_leaving_as_the_connection_is_handed_to_it_passes_it_on(u
     await asyncio.wait_for(staying, 2)
     assert leaving.cancelled()
     assert served == ["staying"]
-    assert client.connections() == (0, 1)
+    assert (client.in_use, len(client.idle)) == (0, 1)
     assert not client.waiting
     await client.aclose()
