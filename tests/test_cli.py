@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -104,15 +105,18 @@ def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
     url = cli.url
     try:
         wait_healthy(url, cli.proc)
-        with (
-            OpenAI(base_url=url + "/openai", api_key="anything", max_retries=0) as sdk,
-            sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream,
-        ):
-            deltas = [e for e in stream if e.type == "response.output_text.delta"]
-        assert len(deltas) == 16
         body = {"model": "gpt-4o", "question": "hi"}
-        ndjson = httpx.post(url + "/aichat/conversations", json=body, headers={"accept": "application/x-ndjson"})
-        assert len(ndjson.text.splitlines()) == 16
+        with ThreadPoolExecutor(1) as side:  # both at once: the demo paces its answers for people to watch
+            ndjson = side.submit(
+                httpx.post, url + "/aichat/conversations", json=body, headers={"accept": "application/x-ndjson"}
+            )
+            with (
+                OpenAI(base_url=url + "/openai", api_key="anything", max_retries=0) as sdk,
+                sdk.responses.create(model="gpt-4.1", input="hi", stream=True) as stream,
+            ):
+                deltas = [e for e in stream if e.type == "response.output_text.delta"]
+            assert len(deltas) == 16
+            assert len(ndjson.result(timeout=30).text.splitlines()) == 16
     finally:
         output = cli.stop()
     assert b"acedata-proxy demo" in output

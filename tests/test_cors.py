@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
 from app.fake_upstream import FakeUpstream
-from tests.helpers import GatewayFactory, GatewayProcess
+from tests.helpers import GatewayProcess, start_gateway, stop_gateway
 
 APP = "http://localhost:5173"
 PREFLIGHT = {
@@ -16,9 +18,14 @@ PREFLIGHT = {
 }
 
 
-@pytest.fixture
-def cors_gateway(make_gateway: GatewayFactory) -> GatewayProcess:
-    return make_gateway(PROXY_CORS_ORIGINS=f"{APP}, https://tools.example.com")
+@pytest.fixture(scope="module")
+def cors_gateway(tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str]) -> Iterator[GatewayProcess]:
+    """One for the module: its tests only read, and nothing they send changes what the next one sees."""
+    process = start_gateway(
+        tmp_path_factory.mktemp("cors"), {**gateway_env, "PROXY_CORS_ORIGINS": f"{APP}, https://tools.example.com"}
+    )
+    yield process
+    stop_gateway(process)
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/openai/responses", "/v1/models", "/v1/responses/resp_1"])
