@@ -15,6 +15,9 @@ from app.types import Headers
 # bounded: these are the `kind` label of acedata_proxy_upstream_errors_total
 FailureKind = Literal["connect", "timeout", "reset", "protocol"]
 
+# reused connections found closed by the upstream, one after another, before a request gives up (the close race)
+STALE_RETRIES = 3
+
 
 @dataclass(frozen=True, slots=True)
 class ClientOptions:

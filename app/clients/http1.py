@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 
-from app.clients import ClientOptions, UpstreamFailure
+from app.clients import STALE_RETRIES, ClientOptions, UpstreamFailure
 from app.clients.connect import ConnectFailure, open_transport
 from app.clients.connection import HIGH_WATER, Connection
 from app.clients.origin import parse_origin, proxy_for, tls_context
@@ -24,8 +24,6 @@ from app.types import Headers
 __all__ = ["HIGH_WATER", "Connection", "Http1Client"]
 
 log = logging.getLogger("acedata_proxy.upstream")
-
-STALE_RETRIES = 3  # reused connections found closed, one after another, before the request gives up
 
 
 class Http1Client:

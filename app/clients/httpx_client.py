@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from app.clients import ClientOptions, FailureKind, UpstreamFailure
+from app.clients import STALE_RETRIES, ClientOptions, FailureKind, UpstreamFailure
 from app.clients.origin import parse_origin, proxy_for, tls_context
 from app.types import Headers
 
@@ -113,17 +113,22 @@ class HttpxClient:
             method, url, content=body or None, headers=headers, extensions={"trace": connecting}
         )
         try:
-            try:
-                response = await self.client.send(request, stream=True)
-            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                # the close race, as the http1 client handles it: a reused connection the upstream had closed
-                # meets the request; nothing was answered, so it goes once more, on another connection
-                if connecting.opened or not unanswered(exc):
-                    raise
-                response = await self.client.send(request, stream=True)
+            return HttpxResponse(await self._send(request, connecting))
         except httpx.HTTPError as exc:
             raise failure(exc) from exc
-        return HttpxResponse(response)
+
+    async def _send(self, request: httpx.Request, connecting: Connecting) -> httpx.Response:
+        """The close race, as the http1 client handles it: a reused connection the upstream had closed meets the
+        request; nothing was answered, so it goes again on the next connection, up to STALE_RETRIES stale ones in
+        a row. A connection opened for it ends the retries: its failure is the upstream's answer."""
+        for _ in range(STALE_RETRIES):
+            connecting.opened = False
+            try:
+                return await self.client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if connecting.opened or not unanswered(exc):
+                    raise
+        return await self.client.send(request, stream=True)
 
     async def aclose(self) -> None:
         await self.client.aclose()
