@@ -650,7 +650,7 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             lines += ["", "RSS right after the JSON load runs: " + ", ".join(extra) + "."]
     checks = results.get("checks", [])
     if checks:
-        lines += ["", "## The performance targets (one worker)., "", "| target | measured | met |", "|---|---:|:---:|"]
+        lines += ["", "## Targets (one worker)", "", "| target | measured | met |", "|---|---:|:---:|"]
         for c in checks:
             met = {True: "yes", False: "**no**", None: "–"}[c["ok"]]
             lines.append(f"| {c['what']} | {c['text']} | {met} |")
