@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import rows
+import scaling
 from harness import (
     BENCH_DIR,
     CHAT_BODY,
@@ -713,6 +714,8 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
     route_rows = rows.section(results)
     if route_rows:
         lines += ["", *route_rows]
+    if results.get("scaling"):
+        lines += ["", *scaling.section(results["scaling"], meta.get("nproc"))]
     lite = results.get("load", {}).get("litellm", {})
     if lite.get("skipped"):
         lines += ["", f"LiteLLM: skipped ({lite['skipped'].splitlines()[0]})."]
@@ -728,7 +731,12 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             "(wrk saturates its core), which is why an *added p99* can come out negative.",
             "- Every server, the upstream included, shares CPU 1, so the two-worker gateway cannot gain CPU here: "
             "its row shows there is no delayed-ACK stall with workers (no ~40 ms added), and what two processes "
-            "taking turns on one core cost. docs/performance-steps.md has an unpinned run where they can scale.",
+            "taking turns on one core cost. "
+            + (
+                "*More cores* above runs them unpinned, where they can scale."
+                if results.get("scaling")
+                else "docs/performance-steps.md has an unpinned run where they can scale (`--scaling` measures it)."
+            ),
             "- A CPU-bound target's latency at concurrency N is mostly queueing: p50 ≈ N / RPS.",
         ]
     if docs and results.get("chart"):
@@ -837,6 +845,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "in the same rounds")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite docs/benchmark.md and .png from bench/results/latest.json")  # fmt: skip
+    parser.add_argument("--scaling", action="store_true", help="also measure --scaling-workers unpinned, wrk and "
+                        "the upstream pinned to one core (not in smoke mode)")  # fmt: skip
+    parser.add_argument("--scaling-workers", type=_ints, default=[1, 2], help="worker counts for --scaling (1,2)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -846,7 +857,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.streams = args.streams or (50 if smoke else 1000)
     args.stream_runs = args.stream_runs or (3 if smoke else 8)
     if smoke:
-        args.litellm = False
+        args.litellm = args.scaling = False
         args.no_docs = True
     return args
 
@@ -886,6 +897,8 @@ def main(argv: list[str] | None = None) -> int:
             results["cpu_guard"] = cpu_guard(results["load_summary"], failures)
             results["streaming"] = stream_phase(args, procs, pinning, failures)
             results["rss"] = rss_phase(args, procs, pinning, failures)
+            if args.scaling:
+                results["scaling"] = scaling.scaling_phase(args, procs, pinning, failures, start_gateway)
     except KeyboardInterrupt:
         log("interrupted; every server was stopped")
         return 130
