@@ -17,6 +17,7 @@ import contextlib
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from harness import (
@@ -44,6 +45,7 @@ StartGateway = Callable[..., tuple[Proc, int]]  # bench/run.py's start_gateway
 def scaling_phase(
     args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures, start_gateway: StartGateway
 ) -> dict[str, Any]:
+    loadavg = Path("/proc/loadavg").read_text().split()[:3]  # this phase runs minutes after the run began
     load_side = Pinning(pinning.client_cpu, pinning.client_cpu)  # .server() pins to wrk's core
     unpinned = Pinning(pinning.client_cpu, None)  # .server() runs as is
     up_port = free_port()
@@ -75,7 +77,13 @@ def scaling_phase(
         if pinning.client_cpu is not None
         else "no CPU pinning"
     )
-    return {"layout": layout, "workers": args.scaling_workers, "points": points, "summary": summarize(points)}
+    return {
+        "layout": layout,
+        "loadavg_at_start": loadavg,
+        "workers": args.scaling_workers,
+        "points": points,
+        "summary": summarize(points),
+    }
 
 
 def _measure(
@@ -146,7 +154,12 @@ def section(scaling: dict[str, Any], nproc: int | None) -> list[str]:
         "",
         f"`bench/run.py --scaling`: {scaling['layout']} (the upstream stands for the remote API, so it stays "
         "off the gateway's cores); wrk -t1 at c=16 and c=64 in interleaved rounds, medians. *cores* = RPS × CPU "
-        "per request: the gateway's CPU-seconds per second, summed over its processes.",
+        "per request: the gateway's CPU-seconds per second, summed over its processes."
+        + (
+            f" Load average when this phase began: {' / '.join(load)}."
+            if (load := scaling.get("loadavg_at_start"))
+            else ""
+        ),
         "",
         "| gateway | c | RPS | × 1 worker | CPU µs/req | cores | added p50 ms | added p99 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -178,15 +191,15 @@ def _reading(summary: dict[str, Any], proj: dict[str, float] | None, nproc: int 
     )
     if two:
         text += (
-            f". Measured here, two workers did {two['rps'] / one['rps']:.2f}× one worker's RPS using "
-            f"{two['cores']:.2f} cores against {one['cores']:.2f}, at {two['cpu_us_per_req']:.1f} µs a request "
-            f"against {one['cpu_us_per_req']:.1f}"
+            f"; at the two-worker row's CPU per request ({two['cpu_us_per_req']:.1f} µs), "
+            f"{proj['workers'] * 1e6 / two['cpu_us_per_req']:,.0f}. Measured here, two workers did "
+            f"{two['rps'] / one['rps']:.2f}× one worker's RPS, keeping {two['cores']:.2f} cores busy against "
+            f"{one['cores']:.2f}"
         )
     text += (
-        f". That projection is arithmetic, not a measurement: this machine has {nproc or '?'} cores, so with wrk "
-        "and the upstream pinned on one, a second worker can only take the other core's share that the first "
-        "leaves and whatever wrk and the upstream leave of theirs; it assumes CPU per request stays as flat from "
-        "2 to 15 workers as the two-worker row shows (or not) here, and an upstream far away that costs the "
-        "machine nothing."
+        f". The projection is arithmetic, not a measurement: this machine has {nproc or '?'} cores and wrk and "
+        "the upstream are pinned to one of them, so a second worker shares that core with them and the two-worker "
+        "row cannot show what a second core of its own would give. It assumes CPU per request stays flat from "
+        "one worker to fifteen, and an upstream elsewhere that costs the machine nothing."
     )
     return [text]
