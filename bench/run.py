@@ -155,6 +155,11 @@ def start_gateway(
     return proc, port
 
 
+def source_has(text: str) -> bool:
+    """Whether the gateway code that runs (the work tree or a --rev snapshot) has `text` in its app package."""
+    return any(text in path.read_text(errors="replace") for path in (GATEWAY_SRC / "app").rglob("*.py"))
+
+
 def start_base_gateway(rev: str, procs: Processes, upstream_port: int, pinning: Pinning) -> Target:
     """One worker of the gateway as it was at `rev` (`git archive`), for the JSON load."""
     global GATEWAY_SRC
@@ -272,9 +277,11 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
         if workers == 1:  # the same worker through chat completions and embeddings, in the same rounds
             chat = Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc, body=CHAT_BODY)
-            embed = Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
-                           body=EMBEDDINGS_BODY)  # fmt: skip
-            targets += [chat, embed]
+            targets.append(chat)
+            if source_has(f'"{EMBEDDINGS_PATH}"'):  # a --rev from before the route has none
+                embed = Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
+                               body=EMBEDDINGS_BODY)  # fmt: skip
+                targets.append(embed)
     redis = None
     if 1 in args.workers and (GATEWAY_SRC / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
         ledger_rows, redis = ledger_targets(args, procs, up_port, pinning, failures)
