@@ -275,13 +275,15 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
-        if workers == 1:  # the same worker through chat completions and embeddings, in the same rounds
-            chat = Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc, body=CHAT_BODY)
-            targets.append(chat)
-            if source_has(f'"{EMBEDDINGS_PATH}"'):  # a --rev from before the route has none
-                embed = Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
-                               body=EMBEDDINGS_BODY)  # fmt: skip
-                targets.append(embed)
+        if workers != 1:
+            continue
+        # the same worker through chat completions and embeddings, in the same rounds (unless a --rev predates them)
+        if source_has(f'"{CHAT_PATH}"'):
+            targets.append(Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc,
+                                  body=CHAT_BODY))  # fmt: skip
+        if source_has(f'"{EMBEDDINGS_PATH}"'):
+            targets.append(Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
+                                  body=EMBEDDINGS_BODY))  # fmt: skip
     redis = None
     if 1 in args.workers and (GATEWAY_SRC / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
         ledger_rows, redis = ledger_targets(args, procs, up_port, pinning, failures)
@@ -454,7 +456,7 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
             continue
         started.append(proc)
         targets.append((f"gateway-{workers}w", port, None, RESPONSES_PATH, STREAM_BODY))
-        if workers == 1:
+        if workers == 1 and source_has(f'"{CHAT_PATH}"'):
             targets.append((f"gateway-{workers}w-chat", port, None, CHAT_PATH, CHAT_STREAM_BODY))
     try:
         runs = asyncio.run(_stream_runs(targets, args.stream_runs))
