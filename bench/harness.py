@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -53,6 +54,20 @@ CHAT_JSON = (
     '[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],'
     '"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}'
 )
+
+# ... and to /embeddings: one embedding of text-embedding-3-small's 1536 dimensions, as floats (the API's default
+# encoding), digits as OpenAI prints them; fixed values, so every run sends the same bytes.
+EMBEDDINGS_BODY = b'{"model":"text-embedding-3-small","input":"hi"}'
+EMBEDDING_DIMENSIONS = 1536
+
+
+def embeddings_json() -> str:
+    rng = random.Random(EMBEDDING_DIMENSIONS)
+    vector = ",".join(f"{rng.gauss(0.0, 0.025):.10f}" for _ in range(EMBEDDING_DIMENSIONS))
+    return (
+        f'{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{vector}]}}],'
+        '"model":"text-embedding-3-small","usage":{"prompt_tokens":1,"total_tokens":1}}'
+    )
 
 
 class BenchError(Exception):
@@ -330,15 +345,24 @@ def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning, 
     return procs.start(name, pinning.server(argv))
 
 
-def start_nginx_upstream(procs: Processes, port: int, pinning: Pinning) -> Proc:
-    """The fixed-cost upstream: a canned Responses JSON for any path (a chat.completion on chat paths)."""
+def start_nginx_upstream(procs: Processes, port: int, pinning: Pinning, name: str = "nginx-upstream") -> Proc:
+    """The fixed-cost upstream: a canned Responses JSON for any path (a chat.completion on chat paths, an
+    embedding list on embeddings paths). The embeddings answer (~20 KB) is past what a `return` string in nginx's
+    config may hold, so it is a file; a POST to a file is 405 in nginx, and `error_page 405 =200` serves it."""
+    root = procs.workdir / f"{name}-files"
+    root.mkdir()
+    (root / "embeddings.json").write_text(embeddings_json())
+    for path in (procs.workdir, root, root / "embeddings.json"):  # nginx's workers run as nobody when we are root
+        path.chmod(path.stat().st_mode | 0o005)
     block = f"""    server {{
         listen {HOST}:{port} backlog=4096;
         default_type application/json;
         location ~ /chat/completions$ {{ return 200 '{CHAT_JSON}'; }}
+        location ~ /embeddings$ {{ error_page 405 =200 /embeddings.json; return 405; }}
+        location = /embeddings.json {{ internal; root {root}; etag off; }}
         location / {{ return 200 '{RESPONSES_JSON}'; }}
     }}"""
-    proc = start_nginx(procs, "nginx-upstream", block, pinning)
+    proc = start_nginx(procs, name, block, pinning)
     wait_ready(proc, port, "/healthz", 15)
     return proc
 

@@ -32,10 +32,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rows
+import scaling
 from harness import (
     BENCH_DIR,
     CHAT_BODY,
     CHAT_STREAM_BODY,
+    EMBEDDINGS_BODY,
     HOST,
     REPO,
     REQUEST_BODY,
@@ -67,11 +70,13 @@ from harness import (
     workspace,
     wrk_version,
 )
+from rows import EMBEDDINGS_PATH, NO_LEDGER, REDIS_LEDGER, check_embeddings, ledger_cost, start_redis, verify_ledgers
 
 RESPONSES_PATH, CHAT_PATH = "/openai/responses", "/openai/chat/completions"
 LITELLM_KEY = "sk-bench-master-key"
 DEFAULT_LITELLM_BIN = "/tmp/litellm-venv/bin/litellm"
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
+SMOKE_STREAM_DELTAS = 25  # ~0.3 s: the smoke run times 16 streams, and must stay within its minute
 HOLD_DELAY = 2.0  # the RSS upstream: a chunk every 2 s, so 1000 streams stay open (100 deltas = minutes)
 
 # The gateway's CPU per request over nginx proxy_pass's at c=16, one worker, as docs/benchmark.md measured it;
@@ -89,6 +94,7 @@ TARGETS = {
     "added_ttfb_ms": 1.0,
     "rss_idle_mb": 60.0,
     "rss_streams_mb": 200.0,
+    "ledger_rps_cost_pct": 5.0,
 }
 
 
@@ -133,17 +139,25 @@ def start_gateway(
     workers: int,
     pinning: Pinning,
     src: Path | None = None,
+    launcher: list[str] | None = None,
     **settings: str,
 ) -> tuple[Proc, int]:
+    """`serve` with `--workers N` in front of the upstream, its data dir in the temp dir (data-<name>). `launcher`
+    replaces `python -m app` (bench/no_ledger.py: the same command line without the usage ledger)."""
     port = free_port()
     env = clean_env(
         src, ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN, ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}",
         PROXY_DATA_DIR=str(procs.workdir / f"data-{name}"), **settings,
     )  # fmt: skip
-    argv = [*gateway_argv(), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    argv = [*(launcher or gateway_argv()), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     proc = procs.start(name, pinning.server(argv), env=env)  # cwd: an empty temp dir, so no stray .env is read
     wait_ready(proc, port, "/healthz", 40)
     return proc, port
+
+
+def source_has(text: str) -> bool:
+    """Whether the gateway code that runs (the work tree or a --rev snapshot) has `text` in its app package."""
+    return any(text in path.read_text(errors="replace") for path in (GATEWAY_SRC / "app").rglob("*.py"))
 
 
 def start_base_gateway(rev: str, procs: Processes, upstream_port: int, pinning: Pinning) -> Target:
@@ -221,7 +235,7 @@ def litellm_version(binary: str) -> str | None:
 
 
 def check_answer(target: Target) -> None:
-    """One request before any load: it must be a 200 with a Responses (or chat) JSON object."""
+    """One request before any load: it must be a 200 with a Responses (or chat, or embeddings) JSON object."""
     headers = {"Content-Type": "application/json"}
     if target.auth:
         headers["Authorization"] = target.auth
@@ -229,9 +243,13 @@ def check_answer(target: Target) -> None:
     if status != 200:
         raise BenchError(f"{target.label}: HTTP {status}: {body[:300]!r}")
     try:
-        kind = json.loads(body).get("object")
+        answer = json.loads(body)
     except ValueError as exc:
         raise BenchError(f"{target.label}: answer is not JSON: {body[:200]!r}") from exc
+    if target.path == EMBEDDINGS_PATH:
+        check_embeddings(answer)
+        return
+    kind = answer.get("object")
     if kind not in ("response", "chat.completion"):
         raise BenchError(f"{target.label}: unexpected answer object {kind!r}")
 
@@ -257,9 +275,19 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             continue
         label = f"gateway, {workers} worker" + ("s" if workers > 1 else "")
         targets.append(Target(name, label, port, "/openai/responses", proc=proc))
-        if workers == 1:  # the same worker through chat completions, in the same rounds
-            chat = Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc, body=CHAT_BODY)
-            targets.append(chat)
+        if workers != 1:
+            continue
+        # the same worker through chat completions and embeddings, in the same rounds (unless a --rev predates them)
+        if source_has(f'"{CHAT_PATH}"'):
+            targets.append(Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc,
+                                  body=CHAT_BODY))  # fmt: skip
+        if source_has(f'"{EMBEDDINGS_PATH}"'):
+            targets.append(Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
+                                  body=EMBEDDINGS_BODY))  # fmt: skip
+    redis = None
+    if 1 in args.workers and (GATEWAY_SRC / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
+        ledger_rows, redis = ledger_targets(args, procs, up_port, pinning, failures)
+        targets += ledger_rows
     if args.compare:  # an earlier commit's gateway in the same rounds: before/after ratios free of the VM's drift
         try:
             targets.append(start_base_gateway(args.compare, procs, up_port, pinning))
@@ -297,8 +325,11 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
             failures.add(f"{target.label} answered wrongly: {exc}")
     rss_before = {t.name: round(rss_mb(t.proc.pid), 1) for t in live if t.proc is not None}
 
-    log(f"warm-up: {', '.join(t.name for t in live)}")
-    for target in live:
+    # the smoke run warms each process once (the routes sharing a worker each had their check request), to stay
+    # within its minute; a full run warms every target
+    warm = live if not args.smoke else [t for i, t in enumerate(live) if all(o.proc is not t.proc for o in live[:i])]
+    log(f"warm-up: {', '.join(t.name for t in warm)}")
+    for target in warm:
         with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
             run_wrk(pinning, target.url, 16, 1, body=target.body, auth=target.auth)
 
@@ -323,9 +354,15 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
                     f"p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms"
                 )
     rss_after = {t.name: round(rss_mb(t.proc.pid), 1) for t in live if t.proc is not None}
+    groups: dict[str, list[str]] = {}
     for target in live:
         if target.proc is not None and target.name.startswith(("gateway", "litellm")):
-            procs.stop(target.proc)
+            procs.stop(target.proc)  # SIGTERM: the ledger writes its last batch on the way out
+            groups.setdefault(target.proc.name, []).append(target.name)
+    if any(name in groups for name in (NO_LEDGER, REDIS_LEDGER)):
+        extra["ledger"] = verify_ledgers(procs.workdir, points, groups, redis[1] if redis else None, failures)
+    if redis:
+        procs.stop(redis[0])
     return {
         "targets": [{"name": t.name, "label": t.label, "path": t.path} for t in live],
         "points": points,
@@ -333,6 +370,31 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
         "rss_mb_after_load": rss_after,
         **extra,
     }
+
+
+def ledger_targets(
+    args: argparse.Namespace, procs: Processes, up_port: int, pinning: Pinning, failures: Failures
+) -> tuple[list[Target], tuple[Proc, int] | None]:
+    """Beside gateway-1w (its ledger in SQLite): one worker with the ledger a no-op (bench/no_ledger.py) and, in a
+    full run with redis-server installed, one with the ledger in Redis; and that Redis, to read back."""
+    out, redis = [], None
+    launcher = [gateway_python(), str(BENCH_DIR / "no_ledger.py")]
+    try:
+        proc, port = start_gateway(procs, NO_LEDGER, up_port, 1, pinning, launcher=launcher)
+        out.append(Target(NO_LEDGER, "gateway, 1 worker, no ledger", port, RESPONSES_PATH, proc=proc))
+    except BenchError as exc:
+        failures.add(f"{NO_LEDGER} did not start: {exc}")
+    if args.smoke:
+        return out, None
+    try:
+        redis = start_redis(procs, pinning)
+        if redis:
+            url = f"redis://{HOST}:{redis[1]}/0"
+            proc, port = start_gateway(procs, REDIS_LEDGER, up_port, 1, pinning, PROXY_REDIS_URL=url)
+            out.append(Target(REDIS_LEDGER, "gateway, 1 worker, ledger in Redis", port, RESPONSES_PATH, proc=proc))
+    except BenchError as exc:
+        failures.add(f"{REDIS_LEDGER} did not start: {exc}")
+    return out, redis
 
 
 def summarize_load(load: dict[str, Any], concurrencies: list[int]) -> dict[str, dict[str, dict[str, float]]]:
@@ -382,7 +444,8 @@ async def _stream_runs(targets: list[StreamTarget], runs: int) -> dict[str, list
 
 
 def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
-    fake, fake_port = start_fake_upstream(procs, "fake-upstream-stream", STREAM_DELTAS, STREAM_DELAY, pinning)
+    deltas = SMOKE_STREAM_DELTAS if args.smoke else STREAM_DELTAS
+    fake, fake_port = start_fake_upstream(procs, "fake-upstream-stream", deltas, STREAM_DELAY, pinning)
     targets: list[StreamTarget] = [("direct", fake_port, f"Bearer {UPSTREAM_TOKEN}", RESPONSES_PATH, STREAM_BODY)]
     started: list[Proc] = [fake]
     for workers in args.workers:
@@ -393,7 +456,7 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
             continue
         started.append(proc)
         targets.append((f"gateway-{workers}w", port, None, RESPONSES_PATH, STREAM_BODY))
-        if workers == 1:
+        if workers == 1 and source_has(f'"{CHAT_PATH}"'):
             targets.append((f"gateway-{workers}w-chat", port, None, CHAT_PATH, CHAT_STREAM_BODY))
     try:
         runs = asyncio.run(_stream_runs(targets, args.stream_runs))
@@ -419,7 +482,7 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
         if direct and name != "direct":
             row["added_ttfb_ms"] = row["ttfb_ms"] - direct["ttfb_ms"]
             row["added_total_ms"] = row["total_ms"] - direct["total_ms"]
-    return {"deltas": STREAM_DELTAS, "delay_s": STREAM_DELAY, "summary": summary, "runs": runs}
+    return {"deltas": deltas, "delay_s": STREAM_DELAY, "summary": summary, "runs": runs}
 
 
 async def _rss_under_streams(pid: int, port: int, count: int) -> dict[str, Any]:
@@ -513,6 +576,7 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     c16, c1, c64 = g.get("16", {}), g.get("1", {}), g.get("64", {})
     lite = s.get("litellm", {}).get("16")
     tail = c64["added_p99_ms"] / c64["added_p50_ms"] if c64.get("added_p50_ms", 0) > 0 else None
+    ledger = ledger_cost(results)
     checks = [
         check("c16 RPS ≥ 0.18 × nginx", c16.get("x_nginx"), TARGETS["rps_vs_nginx_c16"], True, "{:.3f}×"),
         check("c16 added p50 ≤ 1.5 ms", c16.get("added_p50_ms"), TARGETS["added_p50_ms_c16"], False, "{:.3f} ms"),
@@ -534,6 +598,13 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
             TARGETS["rss_streams_mb"],
             False,
             "{:.1f} MB",
+        ),
+        check(
+            "usage ledger costs ≤ 5% RPS" + (f" (c={ledger['concurrency']})" if ledger else ""),
+            ledger["rps_pct"] if ledger else None,
+            TARGETS["ledger_rps_cost_pct"],
+            False,
+            "{:.1f}%",
         ),
     ]
     return checks
@@ -654,6 +725,11 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
         for c in checks:
             met = {True: "yes", False: "**no**", None: "–"}[c["ok"]]
             lines.append(f"| {c['what']} | {c['text']} | {met} |")
+    route_rows = rows.section(results)
+    if route_rows:
+        lines += ["", *route_rows]
+    if results.get("scaling"):
+        lines += ["", *scaling.section(results["scaling"], meta.get("nproc"))]
     lite = results.get("load", {}).get("litellm", {})
     if lite.get("skipped"):
         lines += ["", f"LiteLLM: skipped ({lite['skipped'].splitlines()[0]})."]
@@ -669,7 +745,12 @@ def render_markdown(results: dict[str, Any], docs: bool) -> str:
             "(wrk saturates its core), which is why an *added p99* can come out negative.",
             "- Every server, the upstream included, shares CPU 1, so the two-worker gateway cannot gain CPU here: "
             "its row shows there is no delayed-ACK stall with workers (no ~40 ms added), and what two processes "
-            "taking turns on one core cost. docs/performance-steps.md has an unpinned run where they can scale.",
+            "taking turns on one core cost. "
+            + (
+                "*More cores* above runs them unpinned, where they can scale."
+                if results.get("scaling")
+                else "docs/performance-steps.md has an unpinned run where they can scale (`--scaling` measures it)."
+            ),
             "- A CPU-bound target's latency at concurrency N is mostly queueing: p50 ≈ N / RPS.",
         ]
     if docs and results.get("chart"):
@@ -700,7 +781,7 @@ def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
         )
     else:
         layout = "no CPU pinning"
-    from harness import RESPONSES_JSON
+    from harness import RESPONSES_JSON, embeddings_json
 
     return {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -721,6 +802,7 @@ def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
         "streams": args.streams,
         "stream_runs": args.stream_runs,
         "upstream_body_bytes": len(RESPONSES_JSON),
+        "upstream_embeddings_bytes": len(embeddings_json()),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
     }
 
@@ -777,6 +859,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "in the same rounds")  # fmt: skip
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite docs/benchmark.md and .png from bench/results/latest.json")  # fmt: skip
+    parser.add_argument("--scaling", action="store_true", help="also measure --scaling-workers unpinned, wrk and "
+                        "the upstream pinned to one core (not in smoke mode)")  # fmt: skip
+    parser.add_argument("--scaling-workers", type=_ints, default=[1, 2], help="worker counts for --scaling (1,2)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -786,7 +871,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.streams = args.streams or (50 if smoke else 1000)
     args.stream_runs = args.stream_runs or (3 if smoke else 8)
     if smoke:
-        args.litellm = False
+        args.litellm = args.scaling = False
         args.no_docs = True
     return args
 
@@ -826,6 +911,8 @@ def main(argv: list[str] | None = None) -> int:
             results["cpu_guard"] = cpu_guard(results["load_summary"], failures)
             results["streaming"] = stream_phase(args, procs, pinning, failures)
             results["rss"] = rss_phase(args, procs, pinning, failures)
+            if args.scaling:
+                results["scaling"] = scaling.scaling_phase(args, procs, pinning, failures, start_gateway)
     except KeyboardInterrupt:
         log("interrupted; every server was stopped")
         return 130
