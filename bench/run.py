@@ -876,12 +876,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+STREAMS_SECTION = "\n## Stream capacity"  # bench/streams.py's section, measured on its own
+
+
+def write_docs(markdown: str) -> None:
+    """docs/benchmark.md from this run. Without bench/results/streams.json here (results stay out of git), the
+    stream-capacity section the file already had follows, as it is."""
+    path = REPO / "docs" / "benchmark.md"
+    old = path.read_text() if path.exists() else ""
+    at = old.find(STREAMS_SECTION)
+    kept = old[at:] if at >= 0 and STREAMS_SECTION not in markdown else ""
+    path.write_text(markdown.rstrip("\n") + "\n" + kept)
+
+
 def render_only(args: argparse.Namespace) -> int:
     """Rewrite docs/benchmark.md (and the chart) from bench/results/latest.json, without measuring."""
     json_path = BENCH_DIR / "results" / "latest.json"
     results = json.loads(json_path.read_text())
     results["chart"] = make_chart(json_path, REPO / "docs" / "benchmark.png", args.plot_python)
-    (REPO / "docs" / "benchmark.md").write_text(render_markdown(results, docs=True))
+    write_docs(render_markdown(results, docs=True))
     print(render_markdown(results, docs=False))
     return 0
 
@@ -937,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         results["chart"] = make_chart(json_path, png, args.plot_python)
         json_path.write_text(json.dumps(results, indent=1) + "\n")
         (REPO / "docs").mkdir(exist_ok=True)
-        (REPO / "docs" / "benchmark.md").write_text(render_markdown(results, docs=True))
+        write_docs(render_markdown(results, docs=True))
     print(render_markdown(results, docs=False))
     log(f"results: {json_path.relative_to(REPO)}; {results['meta']['elapsed_s']} s")
     if failures.items:
