@@ -9,6 +9,7 @@ unsent when the answer ended, or bytes came that nobody asked for.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import struct
 from collections import deque
@@ -203,6 +204,19 @@ class Connection(asyncio.Protocol):
         """A reused connection the upstream closed before answering a single byte: it had closed it while idle
         (its keep-alive timeout, or a close after N responses) and the request met that close in flight."""
         return self.requests > 1 and not self.answered and self.failure is not None and not self.failure.timeout
+
+    def quiet(self) -> bool:
+        """Nothing arrived on this kept-alive connection since its last answer ended, as far as the socket tells
+        (a poll, no read): bytes or a close the loop has not handled yet would otherwise be read as the answer to
+        the request about to be sent on it (urllib3 and Go's net/http check the same before a reuse)."""
+        if self.lost:
+            return False
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return True
+        poller = select.poll()  # not select(): descriptors past 1,024 are common with thousands of streams
+        poller.register(sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.lost and not self.chunks

@@ -55,7 +55,7 @@ class Http1Client:
             + [b"content-length: %d\r\n\r\n" % len(body) if body or method == "POST" else b"\r\n"]
         )
         for attempt in range(STALE_RETRIES + 1):
-            connection = await self._acquire()
+            connection = await self._acquire_quiet()
             try:
                 connection.send(head, body)
                 while not connection.headers_done:
@@ -128,6 +128,15 @@ class Http1Client:
                 return connection
             connection.close()
         return None
+
+    async def _acquire_quiet(self) -> Connection:
+        """A connection to send on. A kept-alive one the upstream spoke on out of turn (or closed) since its last
+        answer is dropped, not used: those bytes would be read as this request's answer."""
+        while True:
+            connection = await self._acquire()
+            if not connection.requests or connection.quiet():
+                return connection
+            self._drop(connection)
 
     async def _acquire(self) -> Connection:
         if self.closed:

@@ -10,11 +10,12 @@ table is in docs/upstream-client.md.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 
 import pytest
 
-from tests.helpers import GatewayProcess
+from tests.helpers import GatewayProcess, wait_for
 from tests.helpers.conformance import CLIENTS, Outcome, exchange
 from tests.helpers.raw_upstream import JSON_ANSWER, JSON_BODY, Handler, RawUpstream, Request
 
@@ -200,12 +201,24 @@ def test_case(gateways: dict[str, GatewayProcess], log_marks: dict[str, int], ki
 
 @pytest.mark.parametrize("kind", httpx_limit(AFTER_RESPONSE))
 def test_bytes_after_a_response_end_the_connection(gateways: dict[str, GatewayProcess], upstream: RawUpstream, kind):
-    """The extra bytes look like a second response; they must never reach the next client."""
+    """The extra bytes look like a second response; they must never reach the next client. They come in the
+    answer's own segment, or in one of their own once the answer went (written before the next request: later
+    than that, nothing on the wire tells them from that request's answer, for any client)."""
     rogue = b"HTTP/1.1 500 Rogue\r\ncontent-length: 5\r\n\r\nrogue"
+    written = threading.Event()
+    later = respond(JSON_ANSWER, rogue)
+
+    async def rogue_later(request: Request, writer: asyncio.StreamWriter) -> bool:
+        keep = await later(request, writer)
+        written.set()
+        return keep
+
     upstream.cases["trailing-bytes"] = respond(JSON_ANSWER + rogue)
-    upstream.cases["trailing-bytes-later"] = respond(JSON_ANSWER, rogue)
+    upstream.cases["trailing-bytes-later"] = rogue_later
     for case in ("trailing-bytes", "trailing-bytes-later"):
         check(exchange(gateways[kind], case), WHOLE)
+        if case == "trailing-bytes-later":
+            wait_for(written.is_set, what="the rogue bytes written")  # in the gateway's socket buffer by now
         for _ in range(3):
             check(exchange(gateways[kind], "plain"), WHOLE)
 
