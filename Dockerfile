@@ -36,7 +36,7 @@ WORKDIR /var/lib/acedata-proxy
 # refused at start, since an open relay spends the team's balance.
 EXPOSE 8000
 # Finds the address the gateway actually listens on (PROXY_PORT or --port alike) and asks its /healthz.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["python", "-m", "app.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD ["python", "-m", "app.serving.healthcheck"]
 # SIGTERM drains: in-flight requests and streams get PROXY_SHUTDOWN_GRACE (30 s) to finish. Give the container a
 # stop timeout a few seconds above it (docker/podman run --stop-timeout 35, compose stop_grace_period: 35s,
 # Kubernetes terminationGracePeriodSeconds: 35); the engines' default of 10 s would cut streams.

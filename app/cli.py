@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app import __version__, keys
-from app.budgets import period_of
+from app import __version__
+from app.access import keys
+from app.access.budgets import period_of
 from app.ledger import STORE_ERRORS, Store, open_store
 from app.ledger.report import FORMATS, GROUPS, ReportError, build, render, since_hour
 from app.settings import Settings
@@ -171,7 +172,7 @@ def _check_keys_file(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from app import server  # uvicorn and the app load only for commands that serve
+    from app.serving import server  # uvicorn and the app load only for commands that serve
 
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _usage(args)
         return
     if command == "fake-upstream":
-        from app import demo  # the fake upstream loads only for the commands that run it
+        from app.fakes import demo  # the fake upstream loads only for the commands that run it
 
         demo.fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
         return
@@ -193,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _check_keys_file(settings)
     try:
         if command == "demo" or getattr(args, "demo", False):
-            from app import demo
+            from app.fakes import demo
 
             demo.demo(settings, sock)
         else:

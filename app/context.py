@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from app.headers import header
+from app.proxy.headers import header
 from app.types import Scope
 
 SCOPE_KEY = "acedata_proxy.request"

@@ -16,21 +16,21 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from app import __version__, errors, logs, openapi
-from app.admission import AdmissionMiddleware
-from app.auth import KeyStore
-from app.cutoff import ShutdownCutoff
-from app.dispatch import Dispatcher
+from app.access.auth import KeyStore
+from app.access.ratelimit import RateLimiter
 from app.ledger import Ledger
 from app.metrics import Metrics
-from app.observe import ObserveMiddleware
-from app.ratelimit import RateLimiter
+from app.middleware.admission import AdmissionMiddleware
+from app.middleware.cutoff import ShutdownCutoff
+from app.middleware.observe import ObserveMiddleware
+from app.proxy.dispatch import Dispatcher
+from app.proxy.forward import ForwardEndpoint
+from app.proxy.table import ROUTES
+from app.proxy.upstream import UpstreamPool
 from app.routes import admin, health, metrics
-from app.routes.forward import ForwardEndpoint
 from app.routes.models import ModelsEndpoint
-from app.routes.table import ROUTES
 from app.settings import Settings
 from app.types import ASGIApp
-from app.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     import httpx  # only to type an injected transport: httpx loads only when it is the client

@@ -1,8 +1,8 @@
 """The OpenAPI document served at /openapi.json (and rendered at /docs).
 
 The forwarding routes are plain ASGI endpoints that FastAPI cannot see, so the document is built here: each
-route of the table (app/routes/table.py) with its request body from app/schemas.py, `model` limited to the models
-it accepts (app/catalog.py plus PROXY_EXTRA_MODELS), and every answer the gateway can give, its own errors
+route of the table (app/proxy/table.py) with its request body from app/proxy/schemas.py, `model` limited to the models
+it accepts (app/proxy/catalog.py plus PROXY_EXTRA_MODELS), and every answer the gateway can give, its own errors
 included.
 Upstream bodies pass through unchanged, so their schemas name only the fields clients rely on.
 """
@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from app import __version__
-from app.catalog import ModelCatalog
 from app.ledger.report import GROUPS
-from app.routes.table import PATH_PARAMETER, RouteSpec
+from app.proxy.catalog import ModelCatalog
+from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
 JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"

@@ -42,7 +42,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def keys_file(workdir: Path, name: str, budget: bool) -> tuple[Path, str]:
-    from app import keys  # the work tree's: its file format is one every revision reads when no budget is set
+    from app.access import keys  # the work tree's: its file format is one every revision reads when no budget is set
 
     path = workdir / f"{name}.toml"
     key = keys.create(path, "bench", budget_tokens=10**15) if budget else keys.create(path, "bench")

@@ -90,8 +90,8 @@ def serve(kind: str, port: int, upstream: str) -> None:
 
 
 def raw_fault(port: int) -> None:
-    """An upstream that accepts, reads the request and resets the connection (app.fake_upstream.RawFaultServer)."""
-    from app.fake_upstream import RawFaultServer
+    """An upstream that accepts, reads the request and resets the connection (tests/helpers/raw_faults.py)."""
+    from tests.helpers.raw_faults import RawFaultServer
 
     async def main() -> None:
         server = RawFaultServer("reset")

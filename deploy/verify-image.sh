@@ -128,7 +128,7 @@ build_image() {
     say "image $IMAGE: $((size / 1000000)) MB (base $PY_IMAGE: $(($(podman image inspect "$PY_IMAGE" \
         --format '{{.Size}}') / 1000000)) MB), user $user, health check $check"
     [[ $user == 10001:10001 ]] || { say "FAIL: the image's user is '$user', not 10001:10001"; exit 1; }
-    [[ $check == *app.healthcheck* ]] || { say "FAIL: the image has no HEALTHCHECK: $check"; exit 1; }
+    [[ $check == *app.serving.healthcheck* ]] || { say "FAIL: the image has no HEALTHCHECK: $check"; exit 1; }
 }
 
 main() {

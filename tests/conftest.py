@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import (
     CLIENT_KEY,
     UPSTREAM_TOKEN,

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from app.server import LISTENERS, listening_sockets
+from app.serving.server import LISTENERS, listening_sockets
 from tests.helpers import (
     ROOT,
     START_TIMEOUT,
@@ -124,7 +124,7 @@ def test_demo_streams_with_no_token_and_no_network(tmp_path: Path):
 
 
 def test_several_workers_with_limited_keys_need_redis(tmp_path: Path):
-    from app import keys
+    from app.access import keys
 
     keys.create(tmp_path / "keys.toml", "limited", rpm=5)
     cli = CliProcess(tmp_path, "serve", "--workers", "2", listen=True, PROXY_KEYS_FILE="keys.toml")
@@ -191,7 +191,7 @@ def test_keys_file_problems_stop_the_start_in_one_line(
     path = tmp_path / "keys.toml"
     prefix = []
     if content == "owner-only":
-        from app import keys
+        from app.access import keys
 
         keys.create(path, "alice")  # mode 0600, as `keys create` makes it
         prefix = make_unreadable(path)
@@ -212,7 +212,8 @@ def test_keys_file_problems_stop_the_start_in_one_line(
 
 
 def test_serve_listens_on_several_sockets_of_one_address():
-    """A saturated uvloop worker takes one connection per listening socket per loop iteration (app/server.py)."""
+    """A saturated uvloop worker takes one connection per listening socket per loop iteration
+    (app/serving/server.py)."""
     sockets = listening_sockets("127.0.0.1", 0)
     try:
         assert len(sockets) == LISTENERS

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from app.settings import Settings
 from tests.helpers import ROOT, GatewayProcess
 

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 from app.errors import RequestTooLarge, UpstreamTimeout
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
+from app.proxy.streams import error_event
 from app.settings import MiB
-from app.streams import error_event
 
 
 def test_envelope_shape():

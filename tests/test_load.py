@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayFactory, GatewayProcess, rss_bytes, scrape, settled, sse_events, value, wait_for
 
 pytestmark = pytest.mark.slow  # load and soak: `scripts/test --all`

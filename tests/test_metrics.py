@@ -9,7 +9,7 @@ import uuid
 import httpx
 import orjson
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import (
     CLIENT_KEY,
     GatewayFactory,

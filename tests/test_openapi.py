@@ -14,9 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
 
-from app.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
-from app.fake_upstream import FakeUpstream
-from app.routes.table import ROUTES
+from app.fakes.upstream import FakeUpstream
+from app.proxy.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
+from app.proxy.table import ROUTES
 from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all

@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import (
     CliProcess,
     GatewayFactory,

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import keys
-from app.fake_upstream import FakeUpstream
+from app.access import keys
+from app.fakes.upstream import FakeUpstream
 from app.types import Receive, Scope, Send
 from tests.helpers import (
     CLIENT_KEY,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.auth import KeyStore
+from app.access.auth import KeyStore
 from app.errors import AdminRequired, InvalidRequest
 from app.ledger import Ledger
 from app.ledger.report import ReportError, build, group, since_hour

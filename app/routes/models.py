@@ -8,12 +8,12 @@ from collections.abc import Iterable
 
 import orjson
 
-from app.auth import KeyStore
-from app.catalog import ModelCatalog
+from app.access.auth import KeyStore
 from app.context import request_info
 from app.errors import NotFound, ProxyError, send_error
-from app.headers import header
-from app.routes.table import RouteSpec
+from app.proxy.catalog import ModelCatalog
+from app.proxy.headers import header
+from app.proxy.table import RouteSpec
 from app.settings import Settings
 from app.types import Receive, Scope, Send
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from app import keys
+from app.access import keys
 from deploy.verify.common import (
     DELAY,
     DELTAS,

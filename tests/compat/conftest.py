@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app import keys
+from app.access import keys
 from tests.helpers import refused_port, start_gateway, stop_gateway
 from tests.helpers.compat import KEYS, MAX_REQUEST_BYTES, ConnectionAudit, KeyedGateway
 

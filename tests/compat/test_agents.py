@@ -21,7 +21,7 @@ from agents import (
 )
 from agents.models import _openai_shared
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers.compat import ConnectionAudit, KeyedGateway
 
 EXPECTED = "Hello! This answer streams from"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from langchain_openai import ChatOpenAI
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers.compat import KeyedGateway
 
 EXPECTED = "Hello! This answer streams from "  # the fake's five-piece answer

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers.compat import JS_DIR, KeyedGateway
 
 

@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayFactory
 from tests.helpers.compat import MAX_REQUEST_BYTES, KeyedGateway
 

@@ -8,7 +8,7 @@ import contextlib
 import threading
 from urllib.parse import urlsplit
 
-from app.server import loopback_socket
+from app.serving.server import loopback_socket
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from app.server import loopback_socket
+from app.serving.server import loopback_socket
 
 
 @dataclass

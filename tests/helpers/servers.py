@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from app.server import loopback_socket
+from app.serving.server import loopback_socket
 from tests.helpers.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from app import keys
-from app.fake_upstream import FakeUpstream
+from app.access import keys
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayFactory, GatewayProcess, wait_for
 
 

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 
 QUESTION = {"model": "gpt-4o", "question": "Who are you?"}
 

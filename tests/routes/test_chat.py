@@ -9,7 +9,7 @@ import openai
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayProcess, SdkFactory, wait_for
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]

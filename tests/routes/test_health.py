@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayFactory, GatewayProcess
 
 

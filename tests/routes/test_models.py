@@ -8,8 +8,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from app.catalog import CHAT_MODELS, CLAUDE_MODELS, EMBEDDING_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
-from app.keys import create
+from app.access.keys import create
+from app.proxy.catalog import CHAT_MODELS, CLAUDE_MODELS, EMBEDDING_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from tests.helpers import GatewayFactory, GatewayProcess, SdkFactory
 
 

@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from app.fake_upstream import FakeUpstream
-from app.keys import create
+from app.access.keys import create
+from app.fakes.upstream import FakeUpstream
 from tests.helpers import CLIENT_KEY, UPSTREAM_TOKEN, GatewayFactory, GatewayProcess, SdkFactory, assert_no_secrets
 
 

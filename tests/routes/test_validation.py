@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.fake_upstream import FakeUpstream
+from app.fakes.upstream import FakeUpstream
 
 RESPONSES = {"model": "gpt-4.1", "input": "hi"}
 AICHAT = {"model": "gpt-4o", "question": "hi"}

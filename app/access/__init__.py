@@ -1,0 +1,1 @@
+"""Who may spend what: client keys, authentication, rate limits and budgets."""

@@ -1,0 +1,159 @@
+"""Per-key RPM and TPM limits, in-process by default, shared through Redis with `PROXY_REDIS_URL`.
+
+RPM: a moving 60-second window (the `limits` library; atomic Lua scripts on Redis), exact across processes.
+TPM: a counter per key and clock minute. Admission atomically adds the request's reservation (input estimate +
+its output cap) and is refused when the tokens counted before it already reach the limit; when the request ends
+the reservation is replaced by the upstream's reported usage. Because the add is atomic, a burst overshoots a
+TPM by at most the one request that crossed it, across every process and replica sharing the Redis.
+Token budgets (app/access/budgets.py) are counted the same way, in the same storage, over a UTC day or month.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+from app.access.budgets import BudgetHold, Budgets
+from app.access.keys import KeyEntry
+from app.context import RequestInfo
+from app.errors import BudgetExceeded, ProxyError, RateLimited, RateLimiterUnavailable
+from app.ledger import STORE_ERRORS, Ledger, charged
+from app.settings import Settings
+from app.types import Headers
+
+log = logging.getLogger("acedata_proxy.ratelimit")
+
+# the ledger's errors too: an in-process budget starts from the ledger
+STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError, TimeoutError, *STORE_ERRORS)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What an admitted request holds until it ends: its TPM and budget reservations, and its estimate
+    (input estimate, output cap), which the ledger counts when the upstream reports no usage."""
+
+    window_key: str | None = None
+    reservation: int = 0
+    estimate: tuple[int, int] = (0, 0)
+    budget: BudgetHold | None = None
+
+
+class RateLimiter:
+    def __init__(self, settings: Settings, ledger: Ledger):
+        self.settings = settings
+        self.storage: MemoryStorage | RedisStorage
+        if settings.redis_url:
+            self.storage = RedisStorage(
+                "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True,
+                socket_timeout=1.0, socket_connect_timeout=1.0,
+            )  # fmt: skip
+        else:
+            self.storage = MemoryStorage()
+        self.window = MovingWindowRateLimiter(self.storage)
+        self.budgets = Budgets(self.storage, ledger)
+
+    async def problem(self) -> str | None:
+        """For /readyz: why shared limit state is unusable, or None."""
+        if not self.settings.redis_url:
+            return None
+        try:
+            healthy = await self.storage.check()
+        except STORAGE_ERRORS:
+            healthy = False
+        return None if healthy else "redis (PROXY_REDIS_URL) is unreachable"
+
+    async def admit(self, key: KeyEntry | None, estimate: tuple[int, int], info: RequestInfo) -> Ticket:
+        """Count the request against the key's limits and budget, adding x-ratelimit-* to the response headers;
+        RateLimited (or BudgetExceeded) if over. `estimate`: the (input, output) tokens it may spend."""
+        if key is None or (key.rpm is None and key.tpm is None and key.budget_tokens is None):
+            return Ticket(estimate=estimate)
+        try:
+            return await self._admit(key, estimate, info)
+        except STORAGE_ERRORS as exc:
+            if self.settings.rate_limit_fail_open:
+                log.warning("rate limit state unreachable, admitting %s unchecked (fail-open): %s", key.name, exc)
+                return Ticket(estimate=estimate)
+            log.error("rate limit state unreachable, refusing %s (fail-closed): %s", key.name, exc)
+            raise RateLimiterUnavailable(
+                "The gateway cannot check this key's rate limits right now; retry shortly."
+            ) from None
+
+    async def _admit(self, key: KeyEntry, estimate: tuple[int, int], info: RequestInfo) -> Ticket:
+        ticket = Ticket(estimate=estimate)
+        headers = info.response_headers
+        if key.tpm is not None:
+            ticket = await self._reserve_tokens(key, key.tpm, sum(estimate), headers)
+            ticket.estimate = estimate
+        try:
+            if key.budget_tokens is not None:
+                ticket.budget = await self.budgets.reserve(key, key.budget_tokens, sum(estimate))
+            if key.rpm is not None:
+                await self._count_request(key, key.rpm, headers)
+        except ProxyError as exc:
+            if isinstance(exc, BudgetExceeded):
+                info.budget_remaining = 0
+            await self._give_back(ticket)
+            raise
+        return ticket
+
+    async def _count_request(self, key: KeyEntry, rpm: int, headers: Headers) -> None:
+        item = RateLimitItemPerMinute(rpm)
+        admitted = await self.window.hit(item, "rpm", key.name)
+        stats = await self.window.get_window_stats(item, "rpm", key.name)
+        headers += [
+            (b"x-ratelimit-limit-requests", b"%d" % rpm),
+            (b"x-ratelimit-remaining-requests", b"%d" % stats.remaining),
+        ]
+        if not admitted:
+            wait = max(1, math.ceil(stats.reset_time - time.time()))
+            raise RateLimited(
+                f"Key '{key.name}' is over its limit of {rpm} requests per minute.", headers={"retry-after": str(wait)}
+            )
+
+    async def _reserve_tokens(self, key: KeyEntry, tpm: int, reservation: int, headers: Headers) -> Ticket:
+        minute = int(time.time() // 60)
+        window_key = f"acedata-proxy/tpm/{key.name}/{minute}"
+        total = await self.storage.incr(window_key, 120, amount=reservation)
+        before = total - reservation
+        if before >= tpm:
+            await self.storage.incr(window_key, 120, amount=-reservation)
+            headers += [(b"x-ratelimit-limit-tokens", b"%d" % tpm), (b"x-ratelimit-remaining-tokens", b"0")]
+            wait = max(1, math.ceil((minute + 1) * 60 - time.time()))
+            raise RateLimited(
+                f"Key '{key.name}' is over its limit of {tpm} tokens per minute.", headers={"retry-after": str(wait)}
+            )
+        remaining = max(0, tpm - total)
+        headers += [(b"x-ratelimit-limit-tokens", b"%d" % tpm), (b"x-ratelimit-remaining-tokens", b"%d" % remaining)]
+        return Ticket(window_key, reservation)
+
+    async def settle(self, ticket: Ticket, info: RequestInfo) -> None:
+        """When the request ends. TPM: the reservation is replaced by the reported usage; with none, a success
+        keeps its estimate and a failure gives it back. Budget: replaced by what the ledger records for it."""
+        if ticket.window_key is None and ticket.budget is None:
+            return
+        reported = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
+        succeeded = 0 < info.status < 400 and info.upstream_error is None
+        try:
+            if ticket.window_key is not None:
+                used = reported if reported is not None else (ticket.reservation if succeeded else 0)
+                if used != ticket.reservation:
+                    await self.storage.incr(ticket.window_key, 120, amount=used - ticket.reservation)
+            if ticket.budget is not None:
+                spent = charged(info, ticket.estimate) or (0, 0)
+                info.budget_remaining = await self.budgets.settle(ticket.budget, spent[0] + spent[1])
+        except STORAGE_ERRORS as exc:
+            log.warning("could not settle token usage: %s", exc)
+
+    async def _give_back(self, ticket: Ticket) -> None:
+        """A request refused after some of its reservations were made returns them."""
+        if ticket.window_key is not None:
+            await self.storage.incr(ticket.window_key, 120, amount=-ticket.reservation)
+        if ticket.budget is not None:
+            await self.budgets.settle(ticket.budget, 0)

@@ -1,0 +1,1 @@
+"""The built-in fake AceData upstream (tests, demo, benchmarks) and the demo command."""

@@ -1,0 +1,305 @@
+"""A faithful fake of the AceData upstream (see shared/api/WIRE-FORMATS.md), for tests, the demo and benchmarks.
+
+It checks the bearer token, records what it received and sent, paces streams, and misbehaves on demand through
+`Behaviour` (error statuses, hangs, mid-stream cuts and stalls).
+(`tests/helpers/raw_faults.py` breaks HTTP itself, which ASGI cannot.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from app.fakes import answers
+from app.proxy.table import ROUTES
+from app.types import Headers, Receive, Scope, Send
+
+UPSTREAM_ERRORS = {
+    400: "bad_request", 401: "invalid_token", 403: "used_up", 404: "no_api", 413: "request_too_large",
+    429: "too_many_requests", 500: "api_error", 504: "timeout",
+}  # fmt: skip
+
+
+@dataclass
+class Behaviour:
+    deltas: int = 5  # stream pieces (text deltas) per answer
+    delay: float = 0.0  # seconds between stream chunks
+    headers_delay: float = 0.0  # seconds before the status line (a slow or hanging upstream)
+    status: int | None = None  # answer every request with this upstream error status
+    cut_after: int | None = None  # drop the connection after this many body chunks
+    stall_after: int | None = None  # go silent (forever) after this many body chunks
+    sse_style: Literal["events", "data-only"] = "events"  # Responses streams with or without `event:` lines
+    done_marker: bool = False  # end Responses streams with `data: [DONE]` too
+    crlf: bool = False  # end NDJSON lines with \r\n
+    pad: int = 0  # characters added to each text delta (big streams at little CPU cost, for memory tests)
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    sent: bytearray = field(default_factory=bytearray)
+    chunk_times: list[float] = field(default_factory=list)
+    finished: bool = False
+    closed_early: bool = False
+    query: bytes = b""
+    parameter: str = ""  # the path parameter (a response id)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.decode().lower() == name.lower():
+                return value.decode()
+        return None
+
+
+def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
+    """A fault for one request, named in its x-request-id (which the gateway forwards), so that concurrent load
+    can mix faults: `fake-status-500-...` answers 500, `fake-cut-3-...` drops the connection after 3 chunks."""
+    kind, _, rest = (request_id or "").removeprefix("fake-").partition("-")
+    number = rest.split("-", 1)[0]
+    if not (request_id or "").startswith("fake-") or not number.isdigit():
+        return behaviour
+    if kind == "status":
+        return dataclasses.replace(behaviour, status=int(number))
+    if kind == "cut":
+        return dataclasses.replace(behaviour, cut_after=int(number))
+    return behaviour
+
+
+Handler = Callable[[dict[str, Any], "Exchange", "_Sender"], Awaitable[None]]
+
+
+class FakeUpstream:
+    """The fake upstream as an ASGI app. Tests change `behaviour` and read `exchanges`; `open_requests` counts
+    the requests it is serving now (a request the gateway abandoned but never closed would stay counted)."""
+
+    def __init__(self, token: str = "upstream-test-token", behaviour: Behaviour | None = None):
+        self.token = token
+        self.behaviour = behaviour or Behaviour()
+        self.exchanges: list[Exchange] = []
+        self.record = True
+        self.open_requests = 0
+        self.stored: dict[str, dict[str, Any]] = {}  # background responses, by id, for retrieval
+        self.routes = self._routes()
+
+    def _routes(self) -> dict[tuple[str, str], Handler]:
+        """Each upstream route of the gateway's table, served; the table cannot name a route the fake lacks."""
+        handlers: dict[tuple[str, str], Handler] = {
+            ("POST", "/aichat/conversations"): self._aichat,
+            ("POST", "/openai/responses"): self._responses,
+            ("GET", "/openai/responses/{id}"): self._retrieve,
+            ("POST", "/openai/chat/completions"): self._chat,
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/openai/embeddings"): self._embeddings,
+            ("POST", "/openai/images/generations"): self._images,
+            ("GET", "/openai/models"): self._models,
+        }
+        served = {(spec.method, spec.upstream_path) for spec in ROUTES}
+        missing = served - handlers.keys()
+        if missing:
+            raise RuntimeError(f"the fake upstream does not serve {sorted(missing)}")
+        return handlers
+
+    def reset(self) -> None:
+        self.behaviour = Behaviour()
+        self.exchanges.clear()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        self.open_requests += 1
+        try:
+            await self._exchange(scope, receive, send)
+        finally:
+            self.open_requests -= 1
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await _read(receive)
+        exchange = Exchange(scope["method"], scope["path"], list(scope["headers"]), body)
+        exchange.query = scope.get("query_string", b"")
+        if self.record:
+            self.exchanges.append(exchange)
+        behaviour = _for_request(self.behaviour, exchange.header("x-request-id"))
+        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, behaviour)))
+        watcher = asyncio.create_task(_until_disconnect(receive))
+        await asyncio.wait((serving, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if serving.done():
+            watcher.cancel()
+            exchange.finished = serving.exception() is None
+            serving.result()  # a fault raised on purpose ends the connection uncleanly, as it should
+            return
+        exchange.closed_early = True  # the gateway closed the request before the answer was complete
+        serving.cancel()
+
+    async def _serve(self, scope: Scope, exchange: Exchange, out: _Sender) -> None:
+        behaviour = out.behaviour
+        if behaviour.headers_delay:
+            await asyncio.sleep(behaviour.headers_delay)
+        if exchange.header("authorization") != f"Bearer {self.token}":
+            await out.error(401, "The specified token is invalid or wrong.")
+            return
+        if behaviour.status is not None:
+            await out.error(behaviour.status, "The fake upstream was told to fail.")
+            return
+        path = scope["path"]
+        if path.startswith("/openai/responses/"):
+            path, exchange.parameter = "/openai/responses/{id}", path.rsplit("/", 1)[1]
+        route = self.routes.get((scope["method"], path))
+        if route is None:
+            await out.error(404, "The API does not exist.")
+            return
+        try:
+            request = orjson.loads(exchange.body) if exchange.body else {}
+        except orjson.JSONDecodeError:
+            await out.error(400, "The request body is not JSON.")
+            return
+        await route(request, exchange, out)
+
+    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        if body.get("background"):
+            final = answers.response(body, pieces)
+            self.stored[final["id"]] = {"body": body, "response": final}
+            await out.json(200, {**answers.response(body, pieces, status="queued"), "id": final["id"]})
+            return
+        if not body.get("stream"):
+            await out.json(200, answers.response(body, pieces))
+            return
+        await self._stream_events(body, pieces, out)
+
+    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: _Sender) -> None:
+        await out.start(200, b"text/event-stream; charset=utf-8")
+        for event in answers.responses_events(body, pieces):
+            data = orjson.dumps(event if self.behaviour.sse_style == "events" else {**event, "model": body["model"]})
+            prefix = b"event: " + event["type"].encode() + b"\n" if self.behaviour.sse_style == "events" else b""
+            await out.chunk(prefix + b"data: " + data + b"\n\n")
+        if self.behaviour.done_marker:
+            await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        stored = self.stored.get(exchange.parameter)
+        if stored is None:
+            await out.error(404, f"No response with id '{exchange.parameter}'.")
+        elif b"stream=true" in exchange.query:
+            await self._stream_events(stored["body"], answers.answer(self.behaviour.deltas), out)
+        else:
+            await out.json(200, stored["response"])
+
+    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        if not body.get("stream"):
+            await out.json(200, answers.chat_completion(body, pieces))
+            return
+        await out.start(200, b"text/event-stream; charset=utf-8")
+        for chunk in answers.chat_chunks(body, pieces):
+            await out.chunk(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        await out.json(200, answers.embeddings(body))
+
+    async def _images(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        await out.json(200, answers.images(body))
+
+    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        conversation = body.get("id") or str(uuid.uuid4())
+        accept = exchange.header("accept") or ""
+        if "application/x-ndjson" not in accept and "text/event-stream" not in accept:
+            await out.json(200, {"answer": "".join(pieces), "id": conversation})
+            return
+        sse = "text/event-stream" in accept
+        await out.start(200, b"text/event-stream" if sse else b"application/x-ndjson")
+        end = b"\r\n" if self.behaviour.crlf else b"\n"
+        so_far = ""
+        for piece in pieces:
+            so_far += piece
+            line = orjson.dumps({"answer": so_far, "delta_answer": piece, "id": conversation})
+            await out.chunk(b"data: " + line + b"\n\n" if sse else line + end)
+        if sse:
+            await out.chunk(b"data: [DONE]\n\n")
+        await out.end()
+
+    async def _models(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        model = {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "acedata"}
+        await out.json(200, {"object": "list", "data": [model]})
+
+
+class _Sender:
+    """Sends one answer, applying the behaviour's pacing and faults to its body chunks."""
+
+    def __init__(self, send: Send, exchange: Exchange, behaviour: Behaviour):
+        self.send = send
+        self.exchange = exchange
+        self.behaviour = behaviour
+        self.chunks = 0
+
+    async def start(self, status: int, content_type: bytes, extra: Headers | None = None) -> None:
+        headers = [
+            (b"content-type", content_type),
+            (b"x-request-id", b"upstream-" + uuid.uuid4().hex[:8].encode()),
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+
+    async def chunk(self, data: bytes) -> None:
+        behaviour = self.behaviour
+        if self.chunks and behaviour.delay:
+            await asyncio.sleep(behaviour.delay)
+        if behaviour.cut_after is not None and self.chunks >= behaviour.cut_after:
+            raise ConnectionResetError("fake upstream cut the stream on purpose")
+        if behaviour.stall_after is not None and self.chunks >= behaviour.stall_after:
+            await asyncio.sleep(3600)
+        self.chunks += 1
+        self.exchange.sent += data
+        self.exchange.chunk_times.append(time.monotonic())
+        await self.send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def json(self, status: int, payload: dict[str, Any]) -> None:
+        data = orjson.dumps(payload)
+        length = str(len(data)).encode()
+        await self.start(status, b"application/json", [(b"content-length", length)])
+        await self.chunk(data)
+        await self.end()
+
+    async def error(self, status: int, message: str) -> None:
+        code = UPSTREAM_ERRORS.get(status, "api_error")
+        await self.json(status, {"error": {"code": code, "message": message}, "trace_id": uuid.uuid4().hex})
+
+
+async def _read(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,1 @@
+"""Pure ASGI middleware around every request: observation, admission control, the shutdown cutoff."""

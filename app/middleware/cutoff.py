@@ -1,0 +1,79 @@
+"""What a request still running when the shutdown grace (PROXY_SHUTDOWN_GRACE) runs out gets.
+
+uvicorn cancels such requests. Left alone, one that has not answered yet would get uvicorn's plain-text 500 and
+a stream would be cut mid-body. Instead: no status sent yet, a 503 in the error envelope (SDKs retry it); a
+stream, a last error event in its own format, as for any failure after a stream began (DESIGN.md); a JSON body
+under way has no such format, so its connection is still aborted, never left looking complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.errors import NotReady, send_error
+from app.proxy.headers import header
+from app.proxy.streams import TAIL, StreamFormat, closing_event, stream_format
+from app.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("acedata_proxy.cutoff")
+
+CUT = NotReady("The gateway is shutting down and cut this request; retry it.")
+
+
+class _Progress:
+    """How far the response has gone: enough to end it properly."""
+
+    __slots__ = ("done", "fmt", "started", "tail")
+
+    def __init__(self) -> None:
+        self.started = self.done = False
+        self.fmt: StreamFormat = None
+        self.tail = b""
+
+    def see(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            chunk = message.get("body", b"")
+            if chunk:
+                self.tail = (self.tail + bytes(chunk[-TAIL:]))[-TAIL:]  # never copies a whole chunk
+            self.done = not message.get("more_body", False)
+        elif message["type"] == "http.response.start":
+            self.started = True
+            self.fmt = stream_format(bytes(header(message.get("headers", ()), b"content-type") or b""))
+
+    def last_event(self) -> bytes:
+        """The error event that ends the stream, after whatever closes a half-sent event or line."""
+        return closing_event(self.tail, self.fmt or "ndjson", CUT)
+
+
+class ShutdownCutoff:
+    """Ends the requests uvicorn cancels when the shutdown grace runs out, as the module docstring says."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        progress = _Progress()
+
+        async def tracked(message: Message) -> None:
+            progress.see(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            # uvicorn cancels only at the end of the grace; a client's disconnect is handled (and uncancelled)
+            # by the endpoint before it gets here
+            if progress.done or (progress.started and progress.fmt is None):
+                raise
+            log.warning("shutdown grace over: request cut (%s)", "stream ended" if progress.started else "503")
+            if progress.started:
+                await send({"type": "http.response.body", "body": progress.last_event(), "more_body": False})
+            else:
+                await send_error(send, CUT)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()

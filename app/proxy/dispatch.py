@@ -1,0 +1,71 @@
+"""Which endpoint a request goes to. The route table's paths (forwarded) and the models routes (answered here) are
+looked up by exact path, or by prefix and one checked path parameter: the hot path, no framework in the way.
+Everything else (health, metrics, docs, unknown paths) goes to the FastAPI app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from app.errors import MethodNotAllowed, send_error
+from app.proxy.table import PATH_PARAMETER
+from app.types import ASGIApp, Receive, Scope, Send
+
+
+class Route:
+    """A path (or a prefix and a path parameter) with an endpoint per method and its metrics label."""
+
+    __slots__ = ("endpoints", "name")
+
+    def __init__(self, name: str, endpoints: dict[str, ASGIApp]):
+        self.name = name
+        self.endpoints = endpoints
+
+
+class Dispatcher:
+    def __init__(self, routes: Iterable[tuple[str, str, str, ASGIApp]], fallback: ASGIApp, labels: dict[str, str]):
+        """`routes`: (path, method, label, endpoint); a path ending in "{id}" takes one path parameter.
+        `labels`: the metrics label of the fallback's own paths."""
+        self.exact: dict[str, Route] = {}
+        self.prefixed: dict[str, Route] = {}
+        for path, method, name, endpoint in routes:
+            table, key = (self.prefixed, path[:-4]) if path.endswith("{id}") else (self.exact, path)
+            table.setdefault(key, Route(name, {})).endpoints[method] = endpoint
+        self.fallback = fallback
+        self.labels = labels
+
+    def route(self, path: str) -> Route | None:
+        route = self.exact.get(path)
+        if route is None:
+            prefix, _, parameter = path.rpartition("/")
+            route = self.prefixed.get(prefix + "/")
+            if route is not None and not PATH_PARAMETER.fullmatch(parameter):
+                return None
+        return route
+
+    def label(self, path: str) -> str:
+        """The bounded `route` label of a path: its route's name, else `other` (clients cannot mint series)."""
+        route = self.route(path)
+        return route.name if route is not None else self.labels.get(path, "other")
+
+    def served(self) -> list[str]:
+        """Every "METHOD /path" this dispatcher serves itself, for the unknown-route message and the docs."""
+        return [
+            f"{method} {path}{'{id}' if table is self.prefixed else ''}"
+            for table in (self.exact, self.prefixed)
+            for path, route in table.items()
+            for method in route.endpoints
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.route(scope["path"])
+            if route is not None:
+                endpoint = route.endpoints.get(scope["method"])
+                if endpoint is not None:
+                    await endpoint(scope, receive, send)
+                    return
+                allowed = ", ".join(route.endpoints)
+                error = MethodNotAllowed(f"Use {allowed} on {scope['path'][:200]}.", headers={"allow": allowed})
+                await send_error(send, error)
+                return
+        await self.fallback(scope, receive, send)

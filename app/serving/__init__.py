@@ -1,0 +1,1 @@
+"""Running the gateway: uvicorn, the HTTP protocol, each worker's heap, the container health check."""

@@ -1,0 +1,80 @@
+"""ShutdownCutoff in-process: what a request cancelled by the end of the shutdown grace sends, by how far its
+response had gone. (Over real sockets, with SIGTERM: tests/test_resilience.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from app.middleware.cutoff import ShutdownCutoff
+from app.types import Message, Receive, Scope, Send
+
+SCOPE = {"type": "http", "method": "POST", "path": "/openai/responses", "headers": []}
+
+
+def app_that_hangs_after(messages: list[Message], hanging: asyncio.Event):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in messages:
+            await send(message)
+        hanging.set()
+        await asyncio.sleep(3600)
+
+    return app
+
+
+async def cut(messages: list[Message]) -> list[Message]:
+    """Run the app until it hangs, then cancel it as uvicorn does when the grace is over."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        await asyncio.sleep(3600)
+        return {}
+
+    hanging = asyncio.Event()
+    task = asyncio.create_task(ShutdownCutoff(app_that_hangs_after(messages, hanging))(SCOPE, receive, send))
+    await hanging.wait()
+    task.cancel()
+    await task  # ended, not cancelled: the guard answered
+    return sent[len(messages) :]
+
+
+def start(content_type: bytes) -> Message:
+    return {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
+
+
+def body(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+async def test_no_status_yet_gets_a_503_envelope():
+    start_message, body_message = await cut([])
+    assert start_message["status"] == 503
+    assert orjson.loads(body_message["body"])["error"]["code"] == "not_ready"
+
+
+@pytest.mark.parametrize(
+    ("sent", "prefix"),
+    [(b"event: a\ndata: {}\n\n", b""), (b"event: a\ndata: {", b"\n\n"), (b"", b"")],
+)
+async def test_sse_ends_with_an_error_event_of_its_own(sent: bytes, prefix: bytes):
+    [last] = await cut([start(b"text/event-stream; charset=utf-8"), body(sent)])
+    assert last["more_body"] is False
+    assert last["body"].startswith(prefix + b"event: error\ndata: ")
+    assert orjson.loads(last["body"].split(b"data: ", 1)[1])["error"]["code"] == "not_ready"
+
+
+@pytest.mark.parametrize(("sent", "prefix"), [(b'{"a": 1}\n', b""), (b'{"a": ', b"\n")])
+async def test_ndjson_ends_with_an_error_line(sent: bytes, prefix: bytes):
+    [last] = await cut([start(b"application/x-ndjson"), body(sent)])
+    assert last["body"].startswith(prefix + b'{"error":')
+    assert last["body"].endswith(b"}\n")
+
+
+async def test_json_body_under_way_is_aborted():
+    with pytest.raises(asyncio.CancelledError):
+        await cut([start(b"application/json"), body(b'{"id": ')])

@@ -1,0 +1,107 @@
+"""Reading token usage from bytes in passing: any chunking, JSON and streams, never fooled by model text."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.fakes.answers import chat_chunks, embeddings, responses_events
+from app.proxy.usage import CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields, UsageTap, _closing_brace
+
+
+def feed_all(*chunks: bytes, fields: UsageFields = RESPONSES_USAGE) -> UsageTap:
+    tap = UsageTap(fields)
+    for chunk in chunks:
+        tap.feed(chunk)
+    return tap
+
+
+def sse_stream(deltas: int = 3) -> bytes:
+    events = responses_events({"model": "gpt-4.1", "input": "one two three"}, ["a ", "b ", "c"][:deltas])
+    return b"".join(b"event: " + e["type"].encode() + b"\ndata: " + orjson.dumps(e) + b"\n\n" for e in events)
+
+
+def test_usage_from_a_whole_stream():
+    tap = feed_all(sse_stream())
+    assert (tap.input_tokens, tap.output_tokens) == (3, 3)
+
+
+def test_usage_survives_every_split_point():
+    stream = sse_stream()
+    start = stream.index(b'"usage":{')
+    for cut in range(start - 50, start + 260):
+        tap = feed_all(stream[:cut], stream[cut:])
+        assert (tap.input_tokens, tap.output_tokens) == (3, 3), cut
+
+
+def test_usage_split_into_tiny_chunks():
+    stream = sse_stream()
+    tap = feed_all(*(stream[i : i + 7] for i in range(0, len(stream), 7)))
+    assert (tap.input_tokens, tap.output_tokens) == (3, 3)
+
+
+def test_chat_style_usage():
+    chunk = b'data: {"object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":4,"total_tokens":15}}\n\ndata: [DONE]\n\n'  # noqa: E501
+    tap = feed_all(chunk, fields=CHAT_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (11, 4)
+    assert feed_all(chunk).input_tokens is None  # a Responses route does not read chat usage
+
+
+def test_json_body_usage():
+    body = orjson.dumps(
+        {"id": "r", "output": [], "usage": {"input_tokens": 8, "output_tokens": 10, "total_tokens": 18}}
+    )
+    assert (feed_all(body).input_tokens, feed_all(body).output_tokens) == (8, 10)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"answer": "the \\"usage\\": {\\"output_tokens\\": 99} trick", "id": "1"}',
+        b'{"usage": null, "max_output_tokens": 5}',
+        b'{"answer": "no usage here"}',
+    ],
+)
+def test_no_usage_is_no_usage(body: bytes):
+    tap = feed_all(body)
+    assert (tap.input_tokens, tap.output_tokens) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "start", "expected"),
+    [(b'x{"a":{"b":1},"c":{}}y', 1, 20), (b"{{}", 0, -1), (b"{}", 0, 1), (b'{"a":1}}}', 0, 6), (b"{", 0, -1)],
+)
+def test_closing_brace_skips_nested_objects(data: bytes, start: int, expected: int):
+    assert _closing_brace(data, start) == expected
+
+
+def test_chat_usage_from_a_stream_with_include_usage_split_anywhere():
+    body = {
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "one two"}],
+        "stream_options": {"include_usage": True},
+    }
+    stream = (
+        b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, ["a ", "b ", "c"]))
+        + b"data: [DONE]\n\n"
+    )
+    expected = orjson.loads(stream.split(b"data: ")[-2])["usage"]
+    for cut in range(0, len(stream), 7):
+        tap = feed_all(stream[:cut], stream[cut:], fields=CHAT_USAGE)
+        assert (tap.input_tokens, tap.output_tokens) == (expected["prompt_tokens"], expected["completion_tokens"])
+
+
+def test_chat_stream_without_usage_counts_nothing():
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    stream = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chat_chunks(body, ["a ", "b"]))
+    tap = feed_all(stream, fields=CHAT_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (None, None)
+
+
+def test_embeddings_usage_is_input_only():
+    tap = feed_all(
+        orjson.dumps(embeddings({"model": "text-embedding-3-small", "input": ["a b c", "d"]})), fields=EMBEDDINGS_USAGE
+    )
+    assert tap.input_tokens is not None
+    assert tap.input_tokens > 0
+    assert tap.output_tokens == 0
