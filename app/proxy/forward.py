@@ -26,7 +26,7 @@ from app.errors import (
 )
 from app.ledger import Ledger
 from app.proxy.catalog import ModelCatalog
-from app.proxy.headers import header, request_headers, response_headers, unrelayable
+from app.proxy.headers import FORWARDED_REQUEST_HEADERS, header, request_headers, response_headers, unrelayable
 from app.proxy.schemas import RequestBody, parse_body
 from app.proxy.streams import stream_format
 from app.proxy.table import RouteSpec
@@ -36,6 +36,8 @@ from app.settings import Settings
 from app.types import Receive, Scope, Send
 
 log = logging.getLogger("acedata_proxy.forward")
+
+NO_RETRY = {"x-should-retry": "false"}  # the SDKs' hint (OpenAI's and Anthropic's): a retry cannot succeed
 
 
 class ClientGone(Exception):
@@ -118,8 +120,10 @@ class ForwardEndpoint:
         self.keys = keys
         self.limiter = limiter
         self.ledger = ledger
-        self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
+        patterns = settings.anthropic_models if spec.anthropic_models else ()
+        self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model, patterns)
         self.path = spec.upstream_path.encode()
+        self.forwarded = FORWARDED_REQUEST_HEADERS | spec.headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
@@ -127,7 +131,7 @@ class ForwardEndpoint:
             body, target, ticket = await self._admit(scope, receive, info)
         except ProxyError as exc:
             info.rate_limited = isinstance(exc, RateLimited)
-            await send_error(send, exc)
+            await send_error(send, exc, info.envelope)
             return
         except ClientGone:
             info.client_disconnected = True
@@ -144,17 +148,19 @@ class ForwardEndpoint:
         self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
-            key = self.keys.authenticate(header(scope["headers"], b"authorization"))
+            key = self.keys.authenticate(scope["headers"])
             info.key_name = key.name
         body, parsed = b"", None
         if self.spec.schema is not None:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
         target = self._target(scope)
-        if key is not None and parsed is not None and key.models is not None and parsed.model not in key.models:
-            raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
+        if key is not None and parsed is not None and not key.allows(parsed.model):
+            raise ModelNotAllowed(
+                f"Key '{key.name}' may not use model '{parsed.model}'.", param="model", headers=NO_RETRY
+            )
         estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
-        return body, target, await self.limiter.admit(key, estimate, info)
+        return body, target, await self.limiter.admit(key, estimate, info, metered=self.spec.metered)
 
     def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
         if not _is_json(header(scope["headers"], b"content-type")):
@@ -166,10 +172,12 @@ class ForwardEndpoint:
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
-        if not self.spec.parameterized:
+        if not self.spec.query and not self.spec.parameterized:
             return self.path
-        parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
-        target = self.spec.upstream_path.replace("{id}", parameter)
+        target = self.spec.upstream_path
+        if self.spec.parameterized:
+            parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
+            target = target.replace("{id}", parameter)
         return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
 
     async def _forward(
@@ -194,14 +202,14 @@ class ForwardEndpoint:
     async def _exchange(
         self, scope: Scope, send: Send, target: bytes, body: bytes, info: RequestInfo, watch: _Watch
     ) -> None:
-        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id)
+        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id, self.forwarded)
         sent_at = time.perf_counter()
         try:
             response = await self.pool.client.request(self.spec.method, target, headers, body)
         except UpstreamFailure as exc:
             info.upstream_error = exc.kind
             log.warning("upstream request failed before the response: %s", exc.message)
-            await send_error(send, translate(exc))
+            await send_error(send, translate(exc), info.envelope)
             return
         info.upstream_ttfb = time.perf_counter() - sent_at
         try:
@@ -213,7 +221,7 @@ class ForwardEndpoint:
         if (problem := unrelayable(response.status, response.headers)) is not None:
             info.upstream_error = "protocol"
             log.warning("upstream answer refused: %s", problem)
-            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."))
+            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."), info.envelope)
             return
         fmt = stream_format(header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
@@ -223,7 +231,7 @@ class ForwardEndpoint:
         if response.status >= 400:
             info.upstream_error = "status"
         try:
-            last = await relay(response, send, fmt, tap)
+            last = await relay(response, send, fmt, tap, info.envelope)
         except StreamFailed as exc:
             info.upstream_error, last = exc.kind, exc.event
         except StreamBroken as exc:
