@@ -9,6 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from app.errors import Envelope
 from app.proxy.headers import header
 from app.proxy.usage import NO_TOKENS, Owner, TextMeter, Tokens
 from app.types import Scope
@@ -22,6 +23,7 @@ class RequestInfo:
     request_id: str
     started: float = field(default_factory=time.perf_counter)
     route: str = "other"
+    envelope: Envelope = "openai"  # the error envelope of the route (resolved with it, before anything can fail)
     model: str | None = None
     model_label: str = "other"  # bounded: a documented or configured model, else "other"
     key_name: str | None = None

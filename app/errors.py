@@ -1,4 +1,6 @@
-"""The gateway's one error tree and the one function that renders it as the OpenAI error envelope.
+"""The gateway's one error tree, and one function per envelope that renders it: OpenAI's (every route but the
+Anthropic Messages ones) and Anthropic's. Which envelope a request gets is its route's, resolved once when the
+request arrives (RequestInfo.envelope), so errors raised before the endpoint runs use it too.
 
 ProxyError
 ├── InvalidRequest          400 invalid_request        (`param` names the field)
@@ -20,13 +22,21 @@ ProxyError
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
+
+Envelope = Literal["openai", "anthropic"]
+
+# Anthropic's error types by status (its API's errors page); a status not listed is an `api_error`
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error",
+}  # fmt: skip
 
 
 class ProxyError(Exception):
@@ -43,8 +53,12 @@ class ProxyError(Exception):
     def envelope(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
 
-    def body(self) -> bytes:
-        return orjson.dumps(self.envelope())
+    def anthropic_envelope(self) -> dict[str, Any]:
+        kind = ANTHROPIC_TYPES.get(self.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message}}
+
+    def body(self, envelope: Envelope = "openai") -> bytes:
+        return orjson.dumps(self.anthropic_envelope() if envelope == "anthropic" else self.envelope())
 
 
 class InvalidRequest(ProxyError):
@@ -120,22 +134,26 @@ def from_http_exception(exc: HTTPException, request: Request) -> ProxyError:
     return ProxyError(str(exc.detail))
 
 
-async def send_error(send: Send, error: ProxyError) -> None:
-    """Render an error straight onto an ASGI connection (the forwarding endpoints' path)."""
+async def send_error(send: Send, error: ProxyError, envelope: Envelope) -> None:
+    """Render an error straight onto an ASGI connection (the forwarding endpoints' path), in the request's
+    envelope (RequestInfo.envelope)."""
     headers = [(b"content-type", b"application/json")]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": error.body()})
+    await send({"type": "http.response.body", "body": error.body(envelope)})
 
 
-def render(error: ProxyError) -> Response:
-    return Response(error.body(), error.status, error.headers, media_type="application/json")
+def render(error: ProxyError, envelope: Envelope = "openai") -> Response:
+    return Response(error.body(envelope), error.status, error.headers, media_type="application/json")
 
 
 async def handle(request: Request, exc: Exception) -> Response:
     """The single exception handler: every error the gateway produces leaves through here."""
+    from app.context import request_info  # app.context imports the proxy layer, which imports this module
+
+    envelope = request_info(request.scope).envelope
     if isinstance(exc, ProxyError):
-        return render(exc)
+        return render(exc, envelope)
     if isinstance(exc, HTTPException):
-        return render(from_http_exception(exc, request))
-    return render(ProxyError("Internal gateway error; see the gateway log for this request id."))
+        return render(from_http_exception(exc, request), envelope)
+    return render(ProxyError("Internal gateway error; see the gateway log for this request id."), envelope)

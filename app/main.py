@@ -60,14 +60,17 @@ def create_app(
     models = ModelsEndpoint(ROUTES, settings, keys)
     api = _service_api(settings, pool, keys, limiter, ledger, app_metrics, models.paths())
     forwarded = [
-        (path, spec.method, spec.name, ForwardEndpoint(spec, settings, pool, keys, limiter, ledger))
+        (path, spec.method, spec.name, spec.envelope, ForwardEndpoint(spec, settings, pool, keys, limiter, ledger))
         for spec in ROUTES
         for path in spec.paths
     ]
     dispatcher = Dispatcher(
-        [*forwarded, *((path, "GET", "models", models) for path in models.paths())], api, SERVICE_ROUTES
+        [*forwarded, *((path, "GET", "models", "openai", models) for path in models.paths())],
+        api,
+        {**SERVICE_ROUTES, "/": "root"},  # HEAD /: Claude Code's connectivity check
     )
-    api.state.served = [*dispatcher.served(), *(f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))]
+    service = (f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))
+    api.state.served = [*dispatcher.served(), *service, "HEAD /"]
     app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
     if settings.max_inflight is not None:  # unset: not even the count is paid for
         app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES))
@@ -76,7 +79,7 @@ def create_app(
             app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
         )  # fmt: skip
-    return ObserveMiddleware(app, app_metrics, dispatcher.label, access_log)
+    return ObserveMiddleware(app, app_metrics, dispatcher.resolve, access_log)
 
 
 def _service_api(

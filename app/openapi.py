@@ -9,6 +9,7 @@ Upstream bodies pass through unchanged, so their schemas name only the fields cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,6 +56,31 @@ SCHEMAS: dict[str, Any] = {
                 },
             }
         },
+    },
+    "AnthropicError": {
+        "description": "An error the gateway itself produces on the Anthropic Messages routes (Anthropic's shape).",
+        "type": "object",
+        "required": ["type", "error"],
+        "properties": {
+            "type": {"const": "error"},
+            "error": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "Message": {
+        "description": "An Anthropic Messages answer, as the upstream sent it.",
+        "type": "object",
+        "required": ["id", "type", "content"],
+        "properties": {"id": {"type": "string"}, "type": {"const": "message"}, "content": {"type": "array"}},
+    },
+    "MessageTokensCount": {
+        "description": "The input tokens a Messages request would use, as the upstream counted them.",
+        "type": "object",
+        "required": ["input_tokens"],
+        "properties": {"input_tokens": {"type": "integer"}},
     },
     "UpstreamError": {
         "description": "An error the upstream answered, passed through unchanged.",
@@ -168,8 +194,18 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
     model: dict[str, Any] = {"type": "string", "description": "A model this route accepts."}
     if not settings.allow_any_model:
         model["enum"] = sorted(catalog.known)
+    if spec.anthropic_models and settings.anthropic_models and not settings.allow_any_model:
+        patterns = ", ".join(settings.anthropic_models)
+        model["description"] = f"A listed Claude model, or any id matching {patterns} (PROXY_ANTHROPIC_MODELS)."
+        model = {"anyOf": [model, {"type": "string", "pattern": _glob_pattern(settings.anthropic_models)}]}
     schema["properties"]["model"] = model
     return schema
+
+
+def _glob_pattern(globs: Iterable[str]) -> str:
+    """Glob patterns (fnmatch's `*` and `?`) as one JSON Schema (ECMA-262) pattern."""
+    alternatives = (re.escape(glob).replace(r"\-", "-").replace(r"\*", ".*").replace(r"\?", ".") for glob in globs)
+    return "^(" + "|".join(alternatives) + ")$"
 
 
 def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
@@ -207,7 +243,11 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
         "headers": {"x-request-id": REQUEST_ID},
         "content": content,
     }
-    responses = {"200": ok} | {status: _json_response(*error) for status, error in _FORWARD_ERRORS.items()}
+    own = "AnthropicError" if spec.envelope == "anthropic" else "Error"
+    responses = {"200": ok} | {
+        status: _json_response(text, [own if name == "Error" else name for name in names])
+        for status, (text, names) in _FORWARD_ERRORS.items()
+    }
     operation: dict[str, Any] = {
         "operationId": spec.name + ("" if path == spec.paths[0] else "." + path.strip("/").split("/")[0]),
         "summary": spec.summary,

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("PROXY_LOG_FORMAT"))
     extra_models: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_EXTRA_MODELS"))
     allow_any_model: bool = Field(False, validation_alias=_env("PROXY_ALLOW_ANY_MODEL"))
+    # glob patterns of the model ids the Anthropic Messages routes accept beyond the catalog's Claude models
+    anthropic_models: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("claude-*",), validation_alias=_env("PROXY_ANTHROPIC_MODELS")
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias=_env("PROXY_CORS_ORIGINS"))
     allow_unauthenticated: bool = Field(False, validation_alias=_env("PROXY_ALLOW_UNAUTHENTICATED"))
     rate_limit_fail_open: bool = Field(False, validation_alias=_env("PROXY_RATE_LIMIT_FAIL_OPEN"))
@@ -94,7 +98,7 @@ class Settings(BaseSettings):
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("extra_models", "cors_origins", mode="before")
+    @field_validator("extra_models", "cors_origins", "anthropic_models", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 import pytest
 
+from app import errors
 from app.errors import RequestTooLarge, UpstreamTimeout
 from app.fakes.upstream import FakeUpstream
 from app.proxy.streams import error_event
@@ -75,3 +77,35 @@ def test_wrong_method_names_the_methods_allowed(client: httpx.Client, fake: Fake
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["error"]["message"] == "Use POST on /v1/chat/completions."
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (errors.InvalidRequest("bad"), "invalid_request_error"),
+        (errors.RequestTooLarge("big"), "invalid_request_error"),
+        (errors.InvalidApiKey("who"), "authentication_error"),
+        (errors.ModelNotAllowed("no"), "permission_error"),
+        (errors.NotFound("where"), "not_found_error"),
+        (errors.RateLimited("slow down"), "rate_limit_error"),
+        (errors.BudgetExceeded("spent"), "rate_limit_error"),
+        (errors.UpstreamUnavailable("down"), "api_error"),
+        (errors.Overloaded("busy"), "overloaded_error"),
+        (errors.NotReady("starting"), "overloaded_error"),
+        (errors.UpstreamTimeout("slow"), "api_error"),
+    ],
+)
+def test_anthropic_envelope_by_status(error: errors.ProxyError, kind: str):
+    """The error tree rendered in Anthropic's shape, so the anthropic SDKs raise their typed exceptions."""
+    assert orjson.loads(error.body("anthropic")) == {"type": "error", "error": {"type": kind, "message": error.message}}
+    event = error_event(error, "sse", "anthropic")
+    assert event == b"event: error\ndata: " + error.body("anthropic") + b"\n\n"
+
+
+async def test_unknown_path_under_messages_is_an_anthropic_404(app_client: httpx.AsyncClient, fake: FakeUpstream):
+    response = await app_client.post("/v1/messages/batches/x/cancel", json={})
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found_error"
+    wrong_method = await app_client.get("/v1/messages/count_tokens")
+    assert (wrong_method.status_code, wrong_method.json()["type"]) == (405, "error")
+    assert (await app_client.post("/v1/messagesx", json={})).json()["error"]["code"] == "not_found"  # not the family

@@ -9,6 +9,7 @@ import hmac
 import logging
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from app.access.keys import KeyEntry, KeysFileError, load
@@ -64,12 +65,15 @@ class KeyStore:
         """The entry of the key called `name`, if it is still in the file."""
         return next((entry for entry in self.entries if entry.name == name), None)
 
-    def authenticate(self, authorization: bytes | None) -> KeyEntry:
-        """The key entry for an `Authorization: Bearer sk-...` header, or InvalidApiKey."""
+    def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> KeyEntry:
+        """The key entry for the request's client key, or InvalidApiKey. The key comes as `Authorization: Bearer
+        sk-...` (OpenAI SDKs, Claude Code's ANTHROPIC_AUTH_TOKEN) or `x-api-key: sk-...` (Claude Code's
+        ANTHROPIC_API_KEY, the anthropic SDKs); a request carrying both is judged by its Authorization."""
         self._refresh()
-        if authorization is None or not authorization[:7].lower() == b"bearer ":
-            raise InvalidApiKey("Missing client key: send it as `Authorization: Bearer sk-...` (the SDK's api_key).")
-        presented = hashlib.sha256(authorization[7:].strip()).hexdigest()
+        presented_key = _presented(headers)
+        if presented_key is None:
+            raise InvalidApiKey("Missing client key: send it as `Authorization: Bearer sk-...` or `x-api-key: sk-...`.")
+        presented = hashlib.sha256(presented_key).hexdigest()
         match = None
         for entry in self.entries:  # every entry compared, in constant time: no early exit to time
             if hmac.compare_digest(presented, entry.sha256):
@@ -77,3 +81,14 @@ class KeyStore:
         if match is None:
             raise InvalidApiKey("Invalid client key.")
         return match
+
+
+def _presented(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The client key a request presents: the Bearer credential, else the x-api-key value."""
+    api_key = None
+    for name, value in headers:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            return value[7:].strip()
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.strip()
+    return api_key

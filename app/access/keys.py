@@ -12,6 +12,7 @@ import secrets
 import tempfile
 import tomllib
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import orjson
@@ -36,6 +37,12 @@ class KeyEntry:
     budget_tokens: int | None = None  # tokens per budget_period; None: no budget
     budget_period: str = "month"
     admin: bool = False  # may read GET /admin/usage
+
+    def allows(self, model: str) -> bool:
+        """Whether the allowlist admits `model`: a listed name, or a glob pattern it matches (`claude-*`)."""
+        if self.models is None or model in self.models:
+            return True
+        return any(fnmatchcase(model, pattern) for pattern in self.models)
 
 
 def digest(key: str) -> str:

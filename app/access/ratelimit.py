@@ -68,13 +68,14 @@ class RateLimiter:
             healthy = False
         return None if healthy else "redis (PROXY_REDIS_URL) is unreachable"
 
-    async def admit(self, key: KeyEntry | None, info: RequestInfo) -> Ticket:
+    async def admit(self, key: KeyEntry | None, info: RequestInfo, metered: bool = True) -> Ticket:
         """Count the request against the key's limits and budget, adding x-ratelimit-* to the response headers;
-        RateLimited (or BudgetExceeded) if over. `info.estimate`: the tokens it may spend."""
+        RateLimited (or BudgetExceeded) if over. `info.estimate`: the tokens it may spend. A request that is not
+        `metered` (a free route) counts against the RPM only."""
         if key is None or (key.rpm is None and key.tpm is None and key.budget_tokens is None):
             return Ticket()
         try:
-            return await self._admit(key, info.estimate.total, info)
+            return await self._admit(key, info.estimate.total, info, metered)
         except STORAGE_ERRORS as exc:
             if self.settings.rate_limit_fail_open:
                 log.warning("rate limit state unreachable, admitting %s unchecked (fail-open): %s", key.name, exc)
@@ -84,13 +85,13 @@ class RateLimiter:
                 "The gateway cannot check this key's rate limits right now; retry shortly."
             ) from None
 
-    async def _admit(self, key: KeyEntry, estimate: int, info: RequestInfo) -> Ticket:
+    async def _admit(self, key: KeyEntry, estimate: int, info: RequestInfo, metered: bool) -> Ticket:
         ticket = Ticket()
         headers = info.response_headers
-        if key.tpm is not None:
+        if key.tpm is not None and metered:
             ticket = await self._reserve_tokens(key, key.tpm, estimate, headers)
         try:
-            if key.budget_tokens is not None:
+            if key.budget_tokens is not None and metered:
                 ticket.budget = await self.budgets.reserve(key, key.budget_tokens, estimate)
             if key.rpm is not None:
                 await self._count_request(key, key.rpm, headers)

@@ -37,6 +37,9 @@ http://127.0.0.1:{fake_port} (no AceData token, no network). Try:
        -d '{{"model": "claude-sonnet-4-20250514", "messages": [{{"role": "user", "content": "hi"}}], "stream": true}}'
   curl -s http://{host}:{port}/v1/models
 
+  ANTHROPIC_BASE_URL=http://{host}:{port} ANTHROPIC_AUTH_TOKEN=demo CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \\
+       claude -p "hello"     (Claude Code; docs/claude-code.md)
+
   python -c "from openai import OpenAI; c = OpenAI(base_url='http://{host}:{port}/v1', api_key='x'); \\
 m = [{{'role': 'user', 'content': 'hi'}}]; \\
 print(c.chat.completions.create(model='gpt-4o', messages=m).choices[0].message.content)"

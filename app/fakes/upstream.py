@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from app.fakes import answers
+from app.fakes import answers, messages
 from app.proxy.table import ROUTES
 from app.types import Headers, Receive, Scope, Send
 
@@ -102,6 +102,8 @@ class FakeUpstream:
             ("POST", "/openai/embeddings"): self._embeddings,
             ("POST", "/openai/images/generations"): self._images,
             ("GET", "/openai/models"): self._models,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
         }
         served = {(spec.method, spec.upstream_path) for spec in ROUTES}
         missing = served - handlers.keys()
@@ -231,6 +233,19 @@ class FakeUpstream:
         if sse:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
+
+    async def _messages(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        if not body.get("stream"):
+            await out.json(200, messages.message(body, pieces))
+            return
+        await out.start(200, b"text/event-stream; charset=utf-8")
+        for name, data in messages.message_events(body, pieces):
+            await out.chunk(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+        await out.end()
+
+    async def _count_tokens(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+        await out.json(200, messages.count_tokens(body))
 
     async def _models(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
         model = {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "acedata"}

@@ -39,7 +39,7 @@ class AdmissionMiddleware:
             return
         if self.inflight >= self.limit:
             info.overloaded = True
-            await send_error(send, self.refusal)
+            await send_error(send, self.refusal, info.envelope)
             return
         self.inflight += 1
         try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from app.errors import NotReady, send_error
+from app.context import request_info
+from app.errors import Envelope, NotReady, send_error
 from app.proxy.headers import header
 from app.proxy.streams import TAIL, StreamFormat, closing_event, stream_format
 from app.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,9 +42,9 @@ class _Progress:
             self.started = True
             self.fmt = stream_format(bytes(header(message.get("headers", ()), b"content-type") or b""))
 
-    def last_event(self) -> bytes:
+    def last_event(self, envelope: Envelope) -> bytes:
         """The error event that ends the stream, after whatever closes a half-sent event or line."""
-        return closing_event(self.tail, self.fmt or "ndjson", CUT)
+        return closing_event(self.tail, self.fmt or "ndjson", CUT, envelope)
 
 
 class ShutdownCutoff:
@@ -70,10 +71,11 @@ class ShutdownCutoff:
             if progress.done or (progress.started and progress.fmt is None):
                 raise
             log.warning("shutdown grace over: request cut (%s)", "stream ended" if progress.started else "503")
+            envelope = request_info(scope).envelope
             if progress.started:
-                await send({"type": "http.response.body", "body": progress.last_event(), "more_body": False})
+                await send({"type": "http.response.body", "body": progress.last_event(envelope), "more_body": False})
             else:
-                await send_error(send, CUT)
+                await send_error(send, CUT, envelope)
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()

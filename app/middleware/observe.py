@@ -7,25 +7,33 @@ import time
 from collections.abc import Callable
 
 from app.context import SCOPE_KEY, RequestInfo, request_id_from
+from app.errors import Envelope
 from app.logs import AccessLog
 from app.metrics import Metrics
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, route_label: Callable[[str], str], access_log: AccessLog):
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        resolve: Callable[[str], tuple[str, Envelope]],
+        access_log: AccessLog,
+    ):
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        # a path's bounded label: its route's name, else "other", so clients cannot mint series
-        self.route_label = route_label
+        # a path's bounded label (its route's name, else "other", so clients cannot mint series) and the envelope
+        # of its errors, resolved once here so every error path, the middleware's own included, reads them
+        self.resolve = resolve
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         info = RequestInfo(request_id_from(scope["headers"]))
-        info.route = self.route_label(scope["path"])
+        info.route, info.envelope = self.resolve(scope["path"])
         scope[SCOPE_KEY] = info
         request_id = info.request_id.encode()
 

@@ -7,6 +7,7 @@ The upstream adds models faster than releases ship: `PROXY_EXTRA_MODELS` extends
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 
 AICHAT_MODELS = frozenset(
     {
@@ -219,13 +220,31 @@ IMAGE_MODELS = frozenset(
 class ModelCatalog:
     """Which model names a route accepts; also the bounded label set for metrics."""
 
-    def __init__(self, documented: Iterable[str], extra: Iterable[str] = (), allow_any: bool = False):
+    def __init__(
+        self,
+        documented: Iterable[str],
+        extra: Iterable[str] = (),
+        allow_any: bool = False,
+        patterns: Iterable[str] = (),
+    ):
+        """`patterns`: globs of further accepted names (PROXY_ANTHROPIC_MODELS: Claude Code sends model ids
+        before any catalog lists them)."""
         self.known = frozenset(documented) | frozenset(extra)
         self.allow_any = allow_any
+        self.patterns = tuple(patterns)
 
     def accepts(self, model: str) -> bool:
-        return self.allow_any or model in self.known
+        return self.allow_any or model in self.known or self.matching(model) is not None
+
+    def matching(self, model: str) -> str | None:
+        """The first pattern `model` matches, or None."""
+        return next((pattern for pattern in self.patterns if fnmatchcase(model, pattern)), None)
 
     def label(self, model: str | None) -> str:
-        """A metric label value: a known model's name, else `other`, so clients cannot mint series."""
-        return model if model is not None and model in self.known else "other"
+        """A metric label value: a known model's name, else the pattern it matched, else `other`, so clients
+        cannot mint series."""
+        if model is None:
+            return "other"
+        if model in self.known:
+            return model
+        return self.matching(model) or "other"

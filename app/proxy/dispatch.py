@@ -6,30 +6,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.errors import MethodNotAllowed, send_error
+from app.errors import Envelope, MethodNotAllowed, send_error
 from app.proxy.table import PATH_PARAMETER
 from app.types import ASGIApp, Receive, Scope, Send
 
 
 class Route:
-    """A path (or a prefix and a path parameter) with an endpoint per method and its metrics label."""
+    """A path (or a prefix and a path parameter) with an endpoint per method, its metrics label and the envelope
+    of its errors."""
 
-    __slots__ = ("endpoints", "name")
+    __slots__ = ("endpoints", "envelope", "name")
 
-    def __init__(self, name: str, endpoints: dict[str, ASGIApp]):
+    def __init__(self, name: str, envelope: Envelope, endpoints: dict[str, ASGIApp]):
         self.name = name
+        self.envelope = envelope
         self.endpoints = endpoints
 
 
 class Dispatcher:
-    def __init__(self, routes: Iterable[tuple[str, str, str, ASGIApp]], fallback: ASGIApp, labels: dict[str, str]):
-        """`routes`: (path, method, label, endpoint); a path ending in "{id}" takes one path parameter.
+    def __init__(
+        self,
+        routes: Iterable[tuple[str, str, str, Envelope, ASGIApp]],
+        fallback: ASGIApp,
+        labels: dict[str, str],
+    ):
+        """`routes`: (path, method, label, envelope, endpoint); a path ending in "{id}" takes one path parameter.
         `labels`: the metrics label of the fallback's own paths."""
         self.exact: dict[str, Route] = {}
         self.prefixed: dict[str, Route] = {}
-        for path, method, name, endpoint in routes:
+        # unknown paths under a route of another envelope get that envelope (a 404 under /v1/messages/...)
+        self.families: list[tuple[str, Envelope]] = []
+        for path, method, name, envelope, endpoint in routes:
             table, key = (self.prefixed, path[:-4]) if path.endswith("{id}") else (self.exact, path)
-            table.setdefault(key, Route(name, {})).endpoints[method] = endpoint
+            table.setdefault(key, Route(name, envelope, {})).endpoints[method] = endpoint
+            if envelope != "openai":
+                self.families.append((path.removesuffix("{id}").rstrip("/") + "/", envelope))
         self.fallback = fallback
         self.labels = labels
 
@@ -42,10 +53,14 @@ class Dispatcher:
                 return None
         return route
 
-    def label(self, path: str) -> str:
-        """The bounded `route` label of a path: its route's name, else `other` (clients cannot mint series)."""
+    def resolve(self, path: str) -> tuple[str, Envelope]:
+        """A path's bounded `route` label (its route's name, else `other`: clients cannot mint series) and the
+        envelope of the errors it gets."""
         route = self.route(path)
-        return route.name if route is not None else self.labels.get(path, "other")
+        if route is not None:
+            return route.name, route.envelope
+        envelope: Envelope = next((kind for prefix, kind in self.families if path.startswith(prefix)), "openai")
+        return self.labels.get(path, "other"), envelope
 
     def served(self) -> list[str]:
         """Every "METHOD /path" this dispatcher serves itself, for the unknown-route message and the docs."""
@@ -66,6 +81,6 @@ class Dispatcher:
                     return
                 allowed = ", ".join(route.endpoints)
                 error = MethodNotAllowed(f"Use {allowed} on {scope['path'][:200]}.", headers={"allow": allowed})
-                await send_error(send, error)
+                await send_error(send, error, route.envelope)
                 return
         await self.fallback(scope, receive, send)

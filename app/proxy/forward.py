@@ -28,7 +28,7 @@ from app.errors import (
 from app.ledger import Ledger, Owner
 from app.proxy.background import Background, IdTap
 from app.proxy.catalog import ModelCatalog
-from app.proxy.headers import header, request_headers, response_headers, unrelayable
+from app.proxy.headers import FORWARDED_REQUEST_HEADERS, header, request_headers, response_headers, unrelayable
 from app.proxy.schemas import RequestBody, parse_body
 from app.proxy.streams import StreamFormat, stream_format
 from app.proxy.table import RouteSpec
@@ -38,6 +38,8 @@ from app.settings import Settings
 from app.types import Receive, Scope, Send
 
 log = logging.getLogger("acedata_proxy.forward")
+
+NO_RETRY = {"x-should-retry": "false"}  # the SDKs' hint (OpenAI's and Anthropic's): a retry cannot succeed
 
 
 class ClientGone(Exception):
@@ -153,8 +155,10 @@ class ForwardEndpoint:
         self.keys = keys
         self.limiter = limiter
         self.ledger = ledger
-        self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
+        patterns = settings.anthropic_models if spec.anthropic_models else ()
+        self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model, patterns)
         self.path = spec.upstream_path.encode()
+        self.forwarded = FORWARDED_REQUEST_HEADERS | spec.headers
         self.background = Background(ledger, limiter, keys) if spec.background is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,7 +167,7 @@ class ForwardEndpoint:
             exchange = await self._admit(scope, receive, info)
         except ProxyError as exc:
             info.rate_limited = isinstance(exc, RateLimited)
-            await send_error(send, exc)
+            await send_error(send, exc, info.envelope)
             return
         except ClientGone:
             info.client_disconnected = True
@@ -181,18 +185,20 @@ class ForwardEndpoint:
         self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
-            key = self.keys.authenticate(header(scope["headers"], b"authorization"))
+            key = self.keys.authenticate(scope["headers"])
             info.key_name = key.name
         body, parsed = b"", None
         if self.spec.schema is not None:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
         exchange = _Exchange(body, self._target(scope))
-        if key is not None and parsed is not None and key.models is not None and parsed.model not in key.models:
-            raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
+        if key is not None and parsed is not None and not key.allows(parsed.model):
+            raise ModelNotAllowed(
+                f"Key '{key.name}' may not use model '{parsed.model}'.", param="model", headers=NO_RETRY
+            )
         await self._background(scope, key, parsed, exchange)
         info.estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
-        exchange.ticket = await self.limiter.admit(key, info)
+        exchange.ticket = await self.limiter.admit(key, info, metered=self.spec.metered)
         return exchange
 
     async def _background(
@@ -217,10 +223,12 @@ class ForwardEndpoint:
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
-        if not self.spec.parameterized:
+        if not self.spec.query and not self.spec.parameterized:
             return self.path
-        parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
-        target = self.spec.upstream_path.replace("{id}", parameter)
+        target = self.spec.upstream_path
+        if self.spec.parameterized:
+            parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
+            target = target.replace("{id}", parameter)
         return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
 
     async def _forward(
@@ -243,14 +251,14 @@ class ForwardEndpoint:
             watcher.cancel()
 
     async def _exchange(self, scope: Scope, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch) -> None:
-        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id)
+        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id, self.forwarded)
         sent_at = time.perf_counter()
         try:
             response = await self.pool.client.request(self.spec.method, exchange.target, headers, exchange.body)
         except UpstreamFailure as exc:
             info.upstream_error = exc.kind
             log.warning("upstream request failed before the response: %s", exc.message)
-            await send_error(send, translate(exc))
+            await send_error(send, translate(exc), info.envelope)
             return
         info.upstream_ttfb = time.perf_counter() - sent_at
         try:
@@ -264,14 +272,14 @@ class ForwardEndpoint:
         if (problem := unrelayable(response.status, response.headers)) is not None:
             info.upstream_error = "protocol"
             log.warning("upstream answer refused: %s", problem)
-            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."))
+            await send_error(send, UpstreamUnavailable(problem[0].upper() + problem[1:] + "."), info.envelope)
             return
         fmt = stream_format(header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
         await send({**start, "headers": response_headers(response.headers, fmt, response.status)})
         readers = self._readers(response.status, fmt, exchange, info)
         try:
-            last = await relay(response, send, fmt, readers)
+            last = await relay(response, send, fmt, readers, info.envelope)
         except StreamFailed as exc:
             info.upstream_error, last = exc.kind, exc.event
         except StreamBroken as exc:

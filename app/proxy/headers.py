@@ -40,13 +40,18 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return None
 
 
-def request_headers(client_headers: Iterable[tuple[bytes, bytes]], authorization: bytes, request_id: str) -> Headers:
-    """Headers for the upstream request: the allowed client headers (with defaults for the ones the client did
-    not send), our credentials and the request id. `identity`: bytes pass through unchanged, and usage is
-    readable."""
+def request_headers(
+    client_headers: Iterable[tuple[bytes, bytes]],
+    authorization: bytes,
+    request_id: str,
+    forwarded: frozenset[bytes] = FORWARDED_REQUEST_HEADERS,
+) -> Headers:
+    """Headers for the upstream request: the client headers named in `forwarded` (with defaults for the ones the
+    client did not send), our credentials and the request id. `identity`: bytes pass through unchanged, and
+    usage is readable."""
     headers: dict[bytes, bytes] = {}
     for name, value in client_headers:  # the first of repeated headers: the one the gateway checked
-        if name in FORWARDED_REQUEST_HEADERS:
+        if name in forwarded:
             headers.setdefault(name, value)
     return [
         *(DEFAULT_REQUEST_HEADERS | headers).items(),

@@ -85,6 +85,22 @@ class ImageGenerate(RequestBody):
     style: Literal["vivid", "natural"] | None = None
 
 
+class MessagesCountTokens(RequestBody):
+    """Anthropic's Messages request as count_tokens takes it; Claude Code's many other fields pass untouched."""
+
+    messages: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    system: str | list[Any] | None = None
+    tools: list[Any] | None = None
+
+
+class MessagesCreate(MessagesCountTokens):
+    max_tokens: TokenCount
+    stream: bool | None = None
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    stop_sequences: list[str] | None = None
+
+
 # Unions report one error per branch; one sentence reads better than pydantic's two.
 _FIELD_HINTS = {
     "input": "must be a string or a list of at least one item",

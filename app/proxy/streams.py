@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.errors import ProxyError
+from app.errors import Envelope, ProxyError
 
 StreamFormat = Literal["sse", "ndjson"] | None
 
@@ -37,13 +37,14 @@ def separator(tail: bytes, fmt: StreamFormat) -> bytes:
     return b"" if tail.endswith(b"\n") or not tail else b"\n"
 
 
-def error_event(error: ProxyError, fmt: StreamFormat) -> bytes:
-    """The error as one event: SSE `event: error` with the envelope as data, or one NDJSON line."""
+def error_event(error: ProxyError, fmt: StreamFormat, envelope: Envelope = "openai") -> bytes:
+    """The error as one event: SSE `event: error` with the envelope as data (Anthropic's own mid-stream error
+    event when the envelope is Anthropic's), or one NDJSON line."""
     if fmt == "sse":
-        return b"event: error\ndata: " + error.body() + b"\n\n"
-    return error.body() + b"\n"
+        return b"event: error\ndata: " + error.body(envelope) + b"\n\n"
+    return error.body(envelope) + b"\n"
 
 
-def closing_event(tail: bytes, fmt: StreamFormat, error: ProxyError) -> bytes:
+def closing_event(tail: bytes, fmt: StreamFormat, error: ProxyError, envelope: Envelope = "openai") -> bytes:
     """What ends a stream cut by `error`: the separator its last bytes need, then the error event."""
-    return separator(tail[-TAIL:], fmt) + error_event(error, fmt)
+    return separator(tail[-TAIL:], fmt) + error_event(error, fmt, envelope)

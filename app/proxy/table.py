@@ -11,8 +11,17 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from app.errors import Envelope
 from app.proxy import catalog, schemas
-from app.proxy.usage import BYTES_PER_TOKEN, CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, Tokens, UsageFields
+from app.proxy.usage import (
+    BYTES_PER_TOKEN,
+    CHAT_USAGE,
+    EMBEDDINGS_USAGE,
+    MESSAGES_USAGE,
+    RESPONSES_USAGE,
+    Tokens,
+    UsageFields,
+)
 
 Format = Literal["json", "sse", "ndjson"]
 
@@ -54,13 +63,18 @@ class RouteSpec:
     background: Literal["create", "retrieve"] | None = None
     query: frozenset[str] = frozenset()  # query parameters passed upstream (others are refused)
     example: dict[str, Any] | None = None  # a body that works: /docs fills it in, the fuzzer always tries it
+    envelope: Envelope = "openai"  # the shape of the errors the gateway itself produces on the route
+    headers: frozenset[bytes] = frozenset()  # client headers forwarded beyond the ones every route forwards
+    metered: bool = True  # False: never charged, never held by TPM or budgets (RPM still applies)
+    anthropic_models: bool = False  # also accepts any model matching PROXY_ANTHROPIC_MODELS
 
     def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> Tokens:
         """The tokens a request may spend, reserved at admission (TPM, budgets) and charged when the upstream
         reports none: the body's size in tokens, and its output cap (the first one the body sets, else the
         route's default, else `default_output`; at most MAX_OUTPUT_TOKENS) for each choice it asks for (`n`).
-        A route without a body, or one that produces no output (embeddings), reserves none."""
-        if parsed is None:
+        A route without a body, or one that produces no output (embeddings), reserves none; nor does one that is
+        not metered."""
+        if parsed is None or not self.metered:
             return Tokens()
         return Tokens(max(1, len(body) // BYTES_PER_TOKEN), self._output(parsed, default_output) * _choices(parsed))
 
@@ -193,6 +207,48 @@ IMAGES = RouteSpec(
     example={"model": "gpt-image-1", "prompt": "A lighthouse at dawn", "size": "1024x1024"},
 )
 
+# Anthropic's Messages API, which AceData serves natively: Claude Code and the anthropic SDKs call it
+ANTHROPIC_HEADERS = frozenset({b"anthropic-version", b"anthropic-beta", b"x-claude-code-session-id"})
+
+MESSAGES = RouteSpec(
+    name="anthropic.messages",
+    paths=("/v1/messages",),
+    upstream_path="/v1/messages",
+    summary="Anthropic Messages API (`stream: true` streams SSE events); Claude Code and the anthropic SDKs",
+    schema=schemas.MessagesCreate,
+    models=catalog.CLAUDE_MODELS,
+    formats=("json", "sse"),
+    answer="Message",
+    usage=MESSAGES_USAGE,
+    output_cap=("max_tokens",),
+    text=("text", "partial_json", "thinking"),  # text_delta, tool use's input_json_delta, thinking_delta
+    query=frozenset({"beta"}),  # Claude Code always adds ?beta=true
+    example={
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": "Say hello"}],
+        "stream": True,
+    },
+    envelope="anthropic",
+    headers=ANTHROPIC_HEADERS,
+    anthropic_models=True,
+)
+
+COUNT_TOKENS = replace(
+    MESSAGES,
+    name="anthropic.messages.count_tokens",
+    paths=("/v1/messages/count_tokens",),
+    upstream_path="/v1/messages/count_tokens",
+    summary="Anthropic token counting for a Messages request (free: never charged or held by TPM and budgets)",
+    schema=schemas.MessagesCountTokens,
+    formats=("json",),
+    answer="MessageTokensCount",
+    usage=None,  # its `input_tokens` is a count, not usage
+    text=(),
+    example={"model": "claude-sonnet-4-5-20250929", "messages": [{"role": "user", "content": "Say hello"}]},
+    metered=False,
+)
+
 ROUTES: tuple[RouteSpec, ...] = (
     CONVERSATIONS,
     RESPONSES,
@@ -201,4 +257,6 @@ ROUTES: tuple[RouteSpec, ...] = (
     V1_CHAT_COMPLETIONS,
     EMBEDDINGS,
     IMAGES,
+    MESSAGES,
+    COUNT_TOKENS,
 )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from app.clients import ClientOptions, UpstreamClient, UpstreamFailure, UpstreamResponse
 from app.clients.http1 import Http1Client
-from app.errors import NotReady, ProxyError, UpstreamNotConfigured, UpstreamTimeout, UpstreamUnavailable
+from app.errors import Envelope, NotReady, ProxyError, UpstreamNotConfigured, UpstreamTimeout, UpstreamUnavailable
 from app.proxy.streams import StreamFormat, closing_event
 from app.proxy.usage import Tap
 from app.settings import Settings
@@ -60,7 +60,9 @@ class StreamFailed(Exception):
         self.event = event
 
 
-async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: Tap | None) -> bytes:
+async def relay(
+    response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: Tap | None, envelope: Envelope = "openai"
+) -> bytes:
     """Send each upstream chunk on as it arrives, then let `tap` look at it. Returns the body's last piece, for
     the caller to send with `more_body: False` once it has marked the exchange finished: the final chunk (so a
     one-chunk JSON answer costs one write), or the error event that ends a stream the upstream broke
@@ -80,7 +82,7 @@ async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: 
         log.warning("upstream failed mid-body: %s", exc.message)
         if fmt is None:
             raise StreamBroken(exc.kind) from exc
-        raise StreamFailed(exc.kind, closing_event(tail, fmt, translate(exc))) from exc
+        raise StreamFailed(exc.kind, closing_event(tail, fmt, translate(exc), envelope)) from exc
     return b""
 
 

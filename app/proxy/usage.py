@@ -5,6 +5,8 @@ upstream's bytes as they pass through, JSON bodies and streams alike.
 Nothing is buffered or parsed on the way: each chunk is searched for a key that only a usage object carries
 (the route's `UsageFields.marker`, e.g. `"completion_tokens"`; quotes inside JSON strings are escaped, so model
 text cannot forge it). Only around a hit is a small slice kept and parsed: the usage object, never the event.
+Every usage object seen counts, in order: a later one replaces what it reports (an Anthropic stream reports its
+input in `message_start` and its final output in the last `message_delta`).
 Where an answer reports no usage (aichat never does; OpenAI chat streams only with `include_usage`; a stream cut
 before its usage), `TextMeter` measures the generated text relayed, so such an answer is charged at least what
 it produced.
@@ -88,11 +90,17 @@ class UsageFields:
     marker: bytes
     input: str
     output: str | None  # None: the route reports input tokens only (embeddings); output counts as 0
+    input_extra: tuple[str, ...] = ()  # counts added to `input` when present (Anthropic's cache tokens)
+    partial: bool = False  # a usage object may carry either count alone; each is taken where it appears
 
 
 RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens")  # images (gpt-image-1) too
 CHAT_USAGE = UsageFields(b'"completion_tokens"', "prompt_tokens", "completion_tokens")
 EMBEDDINGS_USAGE = UsageFields(b'"prompt_tokens"', "prompt_tokens", None)
+MESSAGES_USAGE = UsageFields(
+    b'"output_tokens"', "input_tokens", "output_tokens",
+    input_extra=("cache_creation_input_tokens", "cache_read_input_tokens"), partial=True,
+)  # fmt: skip
 
 
 def _closing_brace(data: bytes, start: int) -> int:
@@ -132,21 +140,24 @@ class UsageTap:
         self._tail = chunk[-TAIL:] if len(chunk) >= TAIL else (self._tail + chunk)[-TAIL:]
 
     def _finish(self) -> None:
+        """Read every complete usage object in the bytes kept; keep from the key of one still incomplete. An
+        object kept from the previous chunk's tail may be read twice: harmless, as the later reading wins."""
         data = self._open
         assert data is not None
-        marker = data.rfind(self.fields.marker)
-        key = data.rfind(b'"usage"', 0, marker)
-        opening = data.find(b"{", key) if key >= 0 else -1
-        if opening < 0 or opening > marker:
-            self._open = None  # not a usage object we can place; count nothing rather than guess
-            return
-        closing = _closing_brace(data, opening)
-        if closing < 0:
-            if len(data) > GIVE_UP:
-                self._open = None
-            return
-        self._open = None
-        self._read(data[opening : closing + 1])
+        self._open, start = None, 0
+        while (marker := data.find(self.fields.marker, start)) >= 0:
+            key = data.rfind(b'"usage"', 0, marker)
+            opening = data.find(b"{", key) if key >= 0 else -1
+            if opening < 0 or opening > marker:
+                start = marker + 1  # not a usage object we can place; count nothing rather than guess
+                continue
+            closing = _closing_brace(data, opening)
+            if closing < 0:
+                if len(data) - key <= GIVE_UP:
+                    self._open = data[key:]
+                return
+            self._read(data[opening : closing + 1])
+            start = closing + 1
 
     def _read(self, raw: bytes) -> None:
         try:
@@ -155,9 +166,17 @@ class UsageTap:
             return
         if not isinstance(usage, dict):
             return
-        inputs = usage.get(self.fields.input)
-        outputs = usage.get(self.fields.output) if self.fields.output is not None else 0
-        if isinstance(inputs, int) and isinstance(outputs, int):
+        fields = self.fields
+        inputs = usage.get(fields.input)
+        outputs = usage.get(fields.output) if fields.output is not None else 0
+        if isinstance(inputs, int):
+            inputs += sum(count for name in fields.input_extra if isinstance(count := usage.get(name), int))
+        if fields.partial:
+            if isinstance(inputs, int):
+                self.input_tokens = inputs
+            if isinstance(outputs, int):
+                self.output_tokens = outputs
+        elif isinstance(inputs, int) and isinstance(outputs, int):
             self.input_tokens, self.output_tokens = inputs, outputs
 
 

@@ -23,7 +23,7 @@ async def usage(request: Request, key: str | None = None, since: str | None = No
     keys: KeyStore | None = request.app.state.keys
     if keys is None:
         raise AdminRequired("GET /admin/usage needs PROXY_KEYS_FILE with a key marked `admin = true`.")
-    caller = keys.authenticate(request.headers.get("authorization", "").encode() or None)
+    caller = keys.authenticate(request.headers.raw)
     if not caller.admin:
         raise AdminRequired(f"Key '{caller.name}' is not an admin key (`admin = true` in the keys file).")
     try:

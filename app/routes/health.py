@@ -4,9 +4,15 @@ ledger's storage are usable; the answer also says where the ledger is kept)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 router = APIRouter(tags=["health"])
+
+
+@router.head("/", include_in_schema=False)
+async def root() -> Response:
+    """The connectivity check Claude Code makes before its first request."""
+    return Response(status_code=200)
 
 
 @router.get("/healthz")

@@ -1,17 +1,50 @@
-"""The keys file is watched while the gateway serves: a broken edit is logged when it happens."""
+"""KeyStore.authenticate: the client key as `Authorization: Bearer` or `x-api-key`, and glob allowlists."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from app.access import keys
-from tests.helpers import GatewayFactory, wait_for
+from app.access.auth import KeyStore
+from app.access.keys import KeyEntry
+from app.errors import InvalidApiKey
 
 
-def test_a_broken_edit_is_logged_without_any_request(make_gateway: GatewayFactory, tmp_path: Path):
-    keys_file = tmp_path / "keys.toml"
-    keys.create(keys_file, "alice")
-    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
-    keys_file.write_text("[[keys]\n")  # no request follows: only the watcher can notice
-    wait_for(lambda: "keys file not reloaded, previous keys stay in force" in gateway.log(), timeout=10,
-             what="the broken edit logged")  # fmt: skip
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[KeyStore, str, str]:
+    path = tmp_path / "keys.toml"
+    first, second = keys.create(path, "first"), keys.create(path, "second")
+    return KeyStore(path), first, second
+
+
+def test_bearer_or_x_api_key(store: tuple[KeyStore, str, str]):
+    keystore, first, second = store
+    assert keystore.authenticate([(b"authorization", b"Bearer " + first.encode())]).name == "first"
+    assert keystore.authenticate([(b"authorization", b"bearer  " + first.encode())]).name == "first"
+    assert keystore.authenticate([(b"x-api-key", second.encode())]).name == "second"
+    both = [(b"x-api-key", second.encode()), (b"authorization", b"Bearer " + first.encode())]
+    assert keystore.authenticate(both).name == "first"  # Authorization decides when both are sent
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([], "Missing client key"),
+        ([(b"authorization", b"Basic abc")], "Missing client key"),
+        ([(b"x-api-key", b"sk-wrong")], "Invalid client key."),
+        ([(b"authorization", b"Bearer sk-wrong")], "Invalid client key."),
+    ],
+)
+def test_refused(store: tuple[KeyStore, str, str], headers: list[tuple[bytes, bytes]], message: str):
+    with pytest.raises(InvalidApiKey, match=message):
+        store[0].authenticate(headers)
+
+
+def test_allowlist_entries_may_be_globs():
+    entry = KeyEntry("k", "0" * 64, models=frozenset({"claude-*", "gpt-4o", "o?-mini"}))
+    assert [entry.allows(m) for m in ("claude-opus-5-5", "gpt-4o", "o3-mini", "gpt-4o-mini", "Claude-x")] == [
+        True, True, True, False, False,
+    ]  # fmt: skip
+    assert KeyEntry("open", "0" * 64).allows("anything")

@@ -1,6 +1,6 @@
-"""The `openai` npm package on Node.js against the shared keyed gateway: js/compat.mjs makes every call on both
-base URLs and prints what it got; this test checks it. The package is pinned in js/package-lock.json and installed
-by js/install (once; later runs need no network)."""
+"""The `openai` npm package on Node.js against the shared keyed gateway, and `@anthropic-ai/sdk` on its Messages
+routes: js/compat.mjs makes every call (openai's on both base URLs) and prints what it got; this test checks it. The
+packages are pinned in js/package-lock.json and installed by js/install (once; later runs need no network)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def results(node: str, keyed_gateway: KeyedGateway, fake_app: FakeUpstream) -> d
     """What the script printed, and under "upstream" the (method, path, body) of each request the fake got."""
     fake_app.reset()
     done = subprocess.run(
-        [node, JS_DIR / "compat.mjs", keyed_gateway.url, keyed_gateway.key("app")],
+        [node, JS_DIR / "compat.mjs", keyed_gateway.url, keyed_gateway.key("app"), keyed_gateway.key("narrow")],
         capture_output=True,
         text=True,
         timeout=120,
@@ -70,10 +70,30 @@ def test_openai_node_typed_errors(results: dict[str, Any], prefix: str, fake: Fa
 
 def test_openai_node_requests_reach_the_right_upstream_routes(results: dict[str, Any]):
     paths = {path for _, path, _ in results["upstream"]}
-    assert paths == {"/openai/responses", "/v1/chat/completions", "/openai/chat/completions", "/openai/embeddings"}
+    assert paths == {
+        "/openai/responses", "/v1/chat/completions", "/openai/chat/completions", "/openai/embeddings",
+        "/v1/messages", "/v1/messages/count_tokens",
+    }  # fmt: skip
     embeddings = [body for _, path, body in results["upstream"] if path == "/openai/embeddings"]
     assert [body["encoding_format"] for body in embeddings] == ["base64", "base64"]  # the package's default
     chats = [body for _, path, body in results["upstream"] if path.endswith("/chat/completions")]
     streamed = [body for body in chats if body.get("stream")]
     assert len(streamed) == 2
     assert all(body["stream_options"] == {"include_usage": True} for body in streamed)
+
+
+def test_anthropic_node_calls_through_the_gateway(results: dict[str, Any]):
+    got = results["anthropic"]
+    text = "Hello! This answer streams from"
+    assert got["create"]["text"] == text
+    assert (got["create"]["usage"]["input_tokens"], got["create"]["usage"]["output_tokens"]) == (4, 5)
+    assert got["stream"] == {"first": "message_start", "last": "message_stop", "deltas": text}
+    assert got["helper"] == {"text": text, "output_tokens": 5}
+    assert got["count_tokens"] == 4
+    assert "claude-sonnet-4-5-20250929" in got["models"]
+    for status, kind, error_type in [
+        (400, "BadRequestError", "invalid_request_error"),
+        (401, "AuthenticationError", "authentication_error"),
+        (403, "PermissionDeniedError", "permission_error"),
+    ]:
+        assert got[f"error_{status}"] == {"class": kind, "status": status, "type": error_type}

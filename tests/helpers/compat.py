@@ -27,12 +27,14 @@ class KeyedGateway:
 
 
 # name -> limits: "app" may do everything (and carries an RPM, so its answers have x-ratelimit-* headers),
-# "narrow" has an allowlist, each "rpm1-*" admits one request a minute (one per test that spends it).
+# "narrow" has an allowlist (no Claude model), each "rpm1-*" admits one request a minute (one per test that spends it).
 KEYS: dict[str, dict[str, Any]] = {
     "app": {"rpm": 100_000},
     "narrow": {"models": ["gpt-4o-mini"]},
     "rpm1-sync": {"rpm": 1},
     "rpm1-async": {"rpm": 1},
+    "rpm1-anthropic-sync": {"rpm": 1},
+    "rpm1-anthropic-async": {"rpm": 1},
 }
 
 

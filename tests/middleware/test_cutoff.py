@@ -8,6 +8,7 @@ import asyncio
 import orjson
 import pytest
 
+from app.context import SCOPE_KEY, RequestInfo
 from app.middleware.cutoff import ShutdownCutoff
 from app.types import Message, Receive, Scope, Send
 
@@ -24,7 +25,7 @@ def app_that_hangs_after(messages: list[Message], hanging: asyncio.Event):
     return app
 
 
-async def cut(messages: list[Message]) -> list[Message]:
+async def cut(messages: list[Message], scope: Scope = SCOPE) -> list[Message]:
     """Run the app until it hangs, then cancel it as uvicorn does when the grace is over."""
     sent: list[Message] = []
 
@@ -36,7 +37,7 @@ async def cut(messages: list[Message]) -> list[Message]:
         return {}
 
     hanging = asyncio.Event()
-    task = asyncio.create_task(ShutdownCutoff(app_that_hangs_after(messages, hanging))(SCOPE, receive, send))
+    task = asyncio.create_task(ShutdownCutoff(app_that_hangs_after(messages, hanging))(scope, receive, send))
     await hanging.wait()
     task.cancel()
     await task  # ended, not cancelled: the guard answered
@@ -78,3 +79,14 @@ async def test_ndjson_ends_with_an_error_line(sent: bytes, prefix: bytes):
 async def test_json_body_under_way_is_aborted():
     with pytest.raises(asyncio.CancelledError):
         await cut([start(b"application/json"), body(b'{"id": ')])
+
+
+async def test_anthropic_route_gets_its_own_envelope_and_error_event():
+    """The envelope resolved with the route (RequestInfo.envelope), before and after the stream began."""
+    info = RequestInfo("test")
+    info.envelope = "anthropic"
+    scope = {**SCOPE, "path": "/v1/messages", SCOPE_KEY: info}
+    _, refused = await cut([], scope)
+    assert orjson.loads(refused["body"])["error"]["type"] == "overloaded_error"
+    [last] = await cut([start(b"text/event-stream"), body(b"event: ping\ndata: {}\n\n")], scope)
+    assert last["body"].startswith(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"')

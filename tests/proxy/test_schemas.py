@@ -136,3 +136,12 @@ def test_each_route_checks_its_documented_ranges(schema: type[RequestBody], body
 )
 def test_valid_bodies_pass(schema: type[RequestBody], body: bytes):
     assert parse_body(schema, body, ModelCatalog((), allow_any=True)).model
+
+
+def test_model_patterns_are_accepted_and_labelled_by_pattern():
+    catalog = ModelCatalog({"claude-sonnet-4-5"}, patterns=("claude-*",))
+    assert catalog.accepts("claude-opus-5-5")
+    assert not catalog.accepts("gpt-4o")
+    assert [catalog.label(m) for m in ("claude-sonnet-4-5", "claude-opus-5-5", "gpt-4o")] == [
+        "claude-sonnet-4-5", "claude-*", "other",
+    ]  # fmt: skip

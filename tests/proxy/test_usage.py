@@ -6,15 +6,18 @@ import orjson
 import pytest
 
 from app.fakes.answers import chat_chunks, embeddings, responses_events
+from app.fakes.messages import input_tokens, message, message_events
 from app.proxy.usage import (
     CHAT_USAGE,
     EMBEDDINGS_USAGE,
+    MESSAGES_USAGE,
     RESPONSES_USAGE,
     TextMeter,
     UsageFields,
     UsageTap,
     _closing_brace,
 )
+from tests.helpers import sse_events
 
 
 def feed_all(*chunks: bytes, fields: UsageFields = RESPONSES_USAGE) -> UsageTap:
@@ -158,3 +161,44 @@ def test_the_meter_reads_only_its_keys_and_is_not_fooled_by_text():
     assert meter.pieces == 1
     assert meter.bytes == len(b'say \\"delta_answer\\": \\"xx\\"')
     assert metered(b'{"reasoning_content":"abcd"}', keys=("content",)).pieces == 0
+
+
+def messages_stream(body: dict[str, object]) -> bytes:
+    events = message_events(body, ["a ", "b ", "c"])
+    return b"".join(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n" for name, data in events)
+
+
+CACHED = {
+    "model": "claude-opus-5-5",
+    "max_tokens": 64,
+    "system": [{"type": "text", "text": "one two three four five six seven", "cache_control": {"type": "ephemeral"}}],
+    "messages": [{"role": "user", "content": "hi there"}],
+}
+
+
+def test_messages_stream_merges_start_input_with_cache_and_last_delta_output():
+    stream = messages_stream(CACHED)
+    start = orjson.loads(sse_events(stream)[0][1])["message"]["usage"]
+    assert start["cache_read_input_tokens"] > 0
+    assert start["cache_creation_input_tokens"] > 0
+    expected = (input_tokens(CACHED), 3)
+    assert (
+        start["input_tokens"] + start["cache_read_input_tokens"] + start["cache_creation_input_tokens"] == expected[0]
+    )
+    assert (
+        feed_all(stream, fields=MESSAGES_USAGE).input_tokens,
+        feed_all(stream, fields=MESSAGES_USAGE).output_tokens,
+    ) == expected
+    for cut in range(0, len(stream), 11):  # every kind of split: inside either usage object, between them
+        tap = feed_all(stream[:cut], stream[cut:], fields=MESSAGES_USAGE)
+        assert (tap.input_tokens, tap.output_tokens) == expected, cut
+    tiny = feed_all(*(stream[i : i + 5] for i in range(0, len(stream), 5)), fields=MESSAGES_USAGE)
+    assert (tiny.input_tokens, tiny.output_tokens) == expected
+
+
+def test_messages_json_body_and_later_objects_replace_earlier_counts():
+    body = orjson.dumps(message(CACHED, ["a ", "b"]))
+    tap = feed_all(body, fields=MESSAGES_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (input_tokens(CACHED), 2)
+    tap.feed(b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\n')
+    assert (tap.input_tokens, tap.output_tokens) == (input_tokens(CACHED), 9)  # output only: input kept

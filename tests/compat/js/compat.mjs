@@ -1,8 +1,10 @@
-// The openai npm package against the gateway, on both base URLs: node compat.mjs GATEWAY_URL API_KEY prints one
-// JSON object of what each call returned, which tests/compat/test_node.py asserts on.
+// The openai npm package against the gateway, on both base URLs, and the @anthropic-ai/sdk package on its Messages
+// routes: node compat.mjs GATEWAY_URL API_KEY NARROW_KEY prints one JSON object of what each call returned, which
+// tests/compat/test_node.py asserts on.
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 
-const [gateway, apiKey] = process.argv.slice(2);
+const [gateway, apiKey, narrowKey] = process.argv.slice(2);
 const messages = [{ role: "user", content: "hi" }];
 
 async function failure(call) {
@@ -10,7 +12,8 @@ async function failure(call) {
     await call();
     return null;
   } catch (error) {
-    return { class: error.constructor.name, status: error.status, code: error.code, param: error.param };
+    const type = error.error?.error?.type; // Anthropic's envelope
+    return { class: error.constructor.name, status: error.status, code: error.code, param: error.param, type };
   }
 }
 
@@ -55,4 +58,33 @@ for (const prefix of ["/v1", "/openai"]) {
   const stranger = new OpenAI({ baseURL: gateway + prefix, apiKey: "sk-not-a-key", maxRetries: 0 });
   results[prefix].error_401 = await failure(() => stranger.responses.create({ model: "gpt-4.1", input: "hi" }));
 }
+async function claude(client) {
+  const model = "claude-sonnet-4-5-20250929";
+  const messages = [{ role: "user", content: "Say hello" }];
+  const created = await client.messages.create({ model, max_tokens: 64, messages });
+  const types = [];
+  let deltas = "";
+  for await (const event of await client.messages.create({ model, max_tokens: 64, messages, stream: true })) {
+    types.push(event.type);
+    if (event.type === "content_block_delta") deltas += event.delta.text;
+  }
+  const helper = await client.messages.stream({ model: "claude-opus-5-5", max_tokens: 64, messages }).finalMessage();
+  const counted = await client.messages.countTokens({ model, messages });
+  const models = [];
+  for await (const model of client.models.list()) models.push(model.id);
+  const narrow = new Anthropic({ baseURL: gateway, apiKey: narrowKey, maxRetries: 0 });
+  const stranger = new Anthropic({ baseURL: gateway, apiKey: "sk-not-a-key", maxRetries: 0 });
+  return {
+    create: { text: created.content[0].text, usage: created.usage },
+    stream: { first: types[0], last: types.at(-1), deltas },
+    helper: { text: helper.content[0].text, output_tokens: helper.usage.output_tokens },
+    count_tokens: counted.input_tokens,
+    models,
+    error_400: await failure(() => client.messages.create({ model, max_tokens: 0, messages })),
+    error_401: await failure(() => stranger.messages.create({ model, max_tokens: 9, messages })),
+    error_403: await failure(() => narrow.messages.create({ model, max_tokens: 9, messages })),
+  };
+}
+
+results.anthropic = await claude(new Anthropic({ baseURL: gateway, apiKey, maxRetries: 0, timeout: 30000 }));
 process.stdout.write(JSON.stringify(results));
