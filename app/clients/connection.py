@@ -50,6 +50,9 @@ class Connection(asyncio.Protocol):
         self.on_release = on_release
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # RFC 9112 7.1.1 allows whitespace (BWS) between a chunk's size and its extension's ";"; llhttp refuses it
+        # unless told (it still refuses whitespace after the ";")
+        self.parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
         self.flow = FlowControl()
         self.state = State.NEW
         self.response: Response | None = None  # the one being read, from its request's send to its close
