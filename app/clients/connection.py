@@ -39,6 +39,11 @@ class State(enum.Enum):
     CLOSED = "closed"  # closed or broken by either side: never used again
 
 
+# The states under module names, for the hot path: reading a member off an Enum class costs ~0.3 µs on CPython
+# 3.11 (the class's attribute lookup goes through EnumType), and a request reads them about eight times.
+NEW, ACTIVE, IDLE, CLOSED = State.NEW, State.ACTIVE, State.IDLE, State.CLOSED
+
+
 class _ExtraResponse(Exception):
     """A second response began on the connection before a request asked for it."""
 
@@ -54,14 +59,14 @@ class Connection(asyncio.Protocol):
         # unless told (it still refuses whitespace after the ";")
         self.parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
         self.flow = FlowControl()
-        self.state = State.NEW
+        self.state = NEW
         self.response: Response | None = None  # the one being read, from its request's send to its close
         self.requests = 0  # sent on this connection; > 1 means it was reused
         self.idle_since = 0.0
 
     @property
     def lost(self) -> bool:
-        return self.state is State.CLOSED
+        return self.state is CLOSED
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -88,7 +93,7 @@ class Connection(asyncio.Protocol):
                 self._fail("protocol", f"the upstream's response head is over {MAX_HEAD // 1024} KiB")
 
     def eof_received(self) -> bool:
-        self.state = State.CLOSED
+        self.state = CLOSED
         response = self.response
         if response is None or response.complete:
             return False
@@ -99,7 +104,7 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.state = State.CLOSED
+        self.state = CLOSED
         response = self.response
         if response is not None and not response.complete:
             self._fail("reset" if exc else "protocol", "the upstream connection broke " + _when(response))
@@ -164,13 +169,13 @@ class Connection(asyncio.Protocol):
 
     def send(self, head: bytes, body: bytes) -> Response:
         """Write a request; its response, to wait on with `Response.started`."""
-        assert self.state is not State.ACTIVE
+        assert self.state is not ACTIVE
         response = self.response = Response(self.loop, self.flow, self.read_timeout, self._response_closed)
         transport = self.transport
-        if self.state is State.CLOSED or transport is None:  # the upstream closed a new one before it was used
+        if self.state is CLOSED or transport is None:  # the upstream closed a new one before it was used
             self._fail("protocol", "the upstream closed the connection before answering")
             return response
-        self.state = State.ACTIVE
+        self.state = ACTIVE
         self.requests += 1
         if len(body) < INLINE_BODY:
             transport.write(head + body)
@@ -188,7 +193,7 @@ class Connection(asyncio.Protocol):
         """Nothing arrived on this kept-alive connection since its last answer ended, as far as the socket tells
         (a poll, no read): bytes or a close the loop has not handled yet would otherwise be read as the answer to
         the request about to be sent on it (urllib3 and Go's net/http check the same before a reuse)."""
-        if self.state is State.CLOSED:
+        if self.state is CLOSED:
             return False
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None
         if sock is None:
@@ -199,7 +204,7 @@ class Connection(asyncio.Protocol):
 
     def close(self) -> None:
         """Close an idle connection (nothing in flight either way)."""
-        self.state = State.CLOSED
+        self.state = CLOSED
         if self.transport is not None:
             self.transport.close()
 
@@ -209,7 +214,7 @@ class Connection(asyncio.Protocol):
         drops the transport's buffer; a zero linger makes the kernel drop its own and reset the connection (else
         the FIN waits behind the unsent bytes, and the upstream never sees the close)."""
         in_flight = self.response is not None and not self.response.complete
-        self.state = State.CLOSED
+        self.state = CLOSED
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -227,8 +232,8 @@ class Connection(asyncio.Protocol):
     def _response_closed(self, response: Response) -> None:
         """The reader closed its response: the connection idles if the answer ended cleanly and was read whole,
         else it is aborted; either way the pool hears of it."""
-        if self.state is State.ACTIVE and response.reusable():
-            self.state = State.IDLE
+        if self.state is ACTIVE and response.reusable():
+            self.state = IDLE
             self.idle_since = time.monotonic()
         else:
             self.abort()

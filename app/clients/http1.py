@@ -19,7 +19,7 @@ from collections import deque
 
 from app.clients import STALE_RETRIES, ClientOptions, UpstreamFailure
 from app.clients.connect import ConnectFailure, open_transport
-from app.clients.connection import Connection, State
+from app.clients.connection import IDLE, NEW, Connection
 from app.clients.flow_control import HIGH_WATER
 from app.clients.origin import parse_origin, proxy_for, tls_context
 from app.clients.response import Response
@@ -77,7 +77,7 @@ class Http1Client:
 
     def release(self, connection: Connection) -> None:
         """A connection's response was closed: the connection is IDLE (kept alive) or CLOSED."""
-        if connection.state is State.IDLE and not self.closed:
+        if connection.state is IDLE and not self.closed:
             self._put_back(connection)
         else:
             self._drop(connection)
@@ -119,7 +119,7 @@ class Http1Client:
         now = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
-            if connection.state is State.IDLE and now - connection.idle_since < self.options.keepalive_expiry:
+            if connection.state is IDLE and now - connection.idle_since < self.options.keepalive_expiry:
                 self.in_use += 1
                 return connection
             connection.close()
@@ -130,7 +130,7 @@ class Http1Client:
         answer is dropped, not used: those bytes would be read as this request's answer."""
         while True:
             connection = await self._acquire()
-            if connection.state is State.NEW or connection.quiet():
+            if connection.state is NEW or connection.quiet():
                 return connection
             self._drop(connection)
 
