@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self.response: Response | None = None  # the one being read, from its request's send to its close
         self.requests = 0  # sent on this connection; > 1 means it was reused
         self.idle_since = 0.0
+        self._poller: select.poll | None = None
 
     @property
     def lost(self) -> bool:
@@ -134,7 +135,7 @@ class Connection(asyncio.Protocol):
             self._fail("protocol", "the upstream switched protocols (101), which this request never asked for")
             return
         if 100 <= status < 200:  # 100 Continue, 103 Early Hints: not the answer; it follows
-            response.headers, response.informational = [], True
+            response.headers = []
             return
         response.head_done = True
         for name, value in response.headers:
@@ -152,8 +153,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         response = self.response
         assert response is not None
-        if response.informational:
-            response.informational = False
+        if not response.head_done:  # the end of a 1xx message (a 101 failed already): the answer follows
             return
         if response.complete:
             raise _ExtraResponse
@@ -170,7 +170,7 @@ class Connection(asyncio.Protocol):
     def send(self, head: bytes, body: bytes) -> Response:
         """Write a request; its response, to wait on with `Response.started`."""
         assert self.state is not ACTIVE
-        response = self.response = Response(self.loop, self.flow, self.read_timeout, self._response_closed)
+        response = self.response = Response(self)
         transport = self.transport
         if self.state is CLOSED or transport is None:  # the upstream closed a new one before it was used
             self._fail("protocol", "the upstream closed the connection before answering")
@@ -195,12 +195,13 @@ class Connection(asyncio.Protocol):
         the request about to be sent on it (urllib3 and Go's net/http check the same before a reuse)."""
         if self.state is CLOSED:
             return False
-        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
-        if sock is None:
-            return True
-        poller = select.poll()  # not select(): descriptors past 1,024 are common with thousands of streams
-        poller.register(sock.fileno(), select.POLLIN)
-        return not poller.poll(0)
+        if self._poller is None:  # made at the first reuse, kept while the socket is open (its descriptor with it)
+            sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+            if sock is None:
+                return True
+            self._poller = select.poll()  # not select(): descriptors past 1,024 are common with many streams
+            self._poller.register(sock.fileno(), select.POLLIN)
+        return not self._poller.poll(0)
 
     def close(self) -> None:
         """Close an idle connection (nothing in flight either way)."""
@@ -229,7 +230,7 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _response_closed(self, response: Response) -> None:
+    def response_closed(self, response: Response) -> None:
         """The reader closed its response: the connection idles if the answer ended cleanly and was read whole,
         else it is aborted; either way the pool hears of it."""
         if self.state is ACTIVE and response.reusable():

@@ -1,16 +1,26 @@
 """One response on an upstream HTTP/1.1 connection: its head, then its body chunk by chunk, as upstream.py reads it.
-The connection's parser fills it (app/clients/connection.py); closing it hands the connection back through the
-callback the connection gave it, which is all a response knows of where it came from."""
+The connection's parser fills it (app/clients/connection.py); closing it tells the connection, which hands itself
+back to its pool."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from typing import Protocol
 
 from app.clients import UpstreamFailure
 from app.clients.flow_control import FlowControl
 from app.types import Headers
+
+
+class Owner(Protocol):
+    """What a response needs of its connection (app/clients/connection.py), which imports this module."""
+
+    loop: asyncio.AbstractEventLoop
+    flow: FlowControl
+    read_timeout: float
+
+    def response_closed(self, response: Response) -> None: ...
 
 
 class Response:
@@ -18,37 +28,28 @@ class Response:
     by the connection and kept traceback-free: it is raised as a copy (see `_raisable`)."""
 
     __slots__ = (
-        "_finish", "_flow", "_loop", "_read_timeout", "_waiter", "chunks", "complete", "failure", "framed",
-        "head_bytes", "head_done", "headers", "informational", "keep_alive", "status",
+        "_owner", "_waiter", "chunks", "closed", "complete", "failure", "framed", "head_bytes", "head_done",
+        "headers", "keep_alive", "status",
     )  # fmt: skip
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        flow: FlowControl,
-        read_timeout: float,
-        finish: Callable[[Response], None],
-    ):
+    def __init__(self, owner: Owner):
         self.status = 0
-        self.headers: Headers = []
-        self.head_done = False
-        self.informational = False  # a 1xx head was read: the message end that follows is not the answer's
+        self.headers: Headers = []  # the final head's (a 1xx head's are dropped)
+        self.head_done = False  # the final head is complete
         self.framed = False  # content-length or chunked: the end is known without the peer closing
         self.head_bytes = 0  # received while no head was complete (1xx heads included): bounded by MAX_HEAD
         self.chunks: deque[bytes] = deque()
         self.complete = False
         self.keep_alive = False  # decided when the answer completes
         self.failure: UpstreamFailure | None = None
+        self.closed = False  # by its reader
         self._waiter: asyncio.Future[bool] | None = None  # True: the silence limit passed
-        self._loop = loop
-        self._flow = flow
-        self._read_timeout = read_timeout
-        self._finish: Callable[[Response], None] | None = finish
+        self._owner = owner
 
     @property
     def buffered(self) -> int:
         """Body bytes received and not read yet."""
-        return self._flow.buffered
+        return self._owner.flow.buffered
 
     @property
     def answered(self) -> bool:
@@ -74,18 +75,18 @@ class Response:
                 return b""
             if self.failure is not None:
                 raise _raisable(self.failure)
-            await self._wait(self._read_timeout, "between body bytes")
+            await self._wait(self._owner.read_timeout, "between body bytes")
         chunk = self.chunks.popleft()
-        self._flow.consumed(len(chunk))
+        self._owner.flow.consumed(len(chunk))
         return chunk
 
     def at_end(self) -> bool:
         return self.complete and not self.chunks
 
     async def aclose(self) -> None:
-        finish, self._finish = self._finish, None
-        if finish is not None:
-            finish(self)
+        if not self.closed:
+            self.closed = True
+            self._owner.response_closed(self)
 
     # ------------------------------------------------------------------ news from the connection
 
@@ -95,8 +96,9 @@ class Response:
 
     async def _wait(self, silence: float, what: str) -> None:
         """Until the connection has news for the reader, or `silence` seconds without any (UpstreamFailure)."""
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(silence, _expire, waiter)
+        loop = self._owner.loop
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(silence, _expire, waiter)
         try:
             expired = await waiter
         finally:
