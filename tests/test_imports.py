@@ -1,10 +1,12 @@
-"""The modules of `app` import one another without a cycle: each one's dependencies can be read before it. Every
-import counts, those inside functions and under TYPE_CHECKING too: a reader follows them all the same."""
+"""Import rules. The modules of `app` import one another without a cycle: each one's dependencies can be read
+before it (every import counts, those inside functions and under TYPE_CHECKING too: a reader follows them all the
+same). Tests import what they share from tests.helpers only, which ruff's banned-api enforces by name."""
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 import app
 
 ROOT = Path(app.__file__).parent
+TESTS = Path(__file__).parent
 
 
 def module_name(path: Path) -> str:
@@ -50,3 +53,13 @@ def test_a_cycle_would_be_found() -> None:
     graph = {**import_graph(), "app.clients.connection": {"app.clients.http1"}}
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter(graph).prepare()
+
+
+def test_ruff_bans_importing_any_test_module_or_conftest() -> None:
+    """Every test folder and top-level test module is on the banned-api list: a new one missing from it could be
+    imported by another test again."""
+    config = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    banned = set(config["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"])
+    folders = {path.name for path in TESTS.iterdir() if (path / "__init__.py").exists()} - {"helpers"}
+    modules = {path.stem for path in TESTS.glob("*.py") if path.stem.startswith("test_") or path.stem == "conftest"}
+    assert {f"tests.{name}" for name in folders | modules} <= banned
