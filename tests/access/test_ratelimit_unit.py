@@ -1,6 +1,6 @@
 """RateLimiter in-process on its in-memory storage, as a unit: RPM and TPM admission and their headers, the TPM
-reservation replaced when the request ends, reservations a refused request gives back, and what an unreachable
-storage means (fail closed, or open). test_ratelimit.py holds one real-socket test per behaviour, Redis included."""
+reservation replaced by the request's charge when it ends, reservations a refused request gives back, and what an
+unreachable storage means (fail closed, or open). test_ratelimit.py holds the real-socket tests, Redis included."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from app.access.ratelimit import RateLimiter, Ticket
 from app.context import RequestInfo
 from app.errors import BudgetExceeded, RateLimited, RateLimiterUnavailable
 from app.ledger import Ledger
+from app.proxy.usage import Tokens
 from tests.helpers.inprocess import settings
 
 NOW = 1_800_000_030.0  # mid-minute: every TPM count of a test falls in one clock minute
-ESTIMATE = (30, 20)  # a reservation of 50 tokens
+ESTIMATE = Tokens(30, 20)  # a reservation of 50 tokens
 
 
 @pytest.fixture
@@ -41,6 +42,10 @@ def key(**limits: int) -> KeyEntry:
     return KeyEntry("team", "0" * 64, **limits)  # type: ignore[arg-type]
 
 
+def request() -> RequestInfo:
+    return RequestInfo("r", estimate=ESTIMATE)
+
+
 def headers(info: RequestInfo) -> dict[bytes, bytes]:
     return dict(info.response_headers)
 
@@ -52,20 +57,20 @@ async def tokens_counted(limiter: RateLimiter, ticket: Ticket) -> int:
 
 async def test_a_key_without_limits_is_admitted_unchecked(limiter: RateLimiter) -> None:
     for entry in (None, key()):
-        info = RequestInfo("r")
-        ticket = await limiter.admit(entry, ESTIMATE, info)
-        assert (ticket.window_key, ticket.budget, ticket.estimate) == (None, None, ESTIMATE)
+        info = request()
+        ticket = await limiter.admit(entry, info)
+        assert (ticket.window_key, ticket.budget) == (None, None)
         assert info.response_headers == []
 
 
 async def test_rpm_admits_up_to_the_limit_then_refuses_with_retry_after(limiter: RateLimiter) -> None:
     for remaining in (2, 1, 0):
-        info = RequestInfo("r")
-        await limiter.admit(key(rpm=3), ESTIMATE, info)
+        info = request()
+        await limiter.admit(key(rpm=3), info)
         assert headers(info)[b"x-ratelimit-remaining-requests"] == b"%d" % remaining
-    info = RequestInfo("r")
+    info = request()
     with pytest.raises(RateLimited, match="over its limit of 3 requests per minute") as refused:
-        await limiter.admit(key(rpm=3), ESTIMATE, info)
+        await limiter.admit(key(rpm=3), info)
     assert 1 <= int(refused.value.headers["retry-after"]) <= 60
     assert headers(info)[b"x-ratelimit-limit-requests"] == b"3"
 
@@ -75,46 +80,46 @@ async def test_tpm_admits_while_the_count_before_is_under_the_limit(limiter: Rat
     is refused, and its reservation is not counted."""
     tickets = []
     for remaining in (b"50", b"0"):
-        info = RequestInfo("r")
-        tickets.append(await limiter.admit(key(tpm=100), ESTIMATE, info))
+        info = request()
+        tickets.append(await limiter.admit(key(tpm=100), info))
         assert headers(info)[b"x-ratelimit-remaining-tokens"] == remaining
-    info = RequestInfo("r")
+    info = request()
     with pytest.raises(RateLimited, match="100 tokens per minute") as refused:
-        await limiter.admit(key(tpm=100), ESTIMATE, info)
+        await limiter.admit(key(tpm=100), info)
     assert refused.value.headers["retry-after"] == "30"
     assert headers(info)[b"x-ratelimit-remaining-tokens"] == b"0"
     assert await tokens_counted(limiter, tickets[0]) == 100
 
 
 @pytest.mark.parametrize(
-    ("status", "error", "reported", "counted"),
-    [(200, None, (10, 5), 15), (200, None, None, 50), (502, "connect", None, 0), (429, "status", None, 0)],
+    ("charged", "deferred", "counted"),
+    [(Tokens(10, 5), False, 15), (ESTIMATE, False, 50), (None, False, 0), (None, True, 50)],
+    ids=["charged", "charged-the-estimate", "never-answered", "background-creation"],
 )
-async def test_settle_replaces_the_reservation(
-    limiter: RateLimiter, status: int, error: str | None, reported: tuple[int, int] | None, counted: int
+async def test_settle_replaces_the_reservation_by_the_charge(
+    limiter: RateLimiter, charged: Tokens | None, deferred: bool, counted: int
 ) -> None:
-    """Reported usage replaces the reservation; with none, a success keeps its estimate, a failure gives it back."""
-    info = RequestInfo("r")
-    ticket = await limiter.admit(key(tpm=1000), ESTIMATE, info)
-    info.status, info.upstream_error = status, error
-    if reported is not None:
-        info.input_tokens, info.output_tokens = reported
+    """What the request was charged replaces its reservation (nothing when the upstream never answered); a
+    background response's creation keeps it until the response completes."""
+    info = request()
+    ticket = await limiter.admit(key(tpm=1000), info)
+    info.charged, info.deferred = charged, deferred
     await limiter.settle(ticket, info)
     assert await tokens_counted(limiter, ticket) == counted
 
 
 async def test_a_request_refused_by_rpm_gives_back_its_tpm_reservation(limiter: RateLimiter) -> None:
-    first = await limiter.admit(key(rpm=1, tpm=1000), ESTIMATE, RequestInfo("r"))
+    first = await limiter.admit(key(rpm=1, tpm=1000), request())
     with pytest.raises(RateLimited, match="requests per minute"):
-        await limiter.admit(key(rpm=1, tpm=1000), ESTIMATE, RequestInfo("r"))
+        await limiter.admit(key(rpm=1, tpm=1000), request())
     assert await tokens_counted(limiter, first) == 50
 
 
 async def test_a_spent_budget_refuses_and_says_none_is_left(limiter: RateLimiter) -> None:
-    await limiter.admit(key(budget_tokens=10), ESTIMATE, RequestInfo("r"))
-    info = RequestInfo("r")
+    await limiter.admit(key(budget_tokens=10), request())
+    info = request()
     with pytest.raises(BudgetExceeded):
-        await limiter.admit(key(budget_tokens=10), ESTIMATE, info)
+        await limiter.admit(key(budget_tokens=10), info)
     assert info.budget_remaining == 0
 
 
@@ -127,11 +132,11 @@ async def test_unreachable_storage_fails_closed_by_default(
 ) -> None:
     monkeypatch.setattr(limiter.storage, "incr", broken_storage)
     with pytest.raises(RateLimiterUnavailable, match="cannot check this key's rate limits"):
-        await limiter.admit(key(tpm=100), ESTIMATE, RequestInfo("r"))
+        await limiter.admit(key(tpm=100), request())
 
 
 async def test_unreachable_storage_fails_open_when_configured(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     limiter = RateLimiter(settings(data_dir=ledger.settings.data_dir, rate_limit_fail_open=True), ledger)
     monkeypatch.setattr(limiter.storage, "incr", broken_storage)
-    ticket = await limiter.admit(key(tpm=100), ESTIMATE, RequestInfo("r"))
-    assert (ticket.window_key, ticket.estimate) == (None, ESTIMATE)
+    ticket = await limiter.admit(key(tpm=100), request())
+    assert ticket.window_key is None
