@@ -40,13 +40,28 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imported(path, modules) - {name} for name, path in paths.items()}
 
 
+# Imports known to close a cycle, each to be removed with its cycle (the test below fails once one is not needed):
+# usage.py names RequestInfo (app/context.py, which holds usage's Tokens) for its type checker only.
+KNOWN_CYCLES = {("app.proxy.usage", "app.context")}
+
+
 def test_app_has_no_import_cycle() -> None:
     graph = import_graph()
     assert graph["app.clients.http1"] >= {"app.clients.connection"}  # the graph sees the imports it should
+    for importer, imported_module in KNOWN_CYCLES:
+        graph[importer].discard(imported_module)
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
         pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_each_known_cycle_is_still_one() -> None:
+    graph = import_graph()
+    for importer, imported_module in KNOWN_CYCLES:
+        assert imported_module in graph[importer], f"{importer} no longer imports {imported_module}: drop it"
+        with pytest.raises(graphlib.CycleError):
+            graphlib.TopologicalSorter(graph).prepare()
 
 
 def test_a_cycle_would_be_found() -> None:
