@@ -67,6 +67,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def lost(self) -> bool:
+        """Closed or broken, by either side: never used again."""
         return self.state is CLOSED
 
     # ------------------------------------------------------------------ asyncio.Protocol

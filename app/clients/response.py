@@ -13,8 +13,8 @@ from app.clients.flow_control import FlowControl
 from app.types import Headers
 
 
-class Owner(Protocol):
-    """What a response needs of its connection (app/clients/connection.py), which imports this module."""
+class Carrier(Protocol):
+    """What a response needs of the connection carrying it (connection.py imports this module, not the reverse)."""
 
     loop: asyncio.AbstractEventLoop
     flow: FlowControl
@@ -28,11 +28,11 @@ class Response:
     by the connection and kept traceback-free: it is raised as a copy (see `_raisable`)."""
 
     __slots__ = (
-        "_owner", "_waiter", "chunks", "closed", "complete", "failure", "framed", "head_bytes", "head_done",
+        "_carrier", "_waiter", "chunks", "closed", "complete", "failure", "framed", "head_bytes", "head_done",
         "headers", "keep_alive", "status",
     )  # fmt: skip
 
-    def __init__(self, owner: Owner):
+    def __init__(self, carrier: Carrier):
         self.status = 0
         self.headers: Headers = []  # the final head's (a 1xx head's are dropped)
         self.head_done = False  # the final head is complete
@@ -44,12 +44,12 @@ class Response:
         self.failure: UpstreamFailure | None = None
         self.closed = False  # by its reader
         self._waiter: asyncio.Future[bool] | None = None  # True: the silence limit passed
-        self._owner = owner
+        self._carrier = carrier
 
     @property
     def buffered(self) -> int:
         """Body bytes received and not read yet."""
-        return self._owner.flow.buffered
+        return self._carrier.flow.buffered
 
     @property
     def answered(self) -> bool:
@@ -75,9 +75,9 @@ class Response:
                 return b""
             if self.failure is not None:
                 raise _raisable(self.failure)
-            await self._wait(self._owner.read_timeout, "between body bytes")
+            await self._wait(self._carrier.read_timeout, "between body bytes")
         chunk = self.chunks.popleft()
-        self._owner.flow.consumed(len(chunk))
+        self._carrier.flow.consumed(len(chunk))
         return chunk
 
     def at_end(self) -> bool:
@@ -86,7 +86,7 @@ class Response:
     async def aclose(self) -> None:
         if not self.closed:
             self.closed = True
-            self._owner.response_closed(self)
+            self._carrier.response_closed(self)
 
     # ------------------------------------------------------------------ news from the connection
 
@@ -96,7 +96,7 @@ class Response:
 
     async def _wait(self, silence: float, what: str) -> None:
         """Until the connection has news for the reader, or `silence` seconds without any (UpstreamFailure)."""
-        loop = self._owner.loop
+        loop = self._carrier.loop
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(silence, _expire, waiter)
         try:
