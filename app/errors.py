@@ -25,8 +25,6 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import orjson
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
@@ -121,19 +119,6 @@ class UpstreamTimeout(ProxyError):
     status, code, type = 504, "upstream_timeout", "api_error"
 
 
-def from_http_exception(exc: HTTPException, request: Request) -> ProxyError:
-    """Starlette's routing errors (unknown path, wrong method) in our tree."""
-    if exc.status_code == 404:
-        served = ", ".join(getattr(request.app.state, "served", ()))
-        asked = f"{request.method} {request.url.path[:200]}"
-        return NotFound(f"Unknown route: {asked}. This gateway serves: {served}.")
-    if exc.status_code == 405:
-        return MethodNotAllowed("Method not allowed on this route.", headers=dict(exc.headers or {}))
-    if 400 <= exc.status_code < 500:
-        return InvalidRequest(str(exc.detail))
-    return ProxyError(str(exc.detail))
-
-
 async def send_error(send: Send, error: ProxyError, envelope: Envelope) -> None:
     """Render an error straight onto an ASGI connection (the forwarding endpoints' path), in the request's
     envelope (RequestInfo.envelope)."""
@@ -145,15 +130,3 @@ async def send_error(send: Send, error: ProxyError, envelope: Envelope) -> None:
 
 def render(error: ProxyError, envelope: Envelope = "openai") -> Response:
     return Response(error.body(envelope), error.status, error.headers, media_type="application/json")
-
-
-async def handle(request: Request, exc: Exception) -> Response:
-    """The single exception handler: every error the gateway produces leaves through here."""
-    from app.context import request_info  # app.context imports the proxy layer, which imports this module
-
-    envelope = request_info(request.scope).envelope
-    if isinstance(exc, ProxyError):
-        return render(exc, envelope)
-    if isinstance(exc, HTTPException):
-        return render(from_http_exception(exc, request), envelope)
-    return render(ProxyError("Internal gateway error; see the gateway log for this request id."), envelope)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from app import __version__, errors, logs, openapi
+from app import __version__, logs, openapi
 from app.access.auth import KeyStore
 from app.access.ratelimit import RateLimiter
 from app.ledger import Ledger
@@ -27,7 +27,7 @@ from app.proxy.dispatch import Dispatcher
 from app.proxy.forward import ForwardEndpoint
 from app.proxy.table import ROUTES
 from app.proxy.upstream import UpstreamPool
-from app.routes import admin, health, metrics
+from app.routes import admin, handler, health, metrics
 from app.routes.models import ModelsEndpoint
 from app.settings import Settings
 from app.types import ASGIApp
@@ -108,8 +108,8 @@ def _service_api(
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
-    api.add_exception_handler(Exception, errors.handle)
-    api.add_exception_handler(HTTPException, errors.handle)
+    api.add_exception_handler(Exception, handler.handle)
+    api.add_exception_handler(HTTPException, handler.handle)
     return api
 
 

@@ -1,5 +1,6 @@
 """A lean HTTP/1.1 client for the gateway's one upstream origin: a pool of keep-alive connections
-(app/clients/connection.py), opened by app/clients/connect.py, handed out first come, first served.
+(app/clients/connection.py), opened by app/clients/connect.py, handed out first come, first served. A connection
+tells the pool when its response is closed, through the callback the pool gave it; the pool reads its state.
 
 Why not httpx on this path: its client layer alone costs ~100 µs a request before any I/O, as much as the whole
 hop may (docs/upstream-client.md). Requests are sent again only where the upstream cannot have acted on them: a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -17,11 +19,13 @@ from collections import deque
 
 from app.clients import STALE_RETRIES, ClientOptions, UpstreamFailure
 from app.clients.connect import ConnectFailure, open_transport
-from app.clients.connection import HIGH_WATER, Connection
+from app.clients.connection import IDLE, NEW, Connection
+from app.clients.flow_control import HIGH_WATER
 from app.clients.origin import parse_origin, proxy_for, tls_context
+from app.clients.response import Response
 from app.types import Headers
 
-__all__ = ["HIGH_WATER", "Connection", "Http1Client"]
+__all__ = ["HIGH_WATER", "Http1Client"]  # the backpressure mark, for the client's tests
 
 log = logging.getLogger("acedata_proxy.upstream")
 
@@ -48,7 +52,7 @@ class Http1Client:
         self.waiting: deque[asyncio.Future[Connection | None]] = deque()  # None: a free slot to open one
         self.closed = False
 
-    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> Connection:
+    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> Response:
         head = b"".join(
             [self.head_starts[method], path, self.head_host]
             + [name + b": " + value + b"\r\n" for name, value in headers]
@@ -57,11 +61,8 @@ class Http1Client:
         for attempt in range(STALE_RETRIES + 1):
             connection = await self._acquire_quiet()
             try:
-                connection.send(head, body)
-                while not connection.headers_done:
-                    if connection.failure is not None:
-                        raise connection.failure
-                    await connection.wait(self.options.first_byte_timeout, "before the response began")
+                response = connection.send(head, body)
+                await response.started(self.options.first_byte_timeout)
             except UpstreamFailure:
                 stale = connection.stale()
                 self._drop(connection)
@@ -71,16 +72,15 @@ class Http1Client:
             except BaseException:
                 self._drop(connection)
                 raise
-            return connection
+            return response
         raise AssertionError("unreachable")  # pragma: no cover
 
     def release(self, connection: Connection) -> None:
-        if not connection.reusable() or self.closed:
+        """A connection's response was closed: the connection is IDLE (kept alive) or CLOSED."""
+        if connection.state is IDLE and not self.closed:
+            self._put_back(connection)
+        else:
             self._drop(connection)
-            return
-        connection.begin()
-        connection.idle_since = time.monotonic()
-        self._put_back(connection)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -90,11 +90,7 @@ class Http1Client:
     # ------------------------------------------------------------------ the pool
 
     def _drop(self, connection: Connection) -> None:
-        connection.released = True
         connection.abort()
-        # the failure's traceback holds the frames that sent the request body; the connection, in a cycle with
-        # its parser, lives until the cycle collector runs: it must not keep megabytes alive until then
-        connection.failure = None
         self._free_slot()
 
     def _put_back(self, connection: Connection) -> None:
@@ -123,7 +119,7 @@ class Http1Client:
         now = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
-            if not connection.lost and now - connection.idle_since < self.options.keepalive_expiry:
+            if connection.state is IDLE and now - connection.idle_since < self.options.keepalive_expiry:
                 self.in_use += 1
                 return connection
             connection.close()
@@ -134,7 +130,7 @@ class Http1Client:
         answer is dropped, not used: those bytes would be read as this request's answer."""
         while True:
             connection = await self._acquire()
-            if not connection.requests or connection.quiet():
+            if connection.state is NEW or connection.quiet():
                 return connection
             self._drop(connection)
 
@@ -194,9 +190,8 @@ class Http1Client:
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Connection:
         try:
             async with asyncio.timeout(self.options.connect_timeout):
-                _, connection = await open_transport(
-                    loop, lambda: Connection(self, loop), self.origin, self.proxy, self.tls
-                )
+                made = functools.partial(Connection, loop, self.options.read_timeout, self.release)
+                _, connection = await open_transport(loop, made, self.origin, self.proxy, self.tls)
         except TimeoutError:
             message = f"connecting to the upstream timed out after {self.options.connect_timeout:g} s"
             raise ConnectFailure(message, timeout=True) from None

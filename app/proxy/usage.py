@@ -17,12 +17,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import orjson
-
-if TYPE_CHECKING:
-    from app.context import RequestInfo
 
 BYTES_PER_TOKEN = 4  # the usual estimate for English text and JSON, where usage must be guessed before it is known
 TAIL = 640  # bytes of the stream kept behind each chunk: enough to reach back from a marker to its `"usage"` key
@@ -61,7 +58,27 @@ class Owner(NamedTuple):
     reserved: int
 
 
-def charge(info: RequestInfo) -> Tokens | None:
+class Outcome(Protocol):
+    """What the charging rule reads of a finished request (app/context.py's RequestInfo, which holds these
+    types: named here by shape, so that this module imports nothing of the request's)."""
+
+    @property
+    def upstream_ttfb(self) -> float | None: ...
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def upstream_error(self) -> str | None: ...
+    @property
+    def deferred(self) -> bool: ...
+    @property
+    def text(self) -> TextMeter | None: ...
+    @property
+    def estimate(self) -> Tokens: ...
+
+
+def charge(info: Outcome) -> Tokens | None:
     """The one charging rule: what a forwarded request spent, for TPM settlement, budgets, the ledger and the
     metrics alike. None when the upstream never answered (nothing reached it, or it said nothing).
 

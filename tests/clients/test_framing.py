@@ -77,6 +77,12 @@ CASES: dict[str, tuple[Handler, Expect, Expect]] = {
     "plain": (respond(JSON_ANSWER), WHOLE, WHOLE),
     "chunk-extensions": (respond(chunked(SIZE_A + b";a=1;b=\"x\"\r\n" + A + b"\r\n", SIZE_B + b"\r\n" + B + b"\r\n")),
                          WHOLE, WHOLE),
+    # RFC 9112 7.1.1: whitespace (BWS) may come between a chunk's size and its extension's ";"
+    "chunk-extensions-after-whitespace": (
+        respond(chunked(SIZE_A + b" ;a=1\r\n" + A + b"\r\n", SIZE_B + b" \t;b=2\r\n" + B + b"\r\n",
+                        tail=b"0\t;end\r\n\r\n")),
+        WHOLE, WHOLE,
+    ),
     "trailers": (
         respond(chunked(SIZE_A + b"\r\n" + A + b"\r\n" + SIZE_B + b"\r\n" + B + b"\r\n",
                         tail=b"0\r\nx-trailer: secret\r\nx-checksum: 1\r\n\r\n")),

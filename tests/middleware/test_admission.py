@@ -19,9 +19,7 @@ from app.fakes.upstream import Behaviour, FakeUpstream
 from app.middleware.admission import AdmissionMiddleware
 from app.settings import Settings
 from app.types import Message, Receive, Scope, Send
-from tests.conftest import CLIENT_KEY, GatewayFactory
-from tests.test_load import wait_for
-from tests.test_metrics import scrape, value
+from tests.helpers import CLIENT_KEY, GatewayFactory, scrape, value, wait_for
 
 FORWARDED, ROUTE = "/openai/responses", "openai.responses"
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}

@@ -9,7 +9,7 @@ import pytest
 
 from app.serving import heap
 from app.serving.server import worker_app
-from tests.conftest import UPSTREAM_TOKEN
+from tests.helpers import UPSTREAM_TOKEN
 
 
 @pytest.fixture
