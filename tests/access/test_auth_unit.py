@@ -21,15 +21,16 @@ def keys_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "keys.toml"
 
 
-def bearer(key: str) -> bytes:
-    return b"Bearer " + key.encode()
+def bearer(key: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + key.encode())]
 
 
 def test_a_key_is_found_by_its_bearer_header(keys_file: Path) -> None:
     first, second = keys.create(keys_file, "first"), keys.create(keys_file, "second", rpm=5)
     store = KeyStore(keys_file)
     assert store.authenticate(bearer(first)).name == "first"
-    assert store.authenticate(b"bearer  " + second.encode() + b" ").rpm == 5  # any case, spaces around
+    assert store.authenticate([(b"authorization", b"bearer  " + second.encode() + b" ")]).rpm == 5  # any case
+    assert store.authenticate([(b"x-api-key", second.encode())]).name == "second"  # Claude Code's header
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_a_key_is_found_by_its_bearer_header(keys_file: Path) -> None:
 def test_a_missing_or_unknown_key_is_refused(keys_file: Path, header: bytes | None, message: str) -> None:
     keys.create(keys_file, "team")
     with pytest.raises(InvalidApiKey, match=message):
-        KeyStore(keys_file).authenticate(header)
+        KeyStore(keys_file).authenticate([(b"authorization", header)] if header is not None else [])
 
 
 def test_keys_added_and_revoked_take_effect_without_a_restart(keys_file: Path) -> None:
