@@ -39,6 +39,9 @@ CHAT_STREAM_BODY = (
     b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}],"stream":true,'
     b'"stream_options":{"include_usage":true}}'
 )
+# ... and through Anthropic's Messages API (Claude Code's route)
+MESSAGES_BODY = b'{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
+MESSAGES_STREAM_BODY = MESSAGES_BODY[:-1] + b',"stream":true}'
 
 # What the fixed-cost upstream answers to every request: a small but complete Responses object.
 RESPONSES_JSON = (
@@ -53,6 +56,12 @@ CHAT_JSON = (
     '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4.1","choices":'
     '[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],'
     '"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}'
+)
+# ... and to /v1/messages: an Anthropic message.
+MESSAGES_JSON = (
+    '{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":'
+    '[{"type":"text","text":"Hello!"}],"stop_reason":"end_turn","stop_sequence":null,'
+    '"usage":{"input_tokens":1,"output_tokens":2}}'
 )
 
 # ... and to /embeddings: one embedding of text-embedding-3-small's 1536 dimensions, as floats (the API's default
@@ -346,9 +355,10 @@ def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning, 
 
 
 def start_nginx_upstream(procs: Processes, port: int, pinning: Pinning, name: str = "nginx-upstream") -> Proc:
-    """The fixed-cost upstream: a canned Responses JSON for any path (a chat.completion on chat paths, an
-    embedding list on embeddings paths). The embeddings answer (~20 KB) is past what a `return` string in nginx's
-    config may hold, so it is a file; a POST to a file is 405 in nginx, and `error_page 405 =200` serves it."""
+    """The fixed-cost upstream: a canned Responses JSON for any path (a chat.completion on chat paths, a message
+    on /v1/messages, an embedding list on embeddings paths). The embeddings answer (~20 KB) is past what a
+    `return` string in nginx's config may hold, so it is a file; a POST to a file is 405 in nginx, and
+    `error_page 405 =200` serves it."""
     root = procs.workdir / f"{name}-files"
     root.mkdir()
     (root / "embeddings.json").write_text(embeddings_json())
@@ -358,6 +368,7 @@ def start_nginx_upstream(procs: Processes, port: int, pinning: Pinning, name: st
         listen {HOST}:{port} backlog=4096;
         default_type application/json;
         location ~ /chat/completions$ {{ return 200 '{CHAT_JSON}'; }}
+        location = /v1/messages {{ return 200 '{MESSAGES_JSON}'; }}
         location ~ /embeddings$ {{ error_page 405 =200 /embeddings.json; return 405; }}
         location = /embeddings.json {{ internal; root {root}; etag off; }}
         location / {{ return 200 '{RESPONSES_JSON}'; }}

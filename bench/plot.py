@@ -17,6 +17,7 @@ COLORS = {
     "nginx": "#2ca02c",
     "gateway-1w": "#1f77b4",
     "gateway-1w-chat": "#6baed6",
+    "gateway-1w-messages": "#9e9ac8",
     "gateway-1w-embeddings": "#9ecae1",
     "gateway-1w-noledger": "#ff7f0e",
     "gateway-1w-redis": "#ffbb78",

@@ -1,6 +1,7 @@
 """Every route the same cost: the JSON-load rows that compare routes and the usage ledger on one worker.
 
-  gateway-1w-embeddings   POST /openai/embeddings on the same worker as gateway-1w (Responses) and its -chat row
+  gateway-1w-embeddings   POST /openai/embeddings on the same worker as gateway-1w (Responses), its -chat and
+                          -messages (POST /v1/messages) rows
   gateway-1w-noledger     a second one-worker gateway, started by bench/no_ledger.py: the ledger is a no-op
   gateway-1w-redis        a third, with PROXY_REDIS_URL: the ledger in Redis (when redis-server is installed)
 
@@ -26,7 +27,15 @@ from harness import EMBEDDING_DIMENSIONS, HOST, BenchError, Failures, Pinning, P
 EMBEDDINGS_PATH = "/openai/embeddings"
 RESPONSES_ROW = "gateway-1w"  # the row the others are compared with: Responses, ledger in SQLite
 NO_LEDGER, REDIS_LEDGER = "gateway-1w-noledger", "gateway-1w-redis"
-ROW_ORDER = (RESPONSES_ROW, "gateway-1w-chat", "gateway-1w-embeddings", NO_LEDGER, REDIS_LEDGER, "gateway-base")
+ROW_ORDER = (
+    RESPONSES_ROW,
+    "gateway-1w-chat",
+    "gateway-1w-messages",
+    "gateway-1w-embeddings",
+    NO_LEDGER,
+    REDIS_LEDGER,
+    "gateway-base",
+)
 LEDGER_ROWS = (RESPONSES_ROW, NO_LEDGER, REDIS_LEDGER)
 
 
@@ -182,8 +191,9 @@ def section(results: dict[str, Any]) -> list[str]:
     lines = [
         "## Every route the same cost (one worker, same rounds)",
         "",
-        "Responses, chat completions and embeddings on one worker, and beside it in the same interleaved rounds "
-        "the same gateway without its usage ledger (`bench/no_ledger.py`: the ledger replaced by a no-op)"
+        "Responses, chat completions, Anthropic messages and embeddings on one worker, and beside it in the same "
+        "interleaved rounds the same gateway without its usage ledger (`bench/no_ledger.py`: the ledger replaced by "
+        "a no-op)"
         f"{redis if REDIS_LEDGER in summary else ''}. *gateway, 1 worker* keeps its ledger in SQLite, the default. "
         f"The embeddings answer is one {EMBEDDING_DIMENSIONS}-float embedding{f' ({size:,} bytes)' if size else ''}"
         "; × Responses divides by the *gateway, 1 worker* row at the same concurrency.",

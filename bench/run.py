@@ -40,6 +40,8 @@ from harness import (
     CHAT_STREAM_BODY,
     EMBEDDINGS_BODY,
     HOST,
+    MESSAGES_BODY,
+    MESSAGES_STREAM_BODY,
     REPO,
     REQUEST_BODY,
     STREAM_BODY,
@@ -72,7 +74,7 @@ from harness import (
 )
 from rows import EMBEDDINGS_PATH, NO_LEDGER, REDIS_LEDGER, check_embeddings, ledger_cost, start_redis, verify_ledgers
 
-RESPONSES_PATH, CHAT_PATH = "/openai/responses", "/openai/chat/completions"
+RESPONSES_PATH, CHAT_PATH, MESSAGES_PATH = "/openai/responses", "/openai/chat/completions", "/v1/messages"
 LITELLM_KEY = "sk-bench-master-key"
 DEFAULT_LITELLM_BIN = "/tmp/litellm-venv/bin/litellm"
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
@@ -249,8 +251,8 @@ def check_answer(target: Target) -> None:
     if target.path == EMBEDDINGS_PATH:
         check_embeddings(answer)
         return
-    kind = answer.get("object")
-    if kind not in ("response", "chat.completion"):
+    kind = answer.get("object", answer.get("type"))  # an Anthropic message has a `type`, no `object`
+    if kind not in ("response", "chat.completion", "message"):
         raise BenchError(f"{target.label}: unexpected answer object {kind!r}")
 
 
@@ -281,6 +283,9 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
         if source_has(f'"{CHAT_PATH}"'):
             targets.append(Target(f"{name}-chat", f"{label}, chat completions", port, CHAT_PATH, proc=proc,
                                   body=CHAT_BODY))  # fmt: skip
+        if source_has(f'"{MESSAGES_PATH}"'):
+            targets.append(Target(f"{name}-messages", f"{label}, Anthropic messages", port, MESSAGES_PATH, proc=proc,
+                                  body=MESSAGES_BODY))  # fmt: skip
         if source_has(f'"{EMBEDDINGS_PATH}"'):
             targets.append(Target(f"{name}-embeddings", f"{label}, embeddings", port, EMBEDDINGS_PATH, proc=proc,
                                   body=EMBEDDINGS_BODY))  # fmt: skip
@@ -458,6 +463,8 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
         targets.append((f"gateway-{workers}w", port, None, RESPONSES_PATH, STREAM_BODY))
         if workers == 1 and source_has(f'"{CHAT_PATH}"'):
             targets.append((f"gateway-{workers}w-chat", port, None, CHAT_PATH, CHAT_STREAM_BODY))
+        if workers == 1 and source_has(f'"{MESSAGES_PATH}"'):
+            targets.append((f"gateway-{workers}w-messages", port, None, MESSAGES_PATH, MESSAGES_STREAM_BODY))
     try:
         runs = asyncio.run(_stream_runs(targets, args.stream_runs))
     except (BenchError, OSError, TimeoutError) as exc:

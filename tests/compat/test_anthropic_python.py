@@ -4,7 +4,6 @@ exception for each error the gateway answers on these routes (no retries: each i
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import UPSTREAM_TOKEN, GatewayFactory
-from tests.helpers.compat import MAX_REQUEST_BYTES, KeyedGateway
+from tests.helpers.compat import MAX_REQUEST_BYTES, KeyedGateway, collect, resolve
 
 Client = anthropic.Anthropic | anthropic.AsyncAnthropic
 ClientFactory = Callable[..., Client]
@@ -38,17 +37,6 @@ async def sdk(request: pytest.FixtureRequest, keyed_gateway: KeyedGateway) -> As
     yield factory
     for client in made:
         await resolve(client.close())
-
-
-async def resolve(value: Any) -> Any:
-    """The value of a call on either client: the sync client returns it, the async one a coroutine of it."""
-    return await value if inspect.isawaitable(value) else value
-
-
-async def collect(stream: Any) -> list[Any]:
-    if hasattr(stream, "__aiter__"):
-        return [item async for item in stream]
-    return list(stream)
 
 
 async def raises(kind: type[anthropic.APIStatusError], call: Callable[[], Any]) -> anthropic.APIStatusError:

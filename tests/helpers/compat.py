@@ -3,6 +3,7 @@ the clients reach (tests/compat/conftest.py makes the fixtures)."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -54,3 +55,15 @@ class ConnectionAudit:
 
     def outside_loopback(self, since: int) -> list[str]:
         return [host for host in self.hosts[since:] if host not in ("127.0.0.1", "::1", "localhost")]
+
+
+async def resolve(value: Any) -> Any:
+    """The value of a call on either client of an SDK: the sync client returns it, the async one a coroutine."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def collect(stream: Any) -> list[Any]:
+    """The items of a stream from either client (an iterator, or an async iterator)."""
+    if hasattr(stream, "__aiter__"):
+        return [item async for item in stream]
+    return list(stream)
