@@ -21,6 +21,7 @@ from app.access.ratelimit import RateLimiter
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.middleware.admission import AdmissionMiddleware
+from app.middleware.browsers import BrowserGuard
 from app.middleware.cutoff import ShutdownCutoff
 from app.middleware.observe import ObserveMiddleware
 from app.proxy.dispatch import Dispatcher
@@ -76,6 +77,8 @@ def create_app(
             app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
         )  # fmt: skip
+    if settings.keys_file is None and not settings.binds_publicly():  # outside CORS: unlisted origins stop here
+        app = BrowserGuard(app, settings.host, settings.cors_origins)
     return ObserveMiddleware(app, app_metrics, dispatcher.label, access_log)
 
 

@@ -54,7 +54,7 @@ def request(
     headers: bytes = b"content-type: application/json\r\n",
 ) -> bytes:
     length = f"content-length: {len(body)}\r\n".encode() if body or method == "POST" else b""
-    return f"{method} {target} HTTP/1.1\r\nhost: gateway\r\n".encode() + headers + length + b"\r\n" + body
+    return f"{method} {target} HTTP/1.1\r\nhost: localhost\r\n".encode() + headers + length + b"\r\n" + body
 
 
 def send(gateway: GatewayProcess, raw: bytes, head: bool = False) -> RawResponse:
@@ -108,7 +108,7 @@ def test_chunked_body_growing_past_the_limit_is_refused_midway(small: GatewayPro
     """No content-length to refuse up front: the gateway counts as chunks arrive and answers 413 once past the
     limit, while the client is still sending (the body never ends here)."""
     with socket.create_connection(("127.0.0.1", small.port), timeout=10) as sock:
-        head = b"POST /openai/responses HTTP/1.1\r\nhost: g\r\ncontent-type: application/json\r\n"
+        head = b"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         sock.sendall(head + b"transfer-encoding: chunked\r\n\r\n")
         chunk = b"x" * 1024
         for _ in range(SMALL_LIMIT // len(chunk) + 1):
@@ -244,7 +244,7 @@ def test_client_headers_cannot_steer_or_reach_the_upstream(gateway: GatewayProce
         b"x-rewrite-url: /admin\r\ncookie: session=1\r\nauthorization: Bearer sk-someone\r\n"
         b"proxy-authorization: Basic eDp4\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nte: trailers\r\n"
     )
-    raw = b"POST /openai/responses HTTP/1.1\r\nhost: evil.example\r\n" + headers
+    raw = b"POST /openai/responses HTTP/1.1\r\nhost: 127.0.0.1\r\n" + headers
     raw += f"content-length: {len(BODY)}\r\n\r\n".encode() + BODY
     assert send(gateway, raw).status == 200
     [exchange] = fake.exchanges

@@ -97,7 +97,7 @@ def assert_nothing_secret(text: str, where: str) -> None:
 def leave_while_upstream_thinks(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.behaviour.headers_delay = 30
     body = b'{"model":"gpt-4o","question":"hi"}'
-    head = f"POST /aichat/conversations HTTP/1.1\r\nhost: g\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+    head = f"POST /aichat/conversations HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
         sock.sendall(head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body)
         wait_for(lambda: fake.open_requests > 0, what="the request reaching the upstream")
@@ -140,7 +140,7 @@ def test_every_failure_at_debug_level_leaks_nothing(make_gateway: GatewayFactory
 
     # a request the parser refuses, carrying both secrets
     smuggled = f"authorization: Bearer {CLIENT_KEY}\r\nx-token: {UPSTREAM_TOKEN}\r\nx-bad: a\rb\r\n".encode()
-    refused = raw_exchange(gateway.port, b"POST /openai/responses HTTP/1.1\r\nhost: g\r\n" + smuggled + b"\r\n")
+    refused = raw_exchange(gateway.port, b"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\n" + smuggled + b"\r\n")
     assert refused.status == 400
     assert_nothing_secret(repr(refused.headers) + refused.body.decode(), "the parser's refusal")
 
