@@ -55,12 +55,12 @@ class BrowserGuard:
 
     def refusal(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         host = origin = fetch_site = None
-        for name, value in headers:
-            if name == b"host":
+        for field, value in headers:
+            if field == b"host":
                 host = value.decode("latin-1")
-            elif name == b"origin":
+            elif field == b"origin":
                 origin = value.decode("latin-1").strip().lower()
-            elif name == b"sec-fetch-site":
+            elif field == b"sec-fetch-site":
                 fetch_site = value.strip().lower()
         if host is not None and (name := host_name(host)) != self.bound and not is_loopback(name):
             return "This gateway has no keys file and answers only requests addressed to its loopback address."
