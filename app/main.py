@@ -71,7 +71,8 @@ def create_app(
     api.state.served = [*dispatcher.served(), *(f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))]
     app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
     if settings.max_inflight is not None:  # unset: not even the count is paid for
-        app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES))
+        bodied = (spec.name for spec in ROUTES if spec.schema is not None)
+        app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES), bodied)
     if settings.cors_origins:
         app = CORSMiddleware(
             app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],

@@ -4,6 +4,7 @@ process, on loopback), and the fake upstream alone (for benchmarks)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from app.ledger import open_store
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.serving import heap
 from app.serving.address import claimed
+from app.serving.limits import ClientLimits
 from app.serving.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
 from app.types import ASGIApp
@@ -37,6 +39,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "access_log": False,
     "lifespan": "on",
     "server_header": False,
+    # no websockets are served: an upgrade request is an ordinary request (the websocket libraries' debug output
+    # printed every header of one, authorization included)
+    "ws": "none",
 }
 
 
@@ -93,7 +98,7 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
     asyncio.wait_for, so fractions of a second work too."""
     return {
         **UVICORN_OPTIONS,
-        "http": EnvelopeHttpToolsProtocol,
+        "http": functools.partial(EnvelopeHttpToolsProtocol, limits=ClientLimits(settings.head_timeout)),
         "timeout_graceful_shutdown": settings.shutdown_grace,
     }
 
