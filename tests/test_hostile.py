@@ -11,18 +11,23 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 
+from app.access import keys
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import (
+    CLIENT_KEY,
+    GatewayFactory,
     GatewayProcess,
     LogReader,
     RawResponse,
     assert_no_secrets,
     raw_exchange,
     read_response,
+    rss_bytes,
     start_gateway,
     stop_gateway,
 )
@@ -189,16 +194,34 @@ def test_bodies_that_are_not_a_valid_json_object_are_refused(gateway: GatewayPro
     assert_refused(send(gateway, request(body=body)), fake, 400, "invalid_request")
 
 
-def test_duplicate_keys_validate_what_the_upstream_reads(gateway: GatewayProcess, fake: FakeUpstream):
-    """JSON parsers keep the last of duplicate keys (the gateway's and the upstream's alike): the model checked
-    is the model used, so a duplicate cannot smuggle an unchecked model past validation or an allowlist."""
-    refused = send(gateway, request(body=b'{"model":"gpt-4.1","model":"not-a-model","input":"hi"}'))
-    assert_refused(refused, fake, 400, "invalid_request")
-    body = b'{"model":"not-a-model","model":"gpt-4.1","input":"hi"}'
-    answered = send(gateway, request(body=body))
-    assert answered.status == 200
-    assert answered.json()["model"] == "gpt-4.1"  # what the fake upstream read
+@pytest.mark.parametrize(
+    "body",
+    [b'{"model":"gpt-4.1","model":"not-a-model","input":"hi"}',
+     b'{"model":"not-a-model","model":"gpt-4.1","input":"hi"}',
+     b'{"model":"not-a-model","mod\\u0065l":"gpt-4.1","input":"hi"}', b'{"model":"gpt-4.1","input":"hi","input":"x"}'],
+)  # fmt: skip
+def test_duplicate_top_level_keys_are_refused(gateway: GatewayProcess, fake: FakeUpstream, body: bytes):
+    """Parsers disagree on which of two keys counts (the gateway's keeps the last, others the first): a
+    duplicate could smuggle an unchecked model past validation or an allowlist, so none is forwarded."""
+    assert_refused(send(gateway, request(body=body)), fake, 400, "invalid_request")
+
+
+def test_repeated_keys_below_the_top_level_are_forwarded(gateway: GatewayProcess, fake: FakeUpstream):
+    body = b'{"model":"gpt-4.1","input":[{"role":"user","content":"model"},{"role":"user","content":"hi"}]}'
+    assert send(gateway, request(body=body)).status == 200
     assert_forwarded_to(fake, "/openai/responses", body)
+
+
+def test_a_body_of_millions_of_tiny_values_is_refused_cheaply(gateway: GatewayProcess, fake: FakeUpstream):
+    """10 MB of empty objects raised the gateway's memory by 500 MB and held its loop for a second."""
+    body = b'{"model":"gpt-4.1","input":[' + b",".join([b"{}"] * 3_000_000) + b"]}"
+    before = rss_bytes(gateway.proc.pid)
+    started = time.monotonic()
+    response = send(gateway, request(body=body))
+    assert time.monotonic() - started < 2
+    assert_refused(response, fake, 400, "invalid_request")
+    assert "too many JSON values" in response.json()["error"]["message"]
+    assert rss_bytes(gateway.proc.pid) - before < 80 * 1024 * 1024
 
 
 # --- headers -------------------------------------------------------------------------------------------------
@@ -329,3 +352,22 @@ def test_hostile_input_left_no_traceback_and_the_gateway_serves(
     assert response.status == 200
     log_of_this_module.wait_for("request_id=hostile-last")  # every line before it is written too
     assert "Traceback" not in log_of_this_module.text()
+
+
+def test_a_key_over_its_limit_is_refused_before_its_large_body_is_read(
+    make_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path
+):
+    """RPM spent: a 5 MB body is refused from its head alone, not read and parsed first (before, 10 MB held
+    the loop for a second even for such a key)."""
+    path = tmp_path / "keys.toml"
+    keys.save(path, [keys.KeyEntry("team", keys.digest(CLIENT_KEY), rpm=1)])
+    gateway = make_gateway(PROXY_KEYS_FILE=str(path)).wait_ready()
+    auth = f"content-type: application/json\r\nauthorization: Bearer {CLIENT_KEY}\r\n".encode()
+    assert send(gateway, request(headers=auth)).status == 200
+    head = request(headers=auth, body=b"")[: -len(b"content-length: 0\r\n\r\n")] + b"content-length: 5000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head)  # and not one byte of the body
+        response = read_response(sock)
+    assert response.status == 429
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(fake.exchanges) == 1
