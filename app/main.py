@@ -109,8 +109,12 @@ def _service_api(
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
+    # ProxyError has a handler of its own: Starlette re-raises what reaches the catch-all (Exception) handler,
+    # and the server then logs a traceback for what is only a refusal
+    api.add_exception_handler(errors.ProxyError, errors.handle)
     api.add_exception_handler(Exception, errors.handle)
     api.add_exception_handler(HTTPException, errors.handle)
+    api.router.redirect_slashes = False  # a redirect would name the client's Host: unknown paths get the 404
     return api
 
 

@@ -8,6 +8,7 @@ tests/routes/test_validation.py.)
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from collections.abc import Iterator
@@ -371,3 +372,23 @@ def test_a_key_over_its_limit_is_refused_before_its_large_body_is_read(
     assert response.status == 429
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
     assert len(fake.exchanges) == 1
+
+
+# --- what the gateway says -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/healthz/", "/docs/", "/metrics/", "/admin/usage/"])
+def test_no_redirect_names_the_clients_host(gateway: GatewayProcess, fake: FakeUpstream, target: str):
+    """Starlette's trailing-slash redirect wrote the client's Host into its location: a 404 instead."""
+    response = send(gateway, request("GET", target, body=b"", headers=b""))
+    assert_refused(response, fake, 404, "not_found")
+    assert response.header("location") is None
+
+
+def test_text_log_values_with_spaces_or_equals_are_quoted(gateway: GatewayProcess, fake: FakeUpstream):
+    log = gateway.log_from_now()
+    send(gateway, request(target="/x%20status=200%20key=admin", headers=b"x-request-id: quoted-path\r\n"))
+    line = log.wait_for("request_id=quoted-path")
+    assert 'path="/x status=200 key=admin"' in line
+    fields = dict(field.split("=", 1) for field in shlex.split(line.partition(" request ")[2]))
+    assert (fields["path"], fields["status"], fields["key"]) == ("/x status=200 key=admin", "404", "-")

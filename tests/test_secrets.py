@@ -168,3 +168,21 @@ def test_upstream_failures_at_debug_level_leak_nothing(make_gateway: GatewayFact
     assert response.status_code == 502
     log.wait_for("upstream_error=connect")
     assert_nothing_secret(gateway.log(), "the debug log")
+
+
+def test_a_websocket_upgrade_at_debug_level_logs_no_credentials(
+    make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream
+):
+    """uvicorn's websocket library printed an upgrade request's headers at debug level, authorization included;
+    the gateway serves no websockets, so an upgrade is an ordinary request, and no line carries a credential."""
+    gateway = debug_gateway(make_gateway, tmp_path)
+    log = gateway.log_from_now()
+    upgrade = (
+        "GET /v1/models HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+        f"authorization: Bearer {CLIENT_KEY}\r\ncookie: session=cookie-5ecret\r\nx-request-id: ws-upgrade\r\n\r\n"
+    )
+    assert raw_exchange(gateway.port, upgrade.encode()).status == 200
+    log.wait_for("request_id=ws-upgrade")
+    assert_nothing_secret(log.text(), "the debug log")
+    assert "cookie-5ecret" not in log.text()
