@@ -172,8 +172,8 @@ def test_kubernetes_manifests_validate():
     for manifest in manifests:
         kubernetes_validate.validate(manifest, "1.30", strict=True)
     kinds = sorted(manifest["kind"] for manifest in manifests)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                     "Service", "Service"]  # fmt: skip
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
+                     "PodDisruptionBudget", "Service", "Service"]  # fmt: skip
     gateway = next(m for m in manifests if m["metadata"]["name"] == "acedata-proxy" and m["kind"] == "Deployment")
     pod = gateway["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -193,3 +193,20 @@ def test_a_broken_manifest_is_caught():
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, "1.30", strict=True)
+
+
+def test_the_team_stacks_redis_keeps_its_data_across_a_restart():
+    """Redis holds the usage ledger and the budgets' counts: persistence on, on a named volume (compose) or a
+    claim (Kubernetes); before, `--appendonly no` lost every key's spend at each restart."""
+    services = yaml.safe_load((ROOT / "deploy" / "compose" / "team" / "compose.yaml").read_text())["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    data = command[command.index("--dir") + 1]
+    assert any(volume.endswith(":" + data) and not volume.startswith((".", "/")) for volume in redis["volumes"])
+    [deployment] = [d for d in rendered_manifests() if d["metadata"]["name"] == "acedata-proxy-redis"
+                    and d["kind"] == "Deployment"]  # fmt: skip
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "acedata-proxy-redis"
