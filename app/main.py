@@ -30,6 +30,7 @@ from app.proxy.table import ROUTES
 from app.proxy.upstream import UpstreamPool
 from app.routes import admin, health, metrics
 from app.routes.models import ModelsEndpoint
+from app.serving import exporter
 from app.settings import Settings
 from app.types import ASGIApp
 
@@ -106,6 +107,7 @@ def _service_api(
     api.state.readiness = readiness
     api.state.metrics = app_metrics
     api.state.keys, api.state.ledger = keys, ledger
+    api.state.metrics_port = settings.metrics_port
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
@@ -128,6 +130,9 @@ def _lifespan(
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await pool.open()
         await ledger.start()
+        listener = None
+        if settings.metrics_port is not None:
+            listener = await exporter.start(settings.host, settings.metrics_port, api.state.metrics)
         watcher = None
         if keys is not None:
             _reload_on_sighup(keys)
@@ -142,6 +147,8 @@ def _lifespan(
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if listener is not None:
+                listener.close()
             await pool.close()
             await ledger.close()
             api.state.metrics.close()

@@ -146,7 +146,13 @@ def test_team_stack_ports_agree():
     assert set(re.findall(r"server 127\.0\.0\.1:(\d+);", nginx)) == ports
     assert "proxy_buffering off;" in nginx
     targets = yaml.safe_load(rendered("prometheus", "prometheus.yml"))["scrape_configs"][0]["static_configs"][0]
-    assert {target.split(":")[1] for target in targets["targets"]} == ports
+    exporters = {
+        with_defaults(str(spec["environment"]["PROXY_METRICS_PORT"]))
+        for spec in gateways(directory / "compose.yaml").values()
+    }  # the replicas' metrics listeners: the gateway ports show clients no key names
+    assert len(exporters) == 2
+    assert not exporters & ports
+    assert {target.split(":")[1] for target in targets["targets"]} == exporters
     redis_port = with_defaults(services["redis"]["command"][services["redis"]["command"].index("--port") + 1])
     for spec in gateways(directory / "compose.yaml").values():
         assert with_defaults(spec["environment"]["PROXY_REDIS_URL"]) == f"redis://127.0.0.1:{redis_port}/0"
@@ -186,6 +192,13 @@ def test_kubernetes_manifests_validate():
     assert environment["ACEDATACLOUD_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "acedata-proxy"
     assert pod["volumes"][0]["secret"]["secretName"] == "acedata-proxy"
     assert pod["securityContext"]["runAsUser"] == 10001
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert int(environment["PROXY_METRICS_PORT"]["value"]) == ports["metrics"] != ports["http"]
+    service = next(m for m in manifests if m["metadata"]["name"] == "acedata-proxy" and m["kind"] == "Service")
+    assert [port["targetPort"] for port in service["spec"]["ports"]] in (["http"], [ports["http"]])
+    scrape = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]["acedata-proxy-scrape.yml"]
+    kept = yaml.safe_load(scrape)["scrape_configs"][0]["relabel_configs"][1]
+    assert (kept["source_labels"], kept["regex"]) == (["__meta_kubernetes_pod_container_port_name"], "metrics")
 
 
 def test_a_broken_manifest_is_caught():

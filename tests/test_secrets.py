@@ -78,10 +78,10 @@ OPS_KEY = keys.new_key()  # a second key, without limits: scanned for like the o
 
 def debug_gateway(make_gateway: GatewayFactory, tmp_path: Path, **env: str) -> GatewayProcess:
     """A team gateway logging at debug level, whose key "team" is CLIENT_KEY (4 requests a minute, two models) and
-    "ops" OPS_KEY, and whose process cuts in-flight requests half a second after SIGTERM."""
+    "ops" OPS_KEY (an admin key), and whose process cuts in-flight requests half a second after SIGTERM."""
     path = tmp_path / "keys.toml"
     team = keys.KeyEntry("team", keys.digest(CLIENT_KEY), frozenset({"gpt-4.1", "gpt-4o"}), rpm=4)
-    keys.save(path, [team, keys.KeyEntry("ops", keys.digest(OPS_KEY))])
+    keys.save(path, [team, keys.KeyEntry("ops", keys.digest(OPS_KEY), admin=True)])
     return make_gateway(PROXY_LOG_LEVEL="debug", PROXY_KEYS_FILE=str(path), PROXY_SHUTDOWN_GRACE="0.5", **env)
 
 
@@ -144,7 +144,7 @@ def test_every_failure_at_debug_level_leaks_nothing(make_gateway: GatewayFactory
     assert refused.status == 400
     assert_nothing_secret(repr(refused.headers) + refused.body.decode(), "the parser's refusal")
 
-    metrics = httpx.get(gateway.url + "/metrics").text
+    metrics = httpx.get(gateway.url + "/metrics", headers=auth(OPS_KEY)).text
     assert 'key="team"' in metrics
     assert_nothing_secret(metrics, "/metrics")
     sigterm_mid_json_body(gateway, fake)
