@@ -103,11 +103,11 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
         self.data_received(data[left:])
 
     def on_headers_complete(self) -> None:
-        self.head_left = self.head_since = None
         problem = head_problem(self.headers, self.url, self.parser.get_http_version())
         if problem is not None:
             self.refusal = problem
-            raise problem  # stops the parser: answered by send_400_response
+            raise problem  # stops the parser: answered by send_400_response (and nothing more is fed)
+        self.head_left = self.head_since = None
         self.body_since, self.body_bytes = self.loop.time(), 0  # a request without a body completes at once
         super().on_headers_complete()
 
