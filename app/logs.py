@@ -22,7 +22,6 @@ CREDENTIALS = re.compile(
     r"(?i)(\b(?:proxy-)?authorization|\bcookie|\bset-cookie|\bx-api-key|\bapi-key)(['\"]?\s*[:=,]\s*b?['\"]?)[^'\"\r\n]+"
     r"|\bbearer\s+[^\s'\"]+"
 )
-NEEDS_QUOTES = re.compile(r'[\s="]')
 
 
 class Formatter(logging.Formatter):
@@ -52,7 +51,7 @@ class Formatter(logging.Formatter):
         else:
             text = f"{self._timestamp(created)} {level:<7} {logger}: {message}"
             if fields:
-                text += " " + " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
+                text += " " + " ".join([f"{key}={_text_value(value)}" for key, value in fields.items()])
             if exception:
                 text += "\n" + exception
         for secret in self.secrets:
@@ -71,9 +70,9 @@ def _text_value(value: Any) -> str:
     a model) can read as fields of its own."""
     if value is None:
         return "-"
-    if not isinstance(value, str):  # numbers and flags: nothing to quote
+    if type(value) is not str:  # numbers and flags: nothing to quote
         return str(value)
-    if NEEDS_QUOTES.search(value) is None:
+    if " " not in value and "=" not in value and '"' not in value and "\t" not in value:
         return value
     text = value
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

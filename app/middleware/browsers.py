@@ -19,6 +19,7 @@ from app.errors import CrossSiteRefused, send_error
 from app.types import ASGIApp, Receive, Scope, Send
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+HOSTS_KEPT = 256
 
 
 def host_name(host: str) -> str:
@@ -45,6 +46,7 @@ class BrowserGuard:
         origins = frozenset(origin.lower() for origin in cors_origins)
         self.any_origin = "*" in origins
         self.origins = origins
+        self.hosts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (reason := self.refusal(scope["headers"])) is not None:
@@ -54,21 +56,30 @@ class BrowserGuard:
         await self.app(scope, receive, send)
 
     def refusal(self, headers: list[tuple[bytes, bytes]]) -> str | None:
-        host = origin = fetch_site = None
-        for field, value in headers:
-            if field == b"host":
-                host = value.decode("latin-1")
-            elif field == b"origin":
-                origin = value.decode("latin-1").strip().lower()
-            elif field == b"sec-fetch-site":
-                fetch_site = value.strip().lower()
-        if host is not None and (name := host_name(host)) != self.bound and not is_loopback(name):
+        fields = dict(headers)  # in C; a repeated Host is refused by the framing checks before this runs
+        host, origin = fields.get(b"host"), fields.get(b"origin")
+        if host is not None and not self._allowed_host(host):
             return "This gateway has no keys file and answers only requests addressed to its loopback address."
-        if origin is None and fetch_site != b"cross-site":
+        if origin is None and fields.get(b"sec-fetch-site", b"").strip().lower() != b"cross-site":
             return None
-        if self.any_origin or origin in self.origins or (host is not None and origin == f"http://{host.lower()}"):
+        seen = origin.decode("latin-1").strip().lower() if origin is not None else None
+        if (
+            self.any_origin
+            or seen in self.origins
+            or (host is not None and seen == f"http://{host.decode('latin-1').lower()}")
+        ):
             return None
         return (
             "Cross-site browser requests are refused: this gateway has no keys file. List the web app's origin in "
             "PROXY_CORS_ORIGINS, or set PROXY_KEYS_FILE."
         )
+
+    def _allowed_host(self, host: bytes) -> bool:
+        """Remembered for the few Host values clients send (a client cannot grow the memory past HOSTS_KEPT)."""
+        allowed = self.hosts.get(host)
+        if allowed is None:
+            name = host_name(host.decode("latin-1"))
+            allowed = name == self.bound or is_loopback(name)
+            if len(self.hosts) < HOSTS_KEPT:
+                self.hosts[host] = allowed
+        return allowed

@@ -39,10 +39,18 @@ def check_unique_keys(body: bytes, document: dict[str, object]) -> None:
         raise InvalidRequest("Request body has duplicate top-level keys.")
 
 
+_literals: dict[str, bytes | None] = {}  # a key's literal as written, None when it could be written otherwise
+LITERALS_KEPT = 1024
+
+
 def _once(body: bytes, key: str) -> bool:
-    if "/" in key or '"' in key or "\\" in key or not key.isprintable():
-        return False
-    return body.count(b'"' + key.encode() + b'"') == 1
+    literal = _literals.get(key, b"")
+    if literal == b"":
+        unsafe = "/" in key or '"' in key or "\\" in key or not key.isprintable()
+        literal = None if unsafe else b'"' + key.encode() + b'"'
+        if len(_literals) < LITERALS_KEPT:  # the fields clients send; keys a client makes up are not kept
+            _literals[key] = literal
+    return literal is not None and body.count(literal) == 1
 
 
 def _skip(body: bytes, at: int) -> int:

@@ -103,7 +103,8 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
         self.data_received(data[left:])
 
     def on_headers_complete(self) -> None:
-        problem = head_problem(self.headers, self.url, self.parser.get_http_version())
+        uncounted = self.head_left == HEAD_BYTES  # began within a read that data_received did not count
+        problem = head_problem(self.headers, self.url, self.parser.get_http_version(), uncounted)
         if problem is not None:
             self.refusal = problem
             raise problem  # stops the parser: answered by send_400_response (and nothing more is fed)
