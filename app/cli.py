@@ -173,6 +173,7 @@ def _check_keys_file(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     from app.serving import server  # uvicorn and the app load only for commands that serve
+    from app.serving.address import PortInUse
 
     args = _parser().parse_args(argv)
     command = args.command or "serve"
@@ -199,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             demo.demo(settings, sock)
         else:
             server.serve(settings, sock)
-    except (server.UnsafeBind, server.PortInUse) as exc:
+    except (server.UnsafeBind, PortInUse) as exc:
         sys.exit(f"acedata-proxy: {exc}")
     except STORE_ERRORS as exc:
         sys.exit(f"acedata-proxy: refusing to start, the usage ledger in {settings.data_dir} cannot be opened: {exc}")

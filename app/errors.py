@@ -6,10 +6,13 @@ ProxyError
 ├── InvalidRequest          400 invalid_request        (`param` names the field)
 ├── NotFound                404 not_found
 ├── MethodNotAllowed        405 method_not_allowed
+├── RequestTimeout          408 request_timeout        (a request head or body that does not arrive in time)
 ├── RequestTooLarge         413 request_too_large
+├── HeadTooLarge            431 request_header_fields_too_large
 ├── InvalidApiKey           401 invalid_api_key
 ├── ModelNotAllowed         403 model_not_allowed
 ├── AdminRequired           403 admin_required         (/admin/*: no keys file, or a key without admin = true)
+├── CrossSiteRefused        403 cross_site_request     (no keys file: a browser's cross-site or rebound request)
 ├── RateLimited             429 rate_limit_exceeded   (`retry-after`)
 │   └── BudgetExceeded      429 budget_exceeded       (`retry-after` until the budget's period ends)
 ├── UpstreamUnavailable     502 upstream_unavailable
@@ -75,6 +78,10 @@ class AdminRequired(ProxyError):
     status, code, type = 403, "admin_required", "permission_error"
 
 
+class CrossSiteRefused(ProxyError):
+    status, code, type = 403, "cross_site_request", "permission_error"
+
+
 class NotFound(ProxyError):
     status, code, type = 404, "not_found", "invalid_request_error"
 
@@ -85,6 +92,14 @@ class MethodNotAllowed(ProxyError):
 
 class RequestTooLarge(ProxyError):
     status, code, type = 413, "request_too_large", "invalid_request_error"
+
+
+class RequestTimeout(ProxyError):
+    status, code, type = 408, "request_timeout", "invalid_request_error"
+
+
+class HeadTooLarge(ProxyError):
+    status, code, type = 431, "request_header_fields_too_large", "invalid_request_error"
 
 
 class RateLimited(ProxyError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -16,6 +17,11 @@ from app.settings import Settings
 
 LOGGERS = ("acedata_proxy", "uvicorn", "uvicorn.error", "uvicorn.access")
 REDACTED = "[redacted]"
+# credentials a library may print (a request's headers at debug level): the client's key, cookies, tokens
+CREDENTIALS = re.compile(
+    r"(?i)(\b(?:proxy-)?authorization|\bcookie|\bset-cookie|\bx-api-key|\bapi-key)(['\"]?\s*[:=,]\s*b?['\"]?)[^'\"\r\n]+"
+    r"|\bbearer\s+[^\s'\"]+"
+)
 
 
 class Formatter(logging.Formatter):
@@ -28,7 +34,9 @@ class Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, Any] = getattr(record, "fields", {})
         exception = self.formatException(record.exc_info) if record.exc_info else None
-        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields, exception)
+        line = self.line(record.created, record.levelname, record.name, record.getMessage(), fields, exception)
+        # not on the access log's own path (app/logs.AccessLog.write): its fields name keys, never carry them
+        return CREDENTIALS.sub(lambda match: (match.group(1) or "") + (match.group(2) or "") + REDACTED, line)
 
     def line(
         self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exception: str | None
@@ -43,7 +51,7 @@ class Formatter(logging.Formatter):
         else:
             text = f"{self._timestamp(created)} {level:<7} {logger}: {message}"
             if fields:
-                text += " " + " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items())
+                text += " " + " ".join([f"{key}={_text_value(value)}" for key, value in fields.items()])
             if exception:
                 text += "\n" + exception
         for secret in self.secrets:
@@ -55,6 +63,19 @@ class Formatter(logging.Formatter):
         if second != self._second:  # one strftime a second, not one a line
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
         return self._stamp
+
+
+def _text_value(value: Any) -> str:
+    """A field's value in the text format: quoted when it has spaces, `=` or quotes, so that no value (a path,
+    a model) can read as fields of its own."""
+    if value is None:
+        return "-"
+    if type(value) is not str:  # numbers and flags: nothing to quote
+        return str(value)
+    if " " not in value and "=" not in value and '"' not in value and "\t" not in value:
+        return value
+    text = value
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class CoalescingHandler(logging.StreamHandler):  # type: ignore[type-arg]

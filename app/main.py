@@ -18,9 +18,11 @@ from starlette.middleware.cors import CORSMiddleware
 from app import __version__, logs, openapi
 from app.access.auth import KeyStore
 from app.access.ratelimit import RateLimiter
+from app.errors import ProxyError
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.middleware.admission import AdmissionMiddleware
+from app.middleware.browsers import BrowserGuard
 from app.middleware.cutoff import ShutdownCutoff
 from app.middleware.observe import ObserveMiddleware
 from app.proxy.dispatch import Dispatcher
@@ -29,6 +31,7 @@ from app.proxy.table import ROUTES
 from app.proxy.upstream import UpstreamPool
 from app.routes import admin, handler, health, metrics
 from app.routes.models import ModelsEndpoint
+from app.serving import exporter
 from app.settings import Settings
 from app.types import ASGIApp
 
@@ -73,12 +76,15 @@ def create_app(
     api.state.served = [*dispatcher.served(), *service, "HEAD /"]
     app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
     if settings.max_inflight is not None:  # unset: not even the count is paid for
-        app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES))
+        bodied = (spec.name for spec in ROUTES if spec.schema is not None)
+        app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES), bodied)
     if settings.cors_origins:
         app = CORSMiddleware(
             app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
         )  # fmt: skip
+    if settings.keys_file is None and not settings.binds_publicly():  # outside CORS: unlisted origins stop here
+        app = BrowserGuard(app, settings.host, settings.cors_origins)
     return ObserveMiddleware(app, app_metrics, dispatcher.resolve, access_log)
 
 
@@ -105,11 +111,16 @@ def _service_api(
     api.state.readiness = readiness
     api.state.metrics = app_metrics
     api.state.keys, api.state.ledger = keys, ledger
+    api.state.metrics_port = settings.metrics_port
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
+    # ProxyError has a handler of its own: Starlette re-raises what reaches the catch-all (Exception) handler,
+    # and the server then logs a traceback for what is only a refusal
+    api.add_exception_handler(ProxyError, handler.handle)
     api.add_exception_handler(Exception, handler.handle)
     api.add_exception_handler(HTTPException, handler.handle)
+    api.router.redirect_slashes = False  # a redirect would name the client's Host: unknown paths get the 404
     return api
 
 
@@ -123,6 +134,9 @@ def _lifespan(
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         await pool.open()
         await ledger.start()
+        listener = None
+        if settings.metrics_port is not None:
+            listener = await exporter.start(settings.host, settings.metrics_port, api.state.metrics)
         watcher = None
         if keys is not None:
             _reload_on_sighup(keys)
@@ -137,6 +151,8 @@ def _lifespan(
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if listener is not None:
+                listener.close()
             await pool.close()
             await ledger.close()
             api.state.metrics.close()

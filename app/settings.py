@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     tpm_output_reservation: int = Field(1024, ge=0, validation_alias=_env("PROXY_TPM_OUTPUT_RESERVATION"))
     # forwarded requests and streams one worker holds at once; beyond it 503 `overloaded` (None: no limit)
     max_inflight: int | None = Field(None, ge=1, validation_alias=_env("PROXY_MAX_INFLIGHT"))
+    # GET /metrics on this port of PROXY_HOST instead of the gateway's own (None: on the gateway's port, and
+    # only for admin keys when a keys file is set)
+    metrics_port: int | None = Field(None, ge=0, le=65535, validation_alias=_env("PROXY_METRICS_PORT"))
+    # a client's request head must arrive within this long; its body within this plus a second per 16 KiB
+    head_timeout: float = Field(5.0, gt=0, le=60, validation_alias=_env("PROXY_HEAD_TIMEOUT"))
     # SIGTERM: stop accepting, let in-flight requests and streams finish for this long, then cut them and exit
     shutdown_grace: float = Field(30.0, ge=0, validation_alias=_env("PROXY_SHUTDOWN_GRACE"))
 

@@ -161,8 +161,8 @@ def test_demo_says_its_port_is_taken_before_any_instructions(tmp_path: Path):
         output, _ = proc.communicate(timeout=20)
     assert proc.returncode == 1
     assert output.decode().strip() == (
-        f"acedata-proxy: Cannot listen on 127.0.0.1:{port} (Address already in use): another gateway or demo may "
-        f"be running there. Stop it, or start the demo on another port: acedata-proxy demo --port {port + 1}"
+        f"acedata-proxy: Cannot listen on 127.0.0.1:{port}: the address is already in use. Stop what uses it, or "
+        f"use another port: --port {port + 1}"
     )
 
 

@@ -146,7 +146,13 @@ def test_team_stack_ports_agree():
     assert set(re.findall(r"server 127\.0\.0\.1:(\d+);", nginx)) == ports
     assert "proxy_buffering off;" in nginx
     targets = yaml.safe_load(rendered("prometheus", "prometheus.yml"))["scrape_configs"][0]["static_configs"][0]
-    assert {target.split(":")[1] for target in targets["targets"]} == ports
+    exporters = {
+        with_defaults(str(spec["environment"]["PROXY_METRICS_PORT"]))
+        for spec in gateways(directory / "compose.yaml").values()
+    }  # the replicas' metrics listeners: the gateway ports show clients no key names
+    assert len(exporters) == 2
+    assert not exporters & ports
+    assert {target.split(":")[1] for target in targets["targets"]} == exporters
     redis_port = with_defaults(services["redis"]["command"][services["redis"]["command"].index("--port") + 1])
     for spec in gateways(directory / "compose.yaml").values():
         assert with_defaults(spec["environment"]["PROXY_REDIS_URL"]) == f"redis://127.0.0.1:{redis_port}/0"
@@ -172,8 +178,8 @@ def test_kubernetes_manifests_validate():
     for manifest in manifests:
         kubernetes_validate.validate(manifest, "1.30", strict=True)
     kinds = sorted(manifest["kind"] for manifest in manifests)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                     "Service", "Service"]  # fmt: skip
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
+                     "PodDisruptionBudget", "Service", "Service"]  # fmt: skip
     gateway = next(m for m in manifests if m["metadata"]["name"] == "acedata-proxy" and m["kind"] == "Deployment")
     pod = gateway["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -186,6 +192,13 @@ def test_kubernetes_manifests_validate():
     assert environment["ACEDATACLOUD_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "acedata-proxy"
     assert pod["volumes"][0]["secret"]["secretName"] == "acedata-proxy"
     assert pod["securityContext"]["runAsUser"] == 10001
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert int(environment["PROXY_METRICS_PORT"]["value"]) == ports["metrics"] != ports["http"]
+    service = next(m for m in manifests if m["metadata"]["name"] == "acedata-proxy" and m["kind"] == "Service")
+    assert [port["targetPort"] for port in service["spec"]["ports"]] in (["http"], [ports["http"]])
+    scrape = next(m for m in manifests if m["kind"] == "ConfigMap")["data"]["acedata-proxy-scrape.yml"]
+    kept = yaml.safe_load(scrape)["scrape_configs"][0]["relabel_configs"][1]
+    assert (kept["source_labels"], kept["regex"]) == (["__meta_kubernetes_pod_container_port_name"], "metrics")
 
 
 def test_a_broken_manifest_is_caught():
@@ -193,3 +206,20 @@ def test_a_broken_manifest_is_caught():
     deployment["spec"]["replicas"] = "two"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, "1.30", strict=True)
+
+
+def test_the_team_stacks_redis_keeps_its_data_across_a_restart():
+    """Redis holds the usage ledger and the budgets' counts: persistence on, on a named volume (compose) or a
+    claim (Kubernetes); before, `--appendonly no` lost every key's spend at each restart."""
+    services = yaml.safe_load((ROOT / "deploy" / "compose" / "team" / "compose.yaml").read_text())["services"]
+    redis = services["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    data = command[command.index("--dir") + 1]
+    assert any(volume.endswith(":" + data) and not volume.startswith((".", "/")) for volume in redis["volumes"])
+    [deployment] = [d for d in rendered_manifests() if d["metadata"]["name"] == "acedata-proxy-redis"
+                    and d["kind"] == "Deployment"]  # fmt: skip
+    pod = deployment["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--appendonly") + 1] == "yes"
+    assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "acedata-proxy-redis"

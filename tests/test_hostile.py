@@ -8,21 +8,27 @@ tests/routes/test_validation.py.)
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 
+from app.access import keys
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import (
+    CLIENT_KEY,
+    GatewayFactory,
     GatewayProcess,
     LogReader,
     RawResponse,
     assert_no_secrets,
     raw_exchange,
     read_response,
+    rss_bytes,
     start_gateway,
     stop_gateway,
 )
@@ -54,7 +60,7 @@ def request(
     headers: bytes = b"content-type: application/json\r\n",
 ) -> bytes:
     length = f"content-length: {len(body)}\r\n".encode() if body or method == "POST" else b""
-    return f"{method} {target} HTTP/1.1\r\nhost: gateway\r\n".encode() + headers + length + b"\r\n" + body
+    return f"{method} {target} HTTP/1.1\r\nhost: localhost\r\n".encode() + headers + length + b"\r\n" + body
 
 
 def send(gateway: GatewayProcess, raw: bytes, head: bool = False) -> RawResponse:
@@ -108,7 +114,7 @@ def test_chunked_body_growing_past_the_limit_is_refused_midway(small: GatewayPro
     """No content-length to refuse up front: the gateway counts as chunks arrive and answers 413 once past the
     limit, while the client is still sending (the body never ends here)."""
     with socket.create_connection(("127.0.0.1", small.port), timeout=10) as sock:
-        head = b"POST /openai/responses HTTP/1.1\r\nhost: g\r\ncontent-type: application/json\r\n"
+        head = b"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         sock.sendall(head + b"transfer-encoding: chunked\r\n\r\n")
         chunk = b"x" * 1024
         for _ in range(SMALL_LIMIT // len(chunk) + 1):
@@ -189,16 +195,34 @@ def test_bodies_that_are_not_a_valid_json_object_are_refused(gateway: GatewayPro
     assert_refused(send(gateway, request(body=body)), fake, 400, "invalid_request")
 
 
-def test_duplicate_keys_validate_what_the_upstream_reads(gateway: GatewayProcess, fake: FakeUpstream):
-    """JSON parsers keep the last of duplicate keys (the gateway's and the upstream's alike): the model checked
-    is the model used, so a duplicate cannot smuggle an unchecked model past validation or an allowlist."""
-    refused = send(gateway, request(body=b'{"model":"gpt-4.1","model":"not-a-model","input":"hi"}'))
-    assert_refused(refused, fake, 400, "invalid_request")
-    body = b'{"model":"not-a-model","model":"gpt-4.1","input":"hi"}'
-    answered = send(gateway, request(body=body))
-    assert answered.status == 200
-    assert answered.json()["model"] == "gpt-4.1"  # what the fake upstream read
+@pytest.mark.parametrize(
+    "body",
+    [b'{"model":"gpt-4.1","model":"not-a-model","input":"hi"}',
+     b'{"model":"not-a-model","model":"gpt-4.1","input":"hi"}',
+     b'{"model":"not-a-model","mod\\u0065l":"gpt-4.1","input":"hi"}', b'{"model":"gpt-4.1","input":"hi","input":"x"}'],
+)  # fmt: skip
+def test_duplicate_top_level_keys_are_refused(gateway: GatewayProcess, fake: FakeUpstream, body: bytes):
+    """Parsers disagree on which of two keys counts (the gateway's keeps the last, others the first): a
+    duplicate could smuggle an unchecked model past validation or an allowlist, so none is forwarded."""
+    assert_refused(send(gateway, request(body=body)), fake, 400, "invalid_request")
+
+
+def test_repeated_keys_below_the_top_level_are_forwarded(gateway: GatewayProcess, fake: FakeUpstream):
+    body = b'{"model":"gpt-4.1","input":[{"role":"user","content":"model"},{"role":"user","content":"hi"}]}'
+    assert send(gateway, request(body=body)).status == 200
     assert_forwarded_to(fake, "/openai/responses", body)
+
+
+def test_a_body_of_millions_of_tiny_values_is_refused_cheaply(gateway: GatewayProcess, fake: FakeUpstream):
+    """10 MB of empty objects raised the gateway's memory by 500 MB and held its loop for a second."""
+    body = b'{"model":"gpt-4.1","input":[' + b",".join([b"{}"] * 3_000_000) + b"]}"
+    before = rss_bytes(gateway.proc.pid)
+    started = time.monotonic()
+    response = send(gateway, request(body=body))
+    assert time.monotonic() - started < 2
+    assert_refused(response, fake, 400, "invalid_request")
+    assert "too many JSON values" in response.json()["error"]["message"]
+    assert rss_bytes(gateway.proc.pid) - before < 80 * 1024 * 1024
 
 
 # --- headers -------------------------------------------------------------------------------------------------
@@ -244,7 +268,7 @@ def test_client_headers_cannot_steer_or_reach_the_upstream(gateway: GatewayProce
         b"x-rewrite-url: /admin\r\ncookie: session=1\r\nauthorization: Bearer sk-someone\r\n"
         b"proxy-authorization: Basic eDp4\r\nconnection: keep-alive, x-hop\r\nx-hop: 1\r\nte: trailers\r\n"
     )
-    raw = b"POST /openai/responses HTTP/1.1\r\nhost: evil.example\r\n" + headers
+    raw = b"POST /openai/responses HTTP/1.1\r\nhost: 127.0.0.1\r\n" + headers
     raw += f"content-length: {len(BODY)}\r\n\r\n".encode() + BODY
     assert send(gateway, raw).status == 200
     [exchange] = fake.exchanges
@@ -290,7 +314,8 @@ def test_equivalent_targets_reach_only_the_routes_own_upstream_path(
 
 
 def test_a_huge_request_target_is_refused(gateway: GatewayProcess, fake: FakeUpstream):
-    assert_refused(send(gateway, request(target="/openai/responses?" + "a" * 100_000)), fake, 400, "invalid_request")
+    response = send(gateway, request(target="/openai/responses?" + "a" * 100_000))
+    assert_refused(response, fake, 431, "request_header_fields_too_large")  # the head's limit: 64 KiB
 
 
 # --- methods -------------------------------------------------------------------------------------------------
@@ -328,3 +353,42 @@ def test_hostile_input_left_no_traceback_and_the_gateway_serves(
     assert response.status == 200
     log_of_this_module.wait_for("request_id=hostile-last")  # every line before it is written too
     assert "Traceback" not in log_of_this_module.text()
+
+
+def test_a_key_over_its_limit_is_refused_before_its_large_body_is_read(
+    make_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path
+):
+    """RPM spent: a 5 MB body is refused from its head alone, not read and parsed first (before, 10 MB held
+    the loop for a second even for such a key)."""
+    path = tmp_path / "keys.toml"
+    keys.save(path, [keys.KeyEntry("team", keys.digest(CLIENT_KEY), rpm=1)])
+    gateway = make_gateway(PROXY_KEYS_FILE=str(path)).wait_ready()
+    auth = f"content-type: application/json\r\nauthorization: Bearer {CLIENT_KEY}\r\n".encode()
+    assert send(gateway, request(headers=auth)).status == 200
+    head = request(headers=auth, body=b"")[: -len(b"content-length: 0\r\n\r\n")] + b"content-length: 5000000\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head)  # and not one byte of the body
+        response = read_response(sock)
+    assert response.status == 429
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"
+    assert len(fake.exchanges) == 1
+
+
+# --- what the gateway says -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["/healthz/", "/docs/", "/metrics/", "/admin/usage/"])
+def test_no_redirect_names_the_clients_host(gateway: GatewayProcess, fake: FakeUpstream, target: str):
+    """Starlette's trailing-slash redirect wrote the client's Host into its location: a 404 instead."""
+    response = send(gateway, request("GET", target, body=b"", headers=b""))
+    assert_refused(response, fake, 404, "not_found")
+    assert response.header("location") is None
+
+
+def test_text_log_values_with_spaces_or_equals_are_quoted(gateway: GatewayProcess, fake: FakeUpstream):
+    log = gateway.log_from_now()
+    send(gateway, request(target="/x%20status=200%20key=admin", headers=b"x-request-id: quoted-path\r\n"))
+    line = log.wait_for("request_id=quoted-path")
+    assert 'path="/x status=200 key=admin"' in line
+    fields = dict(field.split("=", 1) for field in shlex.split(line.partition(" request ")[2]))
+    assert (fields["path"], fields["status"], fields["key"]) == ("/x status=200 key=admin", "404", "-")

@@ -70,7 +70,7 @@ def slow_reader(port: int) -> socket.socket:
     sock.settimeout(10)
     sock.connect(("127.0.0.1", port))
     body = orjson.dumps(STREAM)
-    head = "POST /openai/responses HTTP/1.1\r\nhost: g\r\ncontent-type: application/json\r\n"
+    head = "POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
     sock.sendall(head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body)
     response = read_response_head(sock)
     assert response.startswith(b"HTTP/1.1 200"), response

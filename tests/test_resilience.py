@@ -169,7 +169,7 @@ def assert_nothing_left_open(gateway: GatewayProcess, fake: FakeUpstream, route:
 
 def raw_post(port: int, path: str, body: bytes, headers: bytes = b"") -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    head = f"POST {path} HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+    head = f"POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
     sock.sendall(head.encode() + headers + f"content-length: {len(body)}\r\n\r\n".encode() + body)
     return sock
 
@@ -229,7 +229,7 @@ def test_disconnect_while_sending_the_body_forwards_nothing(gateway: GatewayProc
     body = orjson.dumps({**AICHAT, "question": "x" * 5000})
     before = scrape(gateway)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        head = "POST /aichat/conversations HTTP/1.1\r\nhost: g\r\ncontent-type: application/json\r\n"
+        head = "POST /aichat/conversations HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         sock.sendall(head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body[:1000])
         wait_for(lambda: inflight(gateway, "aichat.conversations") == 1, what="request under way")
     assert_nothing_left_open(gateway, fake, "aichat.conversations")

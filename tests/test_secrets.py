@@ -78,10 +78,10 @@ OPS_KEY = keys.new_key()  # a second key, without limits: scanned for like the o
 
 def debug_gateway(make_gateway: GatewayFactory, tmp_path: Path, **env: str) -> GatewayProcess:
     """A team gateway logging at debug level, whose key "team" is CLIENT_KEY (4 requests a minute, two models) and
-    "ops" OPS_KEY, and whose process cuts in-flight requests half a second after SIGTERM."""
+    "ops" OPS_KEY (an admin key), and whose process cuts in-flight requests half a second after SIGTERM."""
     path = tmp_path / "keys.toml"
     team = keys.KeyEntry("team", keys.digest(CLIENT_KEY), frozenset({"gpt-4.1", "gpt-4o"}), rpm=4)
-    keys.save(path, [team, keys.KeyEntry("ops", keys.digest(OPS_KEY))])
+    keys.save(path, [team, keys.KeyEntry("ops", keys.digest(OPS_KEY), admin=True)])
     return make_gateway(PROXY_LOG_LEVEL="debug", PROXY_KEYS_FILE=str(path), PROXY_SHUTDOWN_GRACE="0.5", **env)
 
 
@@ -97,7 +97,7 @@ def assert_nothing_secret(text: str, where: str) -> None:
 def leave_while_upstream_thinks(gateway: GatewayProcess, fake: FakeUpstream) -> None:
     fake.behaviour.headers_delay = 30
     body = b'{"model":"gpt-4o","question":"hi"}'
-    head = f"POST /aichat/conversations HTTP/1.1\r\nhost: g\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
+    head = f"POST /aichat/conversations HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {CLIENT_KEY}\r\n"
     with socket.create_connection(("127.0.0.1", gateway.port)) as sock:
         sock.sendall(head.encode() + f"content-length: {len(body)}\r\n\r\n".encode() + body)
         wait_for(lambda: fake.open_requests > 0, what="the request reaching the upstream")
@@ -140,11 +140,11 @@ def test_every_failure_at_debug_level_leaks_nothing(make_gateway: GatewayFactory
 
     # a request the parser refuses, carrying both secrets
     smuggled = f"authorization: Bearer {CLIENT_KEY}\r\nx-token: {UPSTREAM_TOKEN}\r\nx-bad: a\rb\r\n".encode()
-    refused = raw_exchange(gateway.port, b"POST /openai/responses HTTP/1.1\r\nhost: g\r\n" + smuggled + b"\r\n")
+    refused = raw_exchange(gateway.port, b"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\n" + smuggled + b"\r\n")
     assert refused.status == 400
     assert_nothing_secret(repr(refused.headers) + refused.body.decode(), "the parser's refusal")
 
-    metrics = httpx.get(gateway.url + "/metrics").text
+    metrics = httpx.get(gateway.url + "/metrics", headers=auth(OPS_KEY)).text
     assert 'key="team"' in metrics
     assert_nothing_secret(metrics, "/metrics")
     sigterm_mid_json_body(gateway, fake)
@@ -168,3 +168,21 @@ def test_upstream_failures_at_debug_level_leak_nothing(make_gateway: GatewayFact
     assert response.status_code == 502
     log.wait_for("upstream_error=connect")
     assert_nothing_secret(gateway.log(), "the debug log")
+
+
+def test_a_websocket_upgrade_at_debug_level_logs_no_credentials(
+    make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream
+):
+    """uvicorn's websocket library printed an upgrade request's headers at debug level, authorization included;
+    the gateway serves no websockets, so an upgrade is an ordinary request, and no line carries a credential."""
+    gateway = debug_gateway(make_gateway, tmp_path)
+    log = gateway.log_from_now()
+    upgrade = (
+        "GET /v1/models HTTP/1.1\r\nhost: localhost\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+        f"authorization: Bearer {CLIENT_KEY}\r\ncookie: session=cookie-5ecret\r\nx-request-id: ws-upgrade\r\n\r\n"
+    )
+    assert raw_exchange(gateway.port, upgrade.encode()).status == 200
+    log.wait_for("request_id=ws-upgrade")
+    assert_nothing_secret(log.text(), "the debug log")
+    assert "cookie-5ecret" not in log.text()

@@ -10,6 +10,7 @@ Token budgets (app/access/budgets.py) are counted the same way, in the same stor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -84,6 +85,19 @@ class RateLimiter:
             raise RateLimiterUnavailable(
                 "The gateway cannot check this key's rate limits right now; retry shortly."
             ) from None
+
+    async def refuse_early(self, key: KeyEntry | None) -> None:
+        """Before a large body is read: RateLimited (or BudgetExceeded) when the key is over its RPM or budget
+        already, so that a refused key costs no parse. Counts nothing; admit() still decides, and decides alone
+        when the state is unreachable (PROXY_RATE_LIMIT_FAIL_OPEN)."""
+        if key is None or (key.rpm is None and key.budget_tokens is None):
+            return
+        with contextlib.suppress(*STORAGE_ERRORS):
+            if key.budget_tokens is not None:
+                await self.budgets.reserve(key, key.budget_tokens, 0)  # raises past the budget; holds nothing
+            if key.rpm is not None and not await self.window.test(RateLimitItemPerMinute(key.rpm), "rpm", key.name):
+                raise RateLimited(f"Key '{key.name}' is over its limit of {key.rpm} requests per minute.",
+                                  headers={"retry-after": "1"})  # fmt: skip
 
     async def _admit(self, key: KeyEntry, estimate: int, info: RequestInfo, metered: bool) -> Ticket:
         ticket = Ticket()

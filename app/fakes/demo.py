@@ -11,9 +11,9 @@ from pydantic import SecretStr
 
 from app.fakes.upstream import Behaviour, FakeUpstream
 from app.main import create_app
+from app.serving.address import claimed
 from app.serving.server import (
     UVICORN_OPTIONS,
-    PortInUse,
     check_bind,
     exit_quietly_on_signals,
     gateway_options,
@@ -50,16 +50,6 @@ Ctrl-C stops both.
 """
 
 
-def _demo_socket(settings: Settings) -> socket.socket:
-    try:
-        return loopback_socket(settings.port, settings.host)
-    except OSError as exc:
-        raise PortInUse(
-            f"Cannot listen on {settings.host}:{settings.port} ({exc.strerror}): another gateway or demo may be "
-            f"running there. Stop it, or start the demo on another port: acedata-proxy demo --port {settings.port + 1}"
-        ) from None
-
-
 async def _demo(settings: Settings, sock: socket.socket) -> None:
     fake_sock = loopback_socket()
     fake_port = fake_sock.getsockname()[1]
@@ -79,11 +69,13 @@ async def _demo(settings: Settings, sock: socket.socket) -> None:
 
 def demo(settings: Settings, sock: socket.socket | None = None) -> None:
     check_bind(settings)
-    sock = sock or _demo_socket(settings)  # bound here and handed to uvicorn: checked and held before the banner
-    exit_quietly_on_signals()
-    import uvloop
+    # claimed (PortInUse if another gateway, demo or program has it) and bound here, before the banner
+    with claimed(settings.host, settings.port if sock is None else 0):
+        sock = sock or loopback_socket(settings.port, settings.host)
+        exit_quietly_on_signals()
+        import uvloop
 
-    uvloop.run(_demo(settings, sock))
+        uvloop.run(_demo(settings, sock))
 
 
 def fake_upstream(host: str, port: int, token: str, deltas: int, delay: float) -> None:

@@ -84,6 +84,15 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
+EARLY_CHECK_FROM = 64 * 1024  # body bytes from which the key's limits are checked before the body is read
+
+
+def _large(scope: Scope) -> bool:
+    """A body announced over EARLY_CHECK_FROM, or of unknown length (chunked)."""
+    length = header(scope["headers"], b"content-length")
+    return length is None or not length.isdigit() or int(length) >= EARLY_CHECK_FROM
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
     length = header(scope["headers"], b"content-length")
@@ -189,6 +198,8 @@ class ForwardEndpoint:
             info.key_name = key.name
         body, parsed = b"", None
         if self.spec.schema is not None:
+            if _large(scope):  # a refused key costs no large read or parse; a small one costs less than a check
+                await self.limiter.refuse_early(key)
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
         exchange = _Exchange(body, self._target(scope))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from app.errors import InvalidRequest
+from app.proxy.bodies import check_structure, check_unique_keys
 from app.proxy.catalog import ModelCatalog
 
 
@@ -120,13 +121,16 @@ def parse_body(schema: type[RequestBody], body: bytes, catalog: ModelCatalog) ->
     """The validated body, or InvalidRequest naming the first offending field.
 
     orjson parses (strict RFC 8259: no NaN or Infinity, which pydantic's parser accepts and the upstream may
-    not; valid UTF-8 only; nesting capped), pydantic checks the fields of what it parsed."""
+    not; valid UTF-8 only; nesting capped) what app/proxy/bodies.py lets it, pydantic checks the fields of what
+    it parsed."""
+    check_structure(body)
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    check_unique_keys(body, document)
     try:
         parsed = schema.model_validate(document)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.access.auth import KeyStore
+from app.context import request_info
 from app.errors import AdminRequired, InvalidRequest
 from app.ledger import Ledger
 from app.ledger.report import ReportError, build, group, since_hour
@@ -24,6 +25,7 @@ async def usage(request: Request, key: str | None = None, since: str | None = No
     if keys is None:
         raise AdminRequired("GET /admin/usage needs PROXY_KEYS_FILE with a key marked `admin = true`.")
     caller = keys.authenticate(request.headers.raw)
+    request_info(request.scope).key_name = caller.name  # the access line names who asked
     if not caller.admin:
         raise AdminRequired(f"Key '{caller.name}' is not an admin key (`admin = true` in the keys file).")
     try:

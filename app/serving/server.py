@@ -4,6 +4,7 @@ process, on loopback), and the fake upstream alone (for benchmarks)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -21,6 +22,8 @@ from app.access import keys
 from app.ledger import open_store
 from app.metrics import multiprocess_dir, prepare_multiprocess_dir
 from app.serving import heap
+from app.serving.address import claimed
+from app.serving.limits import ClientLimits
 from app.serving.protocol import EnvelopeHttpToolsProtocol
 from app.settings import Settings
 from app.types import ASGIApp
@@ -36,6 +39,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "access_log": False,
     "lifespan": "on",
     "server_header": False,
+    # no websockets are served: an upgrade request is an ordinary request (the websocket libraries' debug output
+    # printed every header of one, authorization included)
+    "ws": "none",
 }
 
 
@@ -55,10 +61,6 @@ def worker_app() -> ASGIApp:
 
 class UnsafeBind(Exception):
     """Refusing to serve an open relay."""
-
-
-class PortInUse(Exception):
-    """The demo's port is taken: said before any instructions are printed."""
 
 
 def check_bind(settings: Settings) -> None:
@@ -96,18 +98,28 @@ def gateway_options(settings: Settings) -> dict[str, Any]:
     asyncio.wait_for, so fractions of a second work too."""
     return {
         **UVICORN_OPTIONS,
-        "http": EnvelopeHttpToolsProtocol,
+        "http": functools.partial(EnvelopeHttpToolsProtocol, limits=ClientLimits(settings.head_timeout)),
         "timeout_graceful_shutdown": settings.shutdown_grace,
     }
 
 
 def serve(settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve on `sock` when one was handed over (`--fd`), else bind settings.host and settings.port."""
+    """Serve on `sock` when one was handed over (`--fd`), else claim and bind settings.host and settings.port."""
     check_bind(settings)
     check_limits_are_shared(settings)
-    if not settings.redis_url:
-        open_store(settings).close()  # an unwritable PROXY_DATA_DIR stops the start here, in one line
-    exit_quietly_on_signals()
+    sockets = [sock] if sock is not None else None
+    port = settings.port if sock is None else 0  # a handed-over socket (--fd) is its owner's to guard
+    if sockets is None and port == 0:  # the kernel picks a fresh port: claimed once known, nothing to probe
+        sockets = listening_sockets(settings.host, 0)
+        port = sockets[0].getsockname()[1]
+    with claimed(settings.host, port, probe=settings.port != 0):
+        if not settings.redis_url:
+            open_store(settings).close()  # an unwritable PROXY_DATA_DIR stops the start here, in one line
+        exit_quietly_on_signals()
+        _serve(settings, sockets)
+
+
+def _serve(settings: Settings, sockets: list[socket.socket] | None) -> None:
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
     if settings.workers > 1:
@@ -116,7 +128,7 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
         directory = prepare_multiprocess_dir()
         log.info("metrics of %d workers merge in %s", settings.workers, directory)
         try:
-            _serve_workers(settings, sock)
+            _serve_workers(settings, sockets)
         finally:
             if ours:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -127,7 +139,7 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
     server = uvicorn.Server(config)
     # a handed-over socket (--fd) is served as it is; uvicorn's own fd option would read it as a Unix socket
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock] if sock is not None else listening_sockets(settings.host, settings.port))
+        server.run(sockets=sockets or listening_sockets(settings.host, settings.port))
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: a gateway that never served is a failed start
 
@@ -175,7 +187,7 @@ class _DrainingSupervisor(Multiprocess):
         super().terminate_all()
 
 
-def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
+def _serve_workers(settings: Settings, sockets: list[socket.socket] | None) -> None:
     """What `uvicorn.run(workers=N)` does, with the supervisor above."""
     config = uvicorn.Config(
         APP_FACTORY,
@@ -185,8 +197,7 @@ def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
         workers=settings.workers,
         **gateway_options(settings),
     )
-    sockets = [sock] if sock is not None else listening_sockets(settings.host, settings.port)
-    _DrainingSupervisor(config, sockets=sockets).run()
+    _DrainingSupervisor(config, sockets=sockets or listening_sockets(settings.host, settings.port)).run()
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:

@@ -42,9 +42,9 @@ def compose(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def rate_limit_is_exact(entrance: str, replicas: list[str], key: str) -> None:
+def rate_limit_is_exact(entrance: str, exporters: list[str], key: str) -> None:
     """2 x RPM requests at once through nginx: exactly RPM admitted across both replicas, the rest 429."""
-    before = [_served(replica) for replica in replicas]
+    before = [_served(exporter) for exporter in exporters]
     body = {"model": "gpt-4.1", "input": "hi"}
     headers = {"authorization": f"Bearer {key}"}
 
@@ -55,12 +55,13 @@ def rate_limit_is_exact(entrance: str, replicas: list[str], key: str) -> None:
         statuses = list(pool.map(send, range(2 * RPM)))
     admitted, limited = statuses.count(200), statuses.count(429)
     check(admitted == RPM and limited == RPM, f"rpm {RPM} exact across replicas: {admitted} admitted, {limited} 429")
-    served = [_served(replica) - earlier for replica, earlier in zip(replicas, before, strict=True)]
+    served = [_served(exporter) - earlier for exporter, earlier in zip(exporters, before, strict=True)]
     check(all(served) and sum(served) == 2 * RPM, f"nginx spread the requests: {served} per replica")
 
 
-def _served(replica: str) -> int:
-    text = httpx.get(replica + "/metrics", timeout=5).text
+def _served(exporter: str) -> int:
+    """Requests a replica served, read from its metrics listener (PROXY_METRICS_PORT)."""
+    text = httpx.get(exporter + "/metrics", timeout=5).text
     pattern = r'^acedata_proxy_requests_total\{[^}]*route="openai.responses"[^}]*\} (\S+)'
     return int(sum(float(value) for value in re.findall(pattern, text, re.MULTILINE)))
 
@@ -100,7 +101,7 @@ def prometheus_checks(prometheus: str) -> None:
 
 
 def team_checks(work: Path) -> None:
-    fake, entrance, gateway_1, gateway_2, redis, prometheus = free_ports(6)
+    fake, entrance, gateway_1, gateway_2, redis, prometheus, metrics_1, metrics_2 = free_ports(8)
     start_fake_upstream(fake, "team-fake")
     (work / "team-keys").mkdir()
     key_file = work / "team-keys" / "keys.toml"
@@ -117,6 +118,8 @@ def team_checks(work: Path) -> None:
         "LISTEN": f"127.0.0.1:{entrance}",
         "GATEWAY_1_PORT": str(gateway_1),
         "GATEWAY_2_PORT": str(gateway_2),
+        "GATEWAY_1_METRICS_PORT": str(metrics_1),
+        "GATEWAY_2_METRICS_PORT": str(metrics_2),
         "REDIS_PORT": str(redis),
         "PROMETHEUS_PORT": str(prometheus),
         "SCRAPE_INTERVAL": "1s",
@@ -128,6 +131,7 @@ def team_checks(work: Path) -> None:
         _stack_checks(
             f"http://127.0.0.1:{entrance}",
             [f"http://127.0.0.1:{gateway_1}", f"http://127.0.0.1:{gateway_2}"],
+            [f"http://127.0.0.1:{metrics_1}", f"http://127.0.0.1:{metrics_2}"],
             f"http://127.0.0.1:{prometheus}",
             key,
             limited,
@@ -136,12 +140,14 @@ def team_checks(work: Path) -> None:
         compose(env, "down", "-v", "-t", "40")  # -v: the Prometheus volume too
 
 
-def _stack_checks(entrance: str, replicas: list[str], prometheus: str, key: str, limited: str) -> None:
+def _stack_checks(
+    entrance: str, replicas: list[str], exporters: list[str], prometheus: str, key: str, limited: str
+) -> None:
     up = wait_for(lambda: all(status(replica + "/readyz") == 200 for replica in replicas), 60)
     check(up, "both replicas ready (/readyz 200: upstream and Redis usable)")
     check(wait_for(lambda: status(entrance + "/healthz") == 200, 30), "nginx answers /healthz from a replica")
     deltas, first, total = stream_through_sdk(entrance + "/openai", key)
     unbuffered = deltas == DELTAS and first < total - DELAY * (DELTAS - 5)
     check(unbuffered, f"a stream through nginx arrives piece by piece: first delta at {first:.2f} s of {total:.2f} s")
-    rate_limit_is_exact(entrance, replicas, limited)
+    rate_limit_is_exact(entrance, exporters, limited)
     prometheus_checks(prometheus)

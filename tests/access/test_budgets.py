@@ -40,6 +40,7 @@ def test_budget_holds_across_two_gateways_sharing_redis(
 ):
     path = tmp_path / "keys.toml"
     capped = keys.create(path, "capped", budget_tokens=10 * USED, budget_period="day")
+    admin = keys.create(path, "ops", admin=True)
     env = {"PROXY_KEYS_FILE": str(path), "PROXY_REDIS_URL": redis_server.url}
     gateways = [make_gateway(**env), make_gateway(**env)]
     statuses = [post(gateways[i % 2], capped).status_code for i in range(10)]
@@ -54,8 +55,8 @@ def test_budget_holds_across_two_gateways_sharing_redis(
         make_sdk(gateways[1].url + "/v1", capped).responses.create(**BODY)
     assert raised.value.code == "budget_exceeded"
     assert len(fake.exchanges) == 10
-    assert value(scrape(gateways[0]), "acedata_proxy_budget_remaining_tokens", key="capped") == 0
-    assert value(scrape(gateways[1]), "acedata_proxy_rate_limited_total", key="capped") == 1
+    assert value(scrape(gateways[0], admin), "acedata_proxy_budget_remaining_tokens", key="capped") == 0
+    assert value(scrape(gateways[1], admin), "acedata_proxy_rate_limited_total", key="capped") == 1
 
 
 def test_a_concurrent_burst_overshoots_by_at_most_one_reservation(

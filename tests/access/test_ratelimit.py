@@ -44,7 +44,7 @@ def test_keys_allowlists_and_typed_sdk_errors(
     make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream, make_sdk: SdkFactory
 ):
     alice = add_key(keys_file, "alice", models=["gpt-4o"])
-    bob = add_key(keys_file, "bob")
+    bob, admin = add_key(keys_file, "bob"), add_key(keys_file, "ops", admin=True)
     gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
 
     missing = post(gateway, None)
@@ -66,13 +66,13 @@ def test_keys_allowlists_and_typed_sdk_errors(
     for secret in (alice, bob):
         assert_no_secrets(gateway.log(), "the log")
         assert secret not in gateway.log()
-        assert secret not in httpx.get(gateway.url + "/metrics").text
+        assert secret not in httpx.get(gateway.url + "/metrics", headers={"authorization": f"Bearer {admin}"}).text
 
 
 def test_rpm_limit_429_with_retry_after_and_headers(
     make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream, make_sdk: SdkFactory
 ):
-    key = add_key(keys_file, "carol", rpm=3)
+    key, admin = add_key(keys_file, "carol", rpm=3), add_key(keys_file, "ops", admin=True)
     gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
     responses = [post(gateway, key) for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 200]
@@ -86,11 +86,11 @@ def test_rpm_limit_429_with_retry_after_and_headers(
     with pytest.raises(openai.RateLimitError):
         make_sdk(gateway.url + "/v1", key).responses.create(**BODY)
     assert len(fake.exchanges) == 3
-    assert value(scrape(gateway), "acedata_proxy_rate_limited_total", key="carol") == 2
+    assert value(scrape(gateway, admin), "acedata_proxy_rate_limited_total", key="carol") == 2
 
 
 def test_tpm_counts_reported_usage_streams_included(make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream):
-    key = add_key(keys_file, "dave", tpm=40)
+    key, admin = add_key(keys_file, "dave", tpm=40), add_key(keys_file, "ops", admin=True)
     gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
     statuses = []
     for index in range(8):
@@ -103,7 +103,7 @@ def test_tpm_counts_reported_usage_streams_included(make_gateway: GatewayFactory
                 assert response.headers["x-ratelimit-limit-tokens"] == "40"
     # each request uses 8 tokens: admitted while the minute's count is below 40 -> 0, 8, 16, 24, 32 -> 5 admitted
     assert statuses == [200] * 5 + [429] * 3
-    metrics = scrape(gateway)
+    metrics = scrape(gateway, admin)
     tokens = {"route": "openai.responses", "model": "gpt-4.1", "key": "dave"}
     assert value(metrics, "acedata_proxy_tokens_total", **tokens, direction="input") == 15
     assert value(metrics, "acedata_proxy_tokens_total", **tokens, direction="output") == 25

@@ -55,7 +55,7 @@ def leave_after_upstream_saw(gateway: GatewayProcess, upstream: RawUpstream, cas
     """Send the request, wait until the upstream has it, read what has come (a stream's first event), leave."""
     rid = request_id(case)
     head = (
-        f"POST /openai/responses HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+        f"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         f"accept: text/event-stream\r\nx-request-id: {rid}\r\ncontent-length: {len(body)}\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:

@@ -59,7 +59,7 @@ def request_id(case: str) -> str:
 def exchange(gateway: GatewayProcess, case: str, body: bytes = BODY, timeout: float = 10) -> Outcome:
     """POST `body` through the gateway, the upstream asked to behave as `case`; read the answer off the socket."""
     head = (
-        f"POST /openai/responses HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+        f"POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
         f"x-request-id: {request_id(case)}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=timeout) as sock:

@@ -62,7 +62,7 @@ async def running(
         transport = ScanningTransport(transport, scanner)
     async with (
         lifespan(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gateway", headers=headers) as client,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost", headers=headers) as client,
     ):
         yield client
 

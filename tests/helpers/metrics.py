@@ -8,9 +8,11 @@ from prometheus_client.parser import text_string_to_metric_families
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(gateway: object) -> Samples:
-    """Every sample of `gateway`'s /metrics (anything with a `url`: a GatewayProcess)."""
-    response = httpx.get(gateway.url + "/metrics")  # type: ignore[attr-defined]
+def scrape(gateway: object, key: str | None = None) -> Samples:
+    """Every sample of `gateway`'s /metrics (anything with a `url`: a GatewayProcess); `key`: an admin key, which
+    a gateway with a keys file asks for."""
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    response = httpx.get(gateway.url + "/metrics", headers=headers)  # type: ignore[attr-defined]
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples: Samples = {}

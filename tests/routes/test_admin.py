@@ -62,3 +62,19 @@ def test_admin_keys_only_with_filters(make_gateway: GatewayFactory, tmp_path: Pa
         bad = usage(gateway, admin, **params)
         assert bad.status_code == 400
         assert bad.json()["error"]["param"] == param
+
+
+def test_refusals_log_one_access_line_and_name_the_caller(make_gateway: GatewayFactory, tmp_path: Path):
+    """A refused caller was logged as a 65-line traceback; every answer is one access line naming the key."""
+    path = tmp_path / "keys.toml"
+    member, admin = keys.create(path, "member"), keys.create(path, "lead", admin=True)
+    gateway = make_gateway(PROXY_KEYS_FILE=str(path))
+    log = gateway.log_from_now()
+    assert usage(gateway, None).status_code == 401
+    assert usage(gateway, member).status_code == 403
+    assert usage(gateway, admin).status_code == 200
+    log.wait_for("key=lead")
+    lines = [line for line in log.text().splitlines() if "/admin/usage" in line]
+    assert [line.split(" status=")[1].split()[0] for line in lines] == ["401", "403", "200"]
+    assert "key=member" in lines[1]
+    assert "Traceback" not in log.text()
