@@ -148,7 +148,7 @@ def test_usage_reaches_ledger_and_metrics_token_for_token(keyed: Keyed, fake: Fa
     wait_for(lambda: report()["total"]["requests"] >= 2, timeout=10, what="the ledger's 2 requests")
     rows = {row["model"]: (row["input_tokens"], row["output_tokens"]) for row in report()["rows"]}
     assert rows == {"claude-haiku-4-5-20251001": json_usage, "claude-opus-5-5": stream_usage}
-    samples = scrape(keyed.process)
+    samples = scrape(keyed.process, keyed.plaintext["lead"])  # an admin key: /metrics names keys
     labels = {"route": "anthropic.messages", "key": "lead"}
     for model, usage in [("claude-haiku-4-5-20251001", json_usage), ("claude-*", stream_usage)]:  # bounded label
         assert value(samples, "acedata_proxy_tokens_total", model=model, direction="input", **labels) == usage[0]
