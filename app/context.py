@@ -35,6 +35,7 @@ class RequestInfo:
     input_tokens: int | None = None
     output_tokens: int | None = None
     budget_remaining: int | None = None  # the key's budget left once this request settled, when it has one
+    charged: tuple[int, int] | None = None  # the (input, output) tokens the ledger recorded for it
 
 
 class _Ids:

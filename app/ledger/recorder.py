@@ -57,7 +57,7 @@ class Ledger:
 
     def record(self, info: RequestInfo, estimate: tuple[int, int]) -> None:
         """Add a finished request to the current batch (called once per forwarded request, on the loop)."""
-        tokens = charged(info, estimate)
+        tokens = info.charged = charged(info, estimate)  # the spend metric prices the same tokens
         if tokens is None:
             return
         model = (info.model or "-")[:MODEL_CHARS]
