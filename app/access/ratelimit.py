@@ -5,7 +5,8 @@ TPM: a counter per key and clock minute. Admission atomically adds the request's
 its output cap) and is refused when the tokens counted before it already reach the limit; when the request ends
 the reservation is replaced by the upstream's reported usage. Because the add is atomic, a burst overshoots a
 TPM by at most the one request that crossed it, across every process and replica sharing the Redis.
-Token budgets (app/access/budgets.py) are counted the same way, in the same storage, over a UTC day or month.
+Budgets in tokens and in money (app/access/budgets.py) are counted the same way, in the same storage, over a UTC
+day or month.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from limits.errors import StorageError
 from app.access.budgets import BudgetHold, Budgets
 from app.access.keys import KeyEntry
 from app.context import RequestInfo
-from app.errors import BudgetExceeded, ProxyError, RateLimited, RateLimiterUnavailable
+from app.errors import BudgetExceeded, ModelNotAllowed, ProxyError, RateLimited, RateLimiterUnavailable
 from app.ledger import STORE_ERRORS, Ledger, charged
+from app.money import MICROS, PriceList
 from app.settings import Settings
 from app.types import Headers
 
@@ -43,11 +45,13 @@ class Ticket:
     reservation: int = 0
     estimate: tuple[int, int] = (0, 0)
     budget: BudgetHold | None = None
+    money: BudgetHold | None = None
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings, ledger: Ledger):
+    def __init__(self, settings: Settings, ledger: Ledger, prices: PriceList | None = None):
         self.settings = settings
+        self.prices = prices
         self.storage: MemoryStorage | RedisStorage
         if settings.redis_url:
             self.storage = RedisStorage(
@@ -57,7 +61,7 @@ class RateLimiter:
         else:
             self.storage = MemoryStorage()
         self.window = MovingWindowRateLimiter(self.storage)
-        self.budgets = Budgets(self.storage, ledger)
+        self.budgets = Budgets(self.storage, ledger, prices)
 
     async def problem(self) -> str | None:
         """For /readyz: why shared limit state is unusable, or None."""
@@ -72,7 +76,7 @@ class RateLimiter:
     async def admit(self, key: KeyEntry | None, estimate: tuple[int, int], info: RequestInfo) -> Ticket:
         """Count the request against the key's limits and budget, adding x-ratelimit-* to the response headers;
         RateLimited (or BudgetExceeded) if over. `estimate`: the (input, output) tokens it may spend."""
-        if key is None or (key.rpm is None and key.tpm is None and key.budget_tokens is None):
+        if key is None or (key.rpm is None and key.tpm is None and not key.budgeted):
             return Ticket(estimate=estimate)
         try:
             return await self._admit(key, estimate, info)
@@ -94,6 +98,9 @@ class RateLimiter:
         try:
             if key.budget_tokens is not None:
                 ticket.budget = await self.budgets.reserve(key, key.budget_tokens, sum(estimate))
+            if key.budget_amount is not None:
+                reservation = self._cost(key, info.model, estimate)
+                ticket.money = await self.budgets.reserve(key, round(key.budget_amount * MICROS), reservation, True)
             if key.rpm is not None:
                 await self._count_request(key, key.rpm, headers)
         except ProxyError as exc:
@@ -102,6 +109,20 @@ class RateLimiter:
             await self._give_back(ticket)
             raise
         return ticket
+
+    def _cost(self, key: KeyEntry, model: str | None, tokens: tuple[int, int]) -> int:
+        """Millionths of the currency `tokens` of `model` cost. A request that can spend nothing (no body) costs 0;
+        an unpriced model is refused to a key with a money budget, whose spend could not be counted."""
+        if tokens == (0, 0):
+            return 0
+        cost = self.prices.micros(model or "-", 1, *tokens) if self.prices is not None else None
+        if cost is None:
+            raise ModelNotAllowed(
+                f"Key '{key.name}' has a budget in money and model '{(model or '-')[:80]}' has no price in "
+                "PROXY_PRICES_FILE, so its spend could not be counted.",
+                param="model",
+            )
+        return cost
 
     async def _count_request(self, key: KeyEntry, rpm: int, headers: Headers) -> None:
         item = RateLimitItemPerMinute(rpm)
@@ -135,8 +156,8 @@ class RateLimiter:
 
     async def settle(self, ticket: Ticket, info: RequestInfo) -> None:
         """When the request ends. TPM: the reservation is replaced by the reported usage; with none, a success
-        keeps its estimate and a failure gives it back. Budget: replaced by what the ledger records for it."""
-        if ticket.window_key is None and ticket.budget is None:
+        keeps its estimate and a failure gives it back. Budgets: replaced by what the ledger records for it."""
+        if ticket.window_key is None and ticket.budget is None and ticket.money is None:
             return
         reported = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
         succeeded = 0 < info.status < 400 and info.upstream_error is None
@@ -145,9 +166,12 @@ class RateLimiter:
                 used = reported if reported is not None else (ticket.reservation if succeeded else 0)
                 if used != ticket.reservation:
                     await self.storage.incr(ticket.window_key, 120, amount=used - ticket.reservation)
+            spent = charged(info, ticket.estimate)  # what the ledger records, priced as its reports price it
             if ticket.budget is not None:
-                spent = charged(info, ticket.estimate) or (0, 0)
-                info.budget_remaining = await self.budgets.settle(ticket.budget, spent[0] + spent[1])
+                info.budget_remaining = await self.budgets.settle(ticket.budget, sum(spent or (0, 0)))
+            if ticket.money is not None and self.prices is not None:
+                cost = self.prices.micros(info.model or "-", 1, *spent) if spent is not None else 0
+                await self.budgets.settle(ticket.money, cost or 0)
         except STORAGE_ERRORS as exc:
             log.warning("could not settle token usage: %s", exc)
 
@@ -155,5 +179,6 @@ class RateLimiter:
         """A request refused after some of its reservations were made returns them."""
         if ticket.window_key is not None:
             await self.storage.incr(ticket.window_key, 120, amount=-ticket.reservation)
-        if ticket.budget is not None:
-            await self.budgets.settle(ticket.budget, 0)
+        for hold in (ticket.budget, ticket.money):
+            if hold is not None:
+                await self.budgets.settle(hold, 0)
