@@ -11,11 +11,12 @@ import os
 import re
 import secrets
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from app import tomlfile
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -97,12 +98,7 @@ def _entry(raw: object, index: int) -> KeyEntry:
 
 
 def load(path: Path) -> list[KeyEntry]:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KeysFileError(f"keys file {path} does not exist (create keys with `acedata-proxy keys create`)") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise KeysFileError(f"keys file {path} cannot be read: {exc}") from None
+    document = tomlfile.read(path, KeysFileError, "keys file", " (create keys with `acedata-proxy keys create`)")
     raw_keys = document.get("keys", [])
     if not isinstance(raw_keys, list):
         raise KeysFileError("`keys` must be an array of tables ([[keys]])")

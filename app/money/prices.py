@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+
+from app import tomlfile
 
 # Counted per request by the ledger: `request`, and `image` (one per request; `n` is not recorded). The ledger has
 # no count of characters or audio seconds yet, so a model priced in those units reports as unpriced.
@@ -112,12 +113,7 @@ def _entry(raw: object, index: int) -> Price:
 
 
 def load(path: Path) -> PriceList:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PricesFileError(f"prices file {path} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PricesFileError(f"prices file {path} cannot be read: {exc}") from None
+    document = tomlfile.read(path, PricesFileError, "prices file")
     currency = document.get("currency")
     if not isinstance(currency, str) or not CURRENCY.fullmatch(currency):
         raise PricesFileError('currency must be set, as a code like "USD" or "CNY"')

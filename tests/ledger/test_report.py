@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.ledger.report import ReportError, since_hour
-from app.ledger.store import SqliteStore
-from tests.helpers import ROOT
+from app.ledger.store import RedisStore, SqliteStore, by_day
+from tests.helpers import ROOT, RedisServer
 
 
 def hour(text: str) -> int:
@@ -130,3 +130,23 @@ def test_since_is_the_first_whole_utc_hour(text: str, first: str):
     assert since_hour(text) == hour(first)
     with pytest.raises(ReportError):
         since_hour("25/11/2026")
+
+
+def test_both_stores_sum_the_same_days(data_dir: Path, redis_server: RedisServer):
+    """The dashboard reads days (summed by key and model) rather than hours: SQLite sums in SQL, Redis in Python."""
+    sqlite = SqliteStore(data_dir / "ledger.sqlite3")
+    redis = RedisStore(redis_server.url)
+    try:
+        hourly = sqlite.rows(None, 0)
+        redis.add({row[:4]: list(row[4:]) for row in hourly})
+        day = hour("2026-11-25T00:00") // 24
+        expected = [
+            (day - 1, "alice", "gpt-4.1", 2, 10, 20, hour("2026-11-24T10:00")),
+            (day - 1, "bob", "gpt-4o", 1, 5, 1024, hour("2026-11-24T23:00")),
+            (day, "alice", "gpt-4.1", 4, 31, 41, hour("2026-11-25T01:00")),
+        ]
+        assert sorted(sqlite.days(0)) == sorted(redis.days(0)) == sorted(by_day(hourly)) == expected
+        assert sqlite.days(hour("2026-11-25T00:00")) == expected[2:]
+    finally:
+        sqlite.close()
+        redis.close()

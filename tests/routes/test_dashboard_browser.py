@@ -121,7 +121,7 @@ def test_the_dashboard_in_chromium_matches_the_ledger_and_metrics(team_gateway, 
         send(gateway, secrets, [("dev", "gpt-4o")])  # the page refreshes by itself and shows it
         recorded(gateway, secrets["lead"], len(TRAFFIC) + 1)
         spent = str(usage(gateway, secrets["lead"], "key")["dev"]["total_tokens"])
-        wait_for(lambda: loads(driver) > before and cells(driver, 'data-key="dev"')[0] == spent, 15, "a refresh")
+        wait_for(lambda: loads(driver) > before and cells(driver, 'data-key="dev"')[0] == spent, 25, "a refresh")
         assert driver.find_element(By.CSS_SELECTOR, "#spend-by-model details").get_attribute("open") is not None
 
 
