@@ -96,7 +96,9 @@ def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
         total = build(rows, "key", prices)["total"]
         models = ",".join(sorted(entry.models)) if entry.models is not None else "*"
         budget = entry.budget_tokens if entry.budget_tokens is not None else "-"
-        cost = "-" if total["cost"] is None else f"{total['cost']:.4f}"
+        cost = money.shown(total["cost"]) if total["cost"] is not None else "-"
+        if total["cost"] is None and prices is not None and not total["unpriced_requests"]:
+            cost = money.shown(0.0)  # no request this period: nothing spent, which is not "unpriced"
         amount = "-" if entry.budget_amount is None else f"{entry.budget_amount:.2f}"
         admin = "yes" if entry.admin else "no"
         print(f"{entry.name:<24} {models:<32} {entry.rpm or '-':>6} {entry.tpm or '-':>9} {period.label:<10} "

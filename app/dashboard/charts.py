@@ -7,6 +7,7 @@ import math
 from html import escape
 
 from app.dashboard.spend import Series
+from app.money import shown
 
 # Okabe-Ito: told apart by colour-blind readers; the eighth series is "others"
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
@@ -59,7 +60,7 @@ def stacked_bars(series: Series, currency: str, title: str) -> str:
             if height <= 0:
                 continue
             base -= height
-            tip = f"{label} {name}: {line[day]:.4f} {currency}"
+            tip = f"{label} {name}: {shown(line[day])} {currency}"
             parts.append(
                 f'<rect x="{LEFT + day * slot + 1:.1f}" y="{base:.1f}" width="{slot - 2:.1f}" height="{height:.1f}" '
                 f'fill="{PALETTE[index]}"><title>{escape(tip)}</title></rect>'

@@ -14,6 +14,7 @@ from app.dashboard.charts import legend, stacked_bars
 from app.dashboard.live import RouteNow
 from app.dashboard.spend import KeyState, Series
 from app.ledger.report import Spend
+from app.money import shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def _money(spend: Spend) -> str:
     if spend.cost is None:
         return "unpriced" if spend.unpriced else "0"
     partial = f" (+{spend.unpriced} unpriced)" if spend.unpriced else ""
-    return f"{spend.cost:.4f}{partial}"
+    return f"{shown(spend.cost)}{partial}"
 
 
 def _chart(ident: str, title: str, series: Series, currency: str, column: str) -> str:
@@ -139,7 +140,7 @@ def _key_row(state: KeyState, currency: str) -> str:
     cost = escape(_money(state.spend))
     if entry.budget_amount is not None:
         spent = state.spend.cost or 0.0
-        cost = _bar(spent, entry.budget_amount, f"{spent:.4f} / {entry.budget_amount:.2f} {currency}")
+        cost = _bar(spent, entry.budget_amount, f"{shown(spent)} / {entry.budget_amount:.2f} {currency}")
     last = "not in these 30 days"
     if state.last_used_hour is not None:
         last = dt.datetime.fromtimestamp(state.last_used_hour * 3600, dt.UTC).strftime("%Y-%m-%d %H:00 UTC hour")

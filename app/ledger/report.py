@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from app.ledger.store import Row
-from app.money import PriceList
+from app.money import PriceList, shown
 
 GROUPS = ("day", "model", "key")
 FORMATS = ("table", "csv", "json")
@@ -127,7 +127,7 @@ def _blank(cell: object) -> object:
 def _shown(cell: object) -> str:
     if cell is None:
         return "-"
-    return f"{cell:.4f}" if isinstance(cell, float) else str(cell)
+    return shown(cell) if isinstance(cell, float) else str(cell)
 
 
 def _priced_by(prices: dict[str, str] | None) -> str:

@@ -81,6 +81,13 @@ class PriceList:
         return {"file": self.source, "currency": self.currency}
 
 
+def shown(amount: float) -> str:
+    """An amount for people: cents once it is large, enough decimals that a cheap request is not shown as 0."""
+    if amount >= 10:
+        return f"{amount:.2f}"
+    return f"{amount:.4f}" if amount >= 0.01 or amount == 0 else f"{amount:.6f}"
+
+
 def _amount(raw: dict[str, object], name: str, where: str) -> float | None:
     value = raw.get(name)
     if value is None:

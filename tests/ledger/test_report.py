@@ -71,9 +71,9 @@ def test_costs_from_the_price_file_in_force(data_dir: Path):
     lines = usage(data_dir, **priced(data_dir)).stdout.splitlines()
     # alice's gpt-4.1: 10 in + 20 out on the 24th = 0.00018; bob's gpt-4o has no price
     assert [line.split() for line in lines[1:-1]] == [
-        ["2026-11-24", "3", "15", "1044", "1059", "0.0002", "1"],
-        ["2026-11-25", "4", "31", "41", "72", "0.0004", "0"],
-        ["total", "7", "46", "1085", "1131", "0.0006", "1"],
+        ["2026-11-24", "3", "15", "1044", "1059", "0.000180", "1"],
+        ["2026-11-25", "4", "31", "41", "72", "0.000390", "0"],
+        ["total", "7", "46", "1085", "1131", "0.000570", "1"],
     ]
     assert lines[-1] == f"cost in USD, priced by {data_dir / 'prices.toml'}; - = no price for that model"
     report = json.loads(usage(data_dir, "--by", "key", "--format", "json", **priced(data_dir)).stdout)

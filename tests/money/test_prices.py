@@ -91,3 +91,11 @@ def test_the_example_prices_catalog_models_and_leaves_variants_unpriced():
         assert prices.price(variant) is None, variant  # AceData's own variants, and models the file does not know
     every = set().union(*(v for k, v in vars(catalog).items() if k.endswith("_MODELS")))
     assert sum(prices.price(model) is not None for model in every) >= 60
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(0.0, "0.0000"), (0.000132, "0.000132"), (0.25, "0.2500"), (9.5, "9.5000"), (12.345, "12.35")],
+)
+def test_amounts_are_shown_with_the_decimals_they_need(amount: float, text: str):
+    assert money.shown(amount) == text

@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from app.access import keys
+from app.money import shown
 from tests.helpers import ROOT, GatewayProcess, scrape, start_gateway, stop_gateway, wait_for
 from tests.helpers.browser import chromium
 
@@ -114,7 +115,7 @@ def test_the_dashboard_in_chromium_matches_the_ledger_and_metrics(team_gateway, 
         driver.find_element(By.CSS_SELECTOR, "#spend-by-model summary").click()
         by_model = usage(gateway, secrets["lead"], "model")
         table = driver.find_element(By.CSS_SELECTOR, "#spend-by-model table").text
-        assert f"gpt-4o {by_model['gpt-4o']['cost']:.4f}" in table
+        assert f"gpt-4o {shown(by_model['gpt-4o']['cost'])}" in table
         assert len(driver.find_elements(By.CSS_SELECTOR, "#spend-by-key svg rect")) >= 3
 
         before = loads(driver)
