@@ -1,7 +1,7 @@
 """Per-key budgets per UTC day or month, in tokens or in money (or both), counted like TPM: admission atomically
 adds the request's reservation (input estimate + output cap) to the period's count and is refused when the count
-before it already reaches the budget; when the request ends, the reservation is replaced by what the ledger records
-for it.
+before it already reaches the budget; when the request ends, the reservation is replaced by what the ledger
+records for it.
 
 So spend can pass a budget by at most the one request admitted just below it (its reservation), plus whatever
 output requests in flight at that moment produce beyond their own output caps. The count lives in the rate
@@ -85,14 +85,19 @@ class Budgets:
             current = self._periods[kind] = period_of(kind, now)
         return current
 
+    async def _counter(self, key: KeyEntry, money: bool) -> tuple[Period, str, int]:
+        """The current period, the name of the key's count for it (tokens, or money), and how long that count is
+        kept (a little past the period, for late settles); seeded from the ledger first, in process."""
+        period = self.period(key.budget_period)
+        counter = f"acedata-proxy/{'budget-money' if money else 'budget'}/{key.name}/{period.label}"
+        if self.local is not None and counter not in self.local:
+            await self._seed(counter, key.name, period, money)
+        return period, counter, int(period.end - time.time()) + DAY
+
     async def reserve(self, key: KeyEntry, budget: int, reservation: int, money: bool = False) -> BudgetHold:
         """Add `reservation` to the key's count for the period; BudgetExceeded if the count was already over.
         `money`: budget and reservation are millionths of the currency."""
-        period = self.period(key.budget_period)
-        counter = f"acedata-proxy/{'budget-money' if money else 'budget'}/{key.name}/{period.label}"
-        expiry = int(period.end - time.time()) + DAY  # the count outlives its period a little, for late settles
-        if self.local is not None and counter not in self.local:
-            await self._seed(counter, key.name, period, money)
+        period, counter, expiry = await self._counter(key, money)
         total = await self._add(counter, expiry, reservation)
         if total - reservation >= budget:
             await self._add(counter, expiry, -reservation)
@@ -108,6 +113,11 @@ class Budgets:
         if not money or self.prices is None:
             return f"{budget} tokens"
         return f"{budget / MICROS:.2f} {self.prices.currency}"
+
+    async def adjust(self, key: KeyEntry, amount: int) -> None:
+        """Add `amount` (negative: give back) to the key's token count for the current period."""
+        _, counter, expiry = await self._counter(key, False)
+        await self._add(counter, expiry, amount)
 
     async def settle(self, hold: BudgetHold, charged: int) -> int:
         """Replace the reservation by the tokens charged; returns the budget left."""
