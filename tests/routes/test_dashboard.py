@@ -36,13 +36,13 @@ def team(path: Path) -> dict[str, str]:
 def send_traffic(gateway: GatewayProcess, secrets: dict[str, str]) -> None:
     for name, model in TRAFFIC:
         response = httpx.post(gateway.url + "/openai/responses", json={"model": model, "input": "count to three"},
-                              headers={"authorization": f"Bearer {secrets[name]}"})  # fmt: skip
+                              headers={"authorization": f"Bearer {secrets[name]}"}, timeout=30)  # fmt: skip
         assert response.status_code == 200, response.text
 
 
 def admin_get(gateway: GatewayProcess, path: str, key: str | None, **params: str) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key is not None else {}
-    return httpx.get(gateway.url + path, params=params, headers=headers)
+    return httpx.get(gateway.url + path, params=params, headers=headers, timeout=30)
 
 
 def wait_for_ledger(gateway: GatewayProcess, lead: str, requests: int) -> None:

@@ -47,13 +47,14 @@ def send(gateway: GatewayProcess, secrets: dict[str, str], traffic: list[tuple[s
         route, body = "/openai/responses", {"model": model, "input": "count to three"}
         if model.startswith("text-embedding"):
             route, body = "/openai/embeddings", {"model": model, "input": ["count to three"]}
-        response = httpx.post(gateway.url + route, json=body, headers={"authorization": f"Bearer {secrets[name]}"})
+        headers = {"authorization": f"Bearer {secrets[name]}"}
+        response = httpx.post(gateway.url + route, json=body, headers=headers, timeout=30)
         assert response.status_code == 200, response.text
 
 
 def usage(gateway: GatewayProcess, lead: str, by: str) -> dict[str, dict[str, object]]:
     report = httpx.get(gateway.url + "/admin/usage", params={"by": by},
-                       headers={"authorization": f"Bearer {lead}"}).json()  # fmt: skip
+                       headers={"authorization": f"Bearer {lead}"}, timeout=30).json()  # fmt: skip
     return {row[by]: row for row in report["rows"]}
 
 
