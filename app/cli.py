@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app import __version__
+from app import __version__, money
 from app.access import keys
 from app.access.budgets import period_of
 from app.ledger import STORE_ERRORS, Store, open_store
@@ -54,6 +54,7 @@ def _keys_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens per minute")
     create.add_argument("--budget-tokens", type=int, help="tokens the key may spend per budget period")
+    create.add_argument("--budget-amount", type=float, help="money the key may spend per period (PROXY_PRICES_FILE)")
     create.add_argument("--budget-period", choices=keys.PERIODS, help="UTC day or month (default month)")
     create.add_argument("--admin", action="store_true", default=None, help="may read GET /admin/usage")
     actions.add_parser("list", help="list keys (names and limits; keys themselves are not stored)")
@@ -69,7 +70,8 @@ def _keys(args: argparse.Namespace) -> None:
     try:
         if args.action == "create":
             allowed = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-            options = {name: getattr(args, name) for name in ("rpm", "tpm", "budget_tokens", "budget_period", "admin")}
+            names = ("rpm", "tpm", "budget_tokens", "budget_amount", "budget_period", "admin")
+            options = {name: getattr(args, name) for name in names}
             key = keys.create(path, args.name, allowed, **options)
             print(f"Created key {args.name!r} in {path}. It is shown once and stored only as a SHA-256 digest:")
             print(key)
@@ -85,15 +87,25 @@ def _keys(args: argparse.Namespace) -> None:
 def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
     """Each key with its limits, and its spend in the current period (UTC month unless its budget says day)
     next to its budget."""
-    store = _ledger(settings)
-    print(f"{'name':<24} {'models':<32} {'rpm':>6} {'tpm':>9} {'period':<10} {'spent':>12} {'budget':>12} admin")
+    store, prices = _ledger(settings), _prices(settings)
+    print(f"{'name':<24} {'models':<32} {'rpm':>6} {'tpm':>9} {'period':<10} {'spent':>12} {'budget':>12} admin "
+          f"{'cost':>12} {'budget_amount':>13}")  # fmt: skip
     for entry in entries:
         period = period_of(entry.budget_period)
-        spent = store.spent(entry.name, int(period.start // 3600)) if store is not None else 0
+        rows = store.rows(entry.name, int(period.start // 3600)) if store is not None else []
+        total = build(rows, "key", prices)["total"]
         models = ",".join(sorted(entry.models)) if entry.models is not None else "*"
         budget = entry.budget_tokens if entry.budget_tokens is not None else "-"
+        cost = money.shown(total["cost"]) if total["cost"] is not None else "-"
+        if total["cost"] is None and prices is not None and not total["unpriced_requests"]:
+            cost = money.shown(0.0)  # no request this period: nothing spent, which is not "unpriced"
+        amount = "-" if entry.budget_amount is None else f"{entry.budget_amount:.2f}"
+        admin = "yes" if entry.admin else "no"
         print(f"{entry.name:<24} {models:<32} {entry.rpm or '-':>6} {entry.tpm or '-':>9} {period.label:<10} "
-              f"{spent:>12} {budget:>12} {'yes' if entry.admin else 'no'}")  # fmt: skip
+              f"{total['total_tokens']:>12} {budget:>12} {admin:<5} {cost:>12} {amount:>13}")  # fmt: skip
+    print(
+        f"cost and budget_amount in {prices.currency} ({prices.source})" if prices else "cost: PROXY_PRICES_FILE unset"
+    )
 
 
 def _ledger(settings: Settings) -> Store | None:
@@ -117,7 +129,17 @@ def _usage(args: argparse.Namespace) -> None:
         rows = store.rows(args.key, first_hour) if store is not None else []
     except STORE_ERRORS as exc:
         sys.exit(f"acedata-proxy usage: cannot read the usage ledger: {exc}")
-    sys.stdout.write(render(build(rows, args.by), args.format))
+    sys.stdout.write(render(build(rows, args.by, _prices(settings)), args.format))
+
+
+def _prices(settings: Settings) -> money.PriceList | None:
+    """The price file in force, or None; an unusable one stops the command (and the start) in one line."""
+    if settings.prices_file is None:
+        return None
+    try:
+        return money.load(settings.prices_file)
+    except money.PricesFileError as exc:
+        sys.exit(f"acedata-proxy: PROXY_PRICES_FILE={settings.prices_file}: {exc}")
 
 
 def _listen_options(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +193,15 @@ def _check_keys_file(settings: Settings) -> None:
         sys.exit(f"acedata-proxy: PROXY_KEYS_FILE={settings.keys_file}: {exc}{hint}")
 
 
+def _check_money(settings: Settings) -> None:
+    """The price file loads, and a key with a money budget has one to be priced by."""
+    if _prices(settings) is not None or settings.keys_file is None:
+        return
+    for entry in keys.load(settings.keys_file):
+        if entry.budget_amount is not None:
+            sys.exit(f"acedata-proxy: key {entry.name!r} has budget_amount but PROXY_PRICES_FILE is not set")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from app.serving import server  # uvicorn and the app load only for commands that serve
     from app.serving.address import PortInUse
@@ -193,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sock = _inherited_socket(args)
     settings = _settings(args)
     _check_keys_file(settings)
+    _check_money(settings)
     try:
         if command == "demo" or getattr(args, "demo", False):
             from app.fakes import demo

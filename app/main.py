@@ -15,9 +15,10 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
-from app import __version__, logs, openapi
+from app import __version__, logs, money, openapi
 from app.access.auth import KeyStore
 from app.access.ratelimit import RateLimiter
+from app.dashboard import Dashboard
 from app.errors import ProxyError
 from app.ledger import Ledger
 from app.metrics import Metrics
@@ -40,7 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("acedata_proxy")
 
-SERVICE_ROUTES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage"}
+SERVICE_ROUTES = {
+    "/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage", "/admin": "admin",
+    "/admin/": "admin",
+}  # fmt: skip
 # headers a browser app may read: the request id and the limits' state (CORS hides all others)
 EXPOSED_HEADERS = [
     "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -56,12 +60,14 @@ def create_app(
     settings = settings or Settings()
     access_log = logs.configure(settings)
     pool = UpstreamPool(settings, transport)
-    app_metrics = Metrics(registry)
+    prices = money.load(settings.prices_file) if settings.prices_file is not None else None
+    app_metrics = Metrics(registry, prices)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
     ledger = Ledger(settings)
-    limiter = RateLimiter(settings, ledger)
+    limiter = RateLimiter(settings, ledger, prices)
     models = ModelsEndpoint(ROUTES, settings, keys)
     api = _service_api(settings, pool, keys, limiter, ledger, app_metrics, models.paths())
+    api.state.prices, api.state.dashboard = prices, Dashboard(app_metrics, ledger, keys, prices)
     forwarded = [
         (path, spec.method, spec.name, spec.envelope, ForwardEndpoint(spec, settings, pool, keys, limiter, ledger))
         for spec in ROUTES

@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 
 from app.context import RequestInfo
+from app.money import PriceList
 
 PREFIX = "acedata_proxy_"
 # Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
@@ -52,8 +53,9 @@ def prepare_multiprocess_dir() -> str:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, prices: PriceList | None = None):
         self.registry = registry or CollectorRegistry()
+        self.prices = prices
         if multiprocess_dir() is None:
             ProcessCollector(registry=self.registry)
             self.registry.register(PLATFORM_COLLECTOR)
@@ -92,6 +94,10 @@ class Metrics:
             PREFIX + "overloaded", "Requests refused because the worker held PROXY_MAX_INFLIGHT already", ["route"],
             registry=reg,
         )  # fmt: skip
+        self.spend = Counter(
+            PREFIX + "spend", "Money the ledger's tokens cost at PROXY_PRICES_FILE's prices (priced models only)",
+            ["key", "model"], registry=reg,
+        )  # fmt: skip
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def inflight_for(self, route: str) -> Gauge:
@@ -123,12 +129,16 @@ class Metrics:
         the background response whose usage it reported."""
         charged, owner = info.charged, info.charged_to
         assert charged is not None
-        if owner is not None:
-            route, model, key = owner.route, owner.label, owner.key
+        priced, requests = info.model or "-", 1
+        if owner is not None:  # as the ledger records it: the tokens on the creator's row, no request
+            route, model, key, priced, requests = owner.route, owner.label, owner.key, owner.model, 0
         if charged.input:
             self._child(self.tokens, route, model, key, "input").inc(charged.input)
         if charged.output:
             self._child(self.tokens, route, model, key, "output").inc(charged.output)
+        cost = self.prices.cost(priced, requests, charged.input, charged.output) if self.prices is not None else None
+        if cost:
+            self._child(self.spend, key, model).inc(cost)
 
     def _child(self, metric: Any, *values: str) -> Any:
         """metric.labels(*values), remembered: label values are bounded, so this cache is too, and labels()
@@ -145,13 +155,17 @@ class Metrics:
             multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
 
     def exposition(self) -> bytes:
+        return generate_latest(self.source())
+
+    def source(self) -> CollectorRegistry:
+        """What /metrics shows (and the dashboard reads): this registry, or every worker's values merged."""
         directory = multiprocess_dir()
         if directory is None:
-            return generate_latest(self.registry)
+            return self.registry
         _forget_dead_workers(directory)
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
-        return generate_latest(merged)
+        return merged
 
 
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     keepalive_expiry: float = Field(4.0, gt=0, validation_alias=_env("PROXY_KEEPALIVE_EXPIRY"))
     max_request_bytes: int = Field(10 * MiB, ge=1, validation_alias=_env("PROXY_MAX_REQUEST_BYTES"))
     keys_file: Path | None = Field(None, validation_alias=_env("PROXY_KEYS_FILE"))
+    prices_file: Path | None = Field(None, validation_alias=_env("PROXY_PRICES_FILE"))  # money: docs/dashboard.md
     redis_url: str | None = Field(None, validation_alias=_env("PROXY_REDIS_URL"))
     # the embedded usage ledger (SQLite) lives here; with PROXY_REDIS_URL the ledger is in Redis instead
     data_dir: Path = Field(default_factory=default_data_dir, validation_alias=_env("PROXY_DATA_DIR"))

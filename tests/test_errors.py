@@ -23,7 +23,7 @@ def test_envelope_shape():
     assert error_event(error, "ndjson").endswith(b"}\n")
 
 
-@pytest.mark.parametrize("path", ["/nope", "/openai/../admin", "/openai/responses/", "/openai/chat"])
+@pytest.mark.parametrize("path", ["/nope", "/openai/../admin/nope", "/openai/responses/", "/openai/chat"])
 async def test_unknown_route_is_404_envelope(app_client: httpx.AsyncClient, fake: FakeUpstream, path: str):
     response = await app_client.post(path, json={"model": "gpt-4.1", "input": "hi"})
     assert response.status_code == 404

@@ -6,21 +6,23 @@ Reading, writing (atomically: a temporary file renamed over the old one), and cr
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import orjson
 
+from app import tomlfile
+
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 PERIODS = ("day", "month")  # budget periods, in UTC
-FIELDS = ("name", "sha256", "models", "rpm", "tpm", "budget_tokens", "budget_period", "admin")
+FIELDS = ("name", "sha256", "models", "rpm", "tpm", "budget_tokens", "budget_amount", "budget_period", "admin")
 
 
 class KeysFileError(ValueError):
@@ -36,7 +38,12 @@ class KeyEntry:
     tpm: int | None = None
     budget_tokens: int | None = None  # tokens per budget_period; None: no budget
     budget_period: str = "month"
-    admin: bool = False  # may read GET /admin/usage
+    admin: bool = False  # may read GET /admin/usage and the dashboard
+    budget_amount: float | None = None  # money per budget_period, in the price file's currency; None: no budget
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget_tokens is not None or self.budget_amount is not None
 
     def allows(self, model: str) -> bool:
         """Whether the allowlist admits `model`: a listed name, or a glob pattern it matches (`claude-*`)."""
@@ -82,22 +89,23 @@ def _entry(raw: object, index: int) -> KeyEntry:
     period = raw.get("budget_period", "month")
     if period not in PERIODS:
         raise KeysFileError(f'{where}: budget_period must be "day" or "month", not {period!r}')
-    if "budget_period" in raw and budget is None:
-        raise KeysFileError(f"{where}: budget_period is set but budget_tokens is not")
+    amount = raw.get("budget_amount")
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, int | float) or not 0 <= amount < math.inf
+    ):
+        raise KeysFileError(f"{where}: budget_amount must be a non-negative number, not {amount!r}")
+    if "budget_period" in raw and budget is None and amount is None:
+        raise KeysFileError(f"{where}: budget_period is set but neither budget_tokens nor budget_amount is")
     admin = raw.get("admin", False)
     if not isinstance(admin, bool):
         raise KeysFileError(f"{where}: admin must be true or false, not {admin!r}")
     allowed = frozenset(models) if models is not None else None
-    return KeyEntry(name, sha, allowed, rpm, tpm, budget, str(period), admin)
+    money = float(amount) if amount is not None else None
+    return KeyEntry(name, sha, allowed, rpm, tpm, budget, str(period), admin, money)
 
 
 def load(path: Path) -> list[KeyEntry]:
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KeysFileError(f"keys file {path} does not exist (create keys with `acedata-proxy keys create`)") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise KeysFileError(f"keys file {path} cannot be read: {exc}") from None
+    document = tomlfile.read(path, KeysFileError, "keys file", " (create keys with `acedata-proxy keys create`)")
     raw_keys = document.get("keys", [])
     if not isinstance(raw_keys, list):
         raise KeysFileError("`keys` must be an array of tables ([[keys]])")
@@ -116,7 +124,9 @@ def _toml(entry: KeyEntry) -> str:
         lines.append(f"models = {orjson.dumps(sorted(entry.models)).decode()}")
     numbers = (("rpm", entry.rpm), ("tpm", entry.tpm), ("budget_tokens", entry.budget_tokens))
     lines += [f"{field} = {value}" for field, value in numbers if value is not None]
-    if entry.budget_tokens is not None:
+    if entry.budget_amount is not None:
+        lines.append(f"budget_amount = {entry.budget_amount!r}")
+    if entry.budgeted:
         lines.append(f'budget_period = "{entry.budget_period}"')
     if entry.admin:
         lines.append("admin = true")

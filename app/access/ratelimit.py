@@ -5,7 +5,8 @@ TPM: a counter per key and clock minute. Admission atomically adds the request's
 its output cap) and is refused when the tokens counted before it already reach the limit; when the request ends
 the reservation is replaced by the upstream's reported usage. Because the add is atomic, a burst overshoots a
 TPM by at most the one request that crossed it, across every process and replica sharing the Redis.
-Token budgets (app/access/budgets.py) are counted the same way, in the same storage, over a UTC day or month.
+Budgets in tokens and in money (app/access/budgets.py) are counted the same way, in the same storage, over a UTC
+day or month.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from limits.errors import StorageError
 from app.access.budgets import BudgetHold, Budgets
 from app.access.keys import KeyEntry
 from app.context import RequestInfo
-from app.errors import BudgetExceeded, ProxyError, RateLimited, RateLimiterUnavailable
+from app.errors import BudgetExceeded, ModelNotAllowed, ProxyError, RateLimited, RateLimiterUnavailable
 from app.ledger import STORE_ERRORS, Ledger
-from app.proxy.usage import Tokens
+from app.money import MICROS, PriceList
+from app.proxy.usage import Owner, Tokens
 from app.settings import Settings
 from app.types import Headers
 
@@ -43,11 +45,13 @@ class Ticket:
     window_key: str | None = None
     reservation: int = 0
     budget: BudgetHold | None = None
+    money: BudgetHold | None = None
 
 
 class RateLimiter:
-    def __init__(self, settings: Settings, ledger: Ledger):
+    def __init__(self, settings: Settings, ledger: Ledger, prices: PriceList | None = None):
         self.settings = settings
+        self.prices = prices
         self.storage: MemoryStorage | RedisStorage
         if settings.redis_url:
             self.storage = RedisStorage(
@@ -57,7 +61,7 @@ class RateLimiter:
         else:
             self.storage = MemoryStorage()
         self.window = MovingWindowRateLimiter(self.storage)
-        self.budgets = Budgets(self.storage, ledger)
+        self.budgets = Budgets(self.storage, ledger, prices)
 
     async def problem(self) -> str | None:
         """For /readyz: why shared limit state is unusable, or None."""
@@ -73,7 +77,7 @@ class RateLimiter:
         """Count the request against the key's limits and budget, adding x-ratelimit-* to the response headers;
         RateLimited (or BudgetExceeded) if over. `info.estimate`: the tokens it may spend. A request that is not
         `metered` (a free route) counts against the RPM only."""
-        if key is None or (key.rpm is None and key.tpm is None and key.budget_tokens is None):
+        if key is None or (key.rpm is None and key.tpm is None and not key.budgeted):
             return Ticket()
         try:
             return await self._admit(key, info.estimate.total, info, metered)
@@ -90,11 +94,13 @@ class RateLimiter:
         """Before a large body is read: RateLimited (or BudgetExceeded) when the key is over its RPM or budget
         already, so that a refused key costs no parse. Counts nothing; admit() still decides, and decides alone
         when the state is unreachable (PROXY_RATE_LIMIT_FAIL_OPEN)."""
-        if key is None or (key.rpm is None and key.budget_tokens is None):
+        if key is None or (key.rpm is None and not key.budgeted):
             return
         with contextlib.suppress(*STORAGE_ERRORS):
             if key.budget_tokens is not None:
                 await self.budgets.reserve(key, key.budget_tokens, 0)  # raises past the budget; holds nothing
+            if key.budget_amount is not None:
+                await self.budgets.reserve(key, round(key.budget_amount * MICROS), 0, True)
             if key.rpm is not None and not await self.window.test(RateLimitItemPerMinute(key.rpm), "rpm", key.name):
                 raise RateLimited(f"Key '{key.name}' is over its limit of {key.rpm} requests per minute.",
                                   headers={"retry-after": "1"})  # fmt: skip
@@ -107,6 +113,9 @@ class RateLimiter:
         try:
             if key.budget_tokens is not None and metered:
                 ticket.budget = await self.budgets.reserve(key, key.budget_tokens, estimate)
+            if key.budget_amount is not None and metered:
+                reservation = self._cost(key, info.model, info.estimate)
+                ticket.money = await self.budgets.reserve(key, round(key.budget_amount * MICROS), reservation, True)
             if key.rpm is not None:
                 await self._count_request(key, key.rpm, headers)
         except ProxyError as exc:
@@ -115,6 +124,20 @@ class RateLimiter:
             await self._give_back(ticket)
             raise
         return ticket
+
+    def _cost(self, key: KeyEntry, model: str | None, tokens: Tokens) -> int:
+        """Millionths of the currency `tokens` of `model` cost. A request that can spend nothing (no body) costs 0;
+        an unpriced model is refused to a key with a money budget, whose spend could not be counted."""
+        if not tokens.total:
+            return 0
+        cost = self.prices.micros(model or "-", 1, tokens.input, tokens.output) if self.prices is not None else None
+        if cost is None:
+            raise ModelNotAllowed(
+                f"Key '{key.name}' has a budget in money and model '{(model or '-')[:80]}' has no price in "
+                "PROXY_PRICES_FILE, so its spend could not be counted.",
+                param="model",
+            )
+        return cost
 
     async def _count_request(self, key: KeyEntry, rpm: int, headers: Headers) -> None:
         item = RateLimitItemPerMinute(rpm)
@@ -149,7 +172,7 @@ class RateLimiter:
     async def settle(self, ticket: Ticket, info: RequestInfo) -> None:
         """When the request ends, its reservations are replaced by what it was charged (`info.charged`, the one
         rule of app/proxy/usage.py). A background response's creation keeps them until it completes."""
-        if (ticket.window_key is None and ticket.budget is None) or info.deferred:
+        if (ticket.window_key is None and ticket.budget is None and ticket.money is None) or info.deferred:
             return
         # a background response's usage charged by its retrieval belongs to its creator (settle_later), not here
         used = info.charged.total if info.charged is not None and info.charged_to is None else 0
@@ -158,22 +181,40 @@ class RateLimiter:
                 await self.storage.incr(ticket.window_key, 120, amount=used - ticket.reservation)
             if ticket.budget is not None:
                 info.budget_remaining = await self.budgets.settle(ticket.budget, used)
+            if ticket.money is not None:
+                await self.budgets.settle(ticket.money, self._charged_cost(info))
         except STORAGE_ERRORS as exc:
             log.warning("could not settle token usage: %s", exc)
 
-    async def settle_later(self, key: KeyEntry, reserved: int, charged: Tokens) -> None:
-        """A background response completed: its creation's budget reservation becomes its usage, in the key's
-        current period (the one its creation reserved in, unless the period turned meanwhile)."""
-        if key.budget_tokens is None:
-            return
+    async def settle_later(self, key: KeyEntry, owner: Owner, charged: Tokens) -> None:
+        """A background response completed: its creation's budget reservations (tokens, money) become its usage,
+        in the key's current period (the one its creation reserved in, unless the period turned meanwhile)."""
         try:
-            await self.budgets.adjust(key, charged.total - reserved)
+            if key.budget_tokens is not None:
+                await self.budgets.adjust(key, charged.total - owner.reserved)
+            if key.budget_amount is not None and self.prices is not None:
+                cost = self.prices.micros(owner.model, 1, charged.input, charged.output) or 0
+                await self.budgets.adjust(key, cost - owner.reserved_cost, money=True)
         except STORAGE_ERRORS as exc:
             log.warning("could not settle a background response's usage: %s", exc)
+
+    def cost(self, model: str | None, tokens: Tokens) -> tuple[int, int]:
+        """The tokens and millionths of the currency a reservation of `tokens` of `model` holds."""
+        priced = self.prices.micros(model or "-", 1, tokens.input, tokens.output) if self.prices is not None else None
+        return tokens.total, priced or 0
+
+    def _charged_cost(self, info: RequestInfo) -> int:
+        """What the ledger records for the request, priced as reports price it (a background response's usage
+        charged by its retrieval belongs to its creator: settle_later)."""
+        charged = info.charged
+        if charged is None or info.charged_to is not None or self.prices is None:
+            return 0
+        return self.prices.micros(info.model or "-", 1, charged.input, charged.output) or 0
 
     async def _give_back(self, ticket: Ticket) -> None:
         """A request refused after some of its reservations were made returns them."""
         if ticket.window_key is not None:
             await self.storage.incr(ticket.window_key, 120, amount=-ticket.reservation)
-        if ticket.budget is not None:
-            await self.budgets.settle(ticket.budget, 0)
+        for hold in (ticket.budget, ticket.money):
+            if hold is not None:
+                await self.budgets.settle(hold, 0)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from app.context import RequestInfo
-from app.ledger.store import STORE_ERRORS, Counts, Row, RowKey, Store, open_store
+from app.ledger.store import STORE_ERRORS, Counts, DayRow, Row, RowKey, Store, open_store
 from app.proxy.usage import Owner, Tokens
 from app.settings import Settings
 
@@ -117,6 +117,10 @@ class Ledger:
     async def rows(self, key: str | None, since_hour: int) -> list[Row]:
         assert self.store is not None
         return await self._call(self.store.rows, key, since_hour)
+
+    async def days(self, since_hour: int) -> list[DayRow]:
+        assert self.store is not None
+        return await self._call(self.store.days, since_hour)
 
     async def spent(self, key: str, since_hour: int) -> int:
         assert self.store is not None

@@ -1,5 +1,8 @@
 """Usage reports from ledger rows: grouped by day, model or key, rendered as a table, CSV or JSON. The CLI's
-`acedata-proxy usage` and GET /admin/usage share this, so both say the same thing."""
+`acedata-proxy usage` and GET /admin/usage share this, so both say the same thing.
+
+With a price file, each row also has `cost`: what its priced requests cost, null when none of them has a price
+(never 0 for "unknown"), and `unpriced_requests`, how many requests had no price; the report names the file."""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from typing import Any, Literal, cast
 import orjson
 
 from app.ledger.store import Row
+from app.money import PriceList, shown
 
 GROUPS = ("day", "model", "key")
 FORMATS = ("table", "csv", "json")
 Group = Literal["day", "model", "key"]
 COLUMNS = ("requests", "input_tokens", "output_tokens", "total_tokens")
+MONEY = ("cost", "unpriced_requests")
 
 
 class ReportError(ValueError):
@@ -52,37 +57,83 @@ def _label(row: Row, by: Group) -> str:
     return row[3] if by == "model" else row[1]
 
 
-def build(rows: Iterable[Row], by: Group) -> dict[str, Any]:
-    """{"by": ..., "rows": [{by: label, requests, input_tokens, output_tokens, total_tokens}], "total": {...}}"""
-    sums: dict[str, list[int]] = {}
+class Spend:
+    """Money summed over rows: the cost of those with a price, and the requests of those without."""
+
+    __slots__ = ("cost", "unpriced")
+
+    def __init__(self) -> None:
+        self.cost: float | None = None
+        self.unpriced = 0
+
+    def add(self, cost: float | None, requests: int) -> None:
+        if cost is None:
+            self.unpriced += requests
+        else:
+            self.cost = (self.cost or 0.0) + cost
+
+    def fields(self) -> dict[str, Any]:
+        return {"cost": None if self.cost is None else round(self.cost, 10), "unpriced_requests": self.unpriced}
+
+
+def row_cost(row: Row, prices: PriceList | None) -> float | None:
+    return prices.cost(row[3], row[4], row[5], row[6]) if prices is not None else None
+
+
+def build(rows: Iterable[Row], by: Group, prices: PriceList | None = None) -> dict[str, Any]:
+    """{"by": ..., "prices": {file, currency} | None, "rows": [{by: label, requests, input_tokens, output_tokens,
+    total_tokens, cost, unpriced_requests}], "total": {...}}"""
+    sums: dict[str, tuple[list[int], Spend]] = {}
     for row in rows:
-        counts = sums.setdefault(_label(row, by), [0, 0, 0])
+        counts, spend = sums.setdefault(_label(row, by), ([0, 0, 0], Spend()))
         counts[0] += row[4]
         counts[1] += row[5]
         counts[2] += row[6]
-    lines = [{by: label, **_counts(counts)} for label, counts in sorted(sums.items())]
-    totals = [sum(c[i] for c in sums.values()) for i in range(3)]
-    return {"by": by, "rows": lines, "total": _counts(totals)}
+        spend.add(row_cost(row, prices), row[4])
+    lines = [{by: label, **_counts(counts, spend)} for label, (counts, spend) in sorted(sums.items())]
+    total = Spend()
+    for _, spend in sums.values():
+        total.add(spend.cost, 0)
+        total.unpriced += spend.unpriced
+    totals = [sum(c[i] for c, _ in sums.values()) for i in range(3)]
+    described = prices.describe() if prices is not None else None
+    return {"by": by, "prices": described, "rows": lines, "total": _counts(totals, total)}
 
 
-def _counts(counts: list[int]) -> dict[str, int]:
-    return dict(zip(COLUMNS, [*counts, counts[1] + counts[2]], strict=True))
+def _counts(counts: list[int], spend: Spend) -> dict[str, Any]:
+    return {**dict(zip(COLUMNS, [*counts, counts[1] + counts[2]], strict=True)), **spend.fields()}
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
     by = report["by"]
-    header = [by, *COLUMNS]
+    header = [by, *COLUMNS, *MONEY]
     lines = [[line[name] for name in header] for line in report["rows"]]
     if fmt == "json":
         return orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
     if fmt == "csv":
         out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerows([header, *lines])
+        csv.writer(out, lineterminator="\n").writerows([header, *([_blank(c) for c in line] for line in lines)])
         return out.getvalue()
-    lines.append(["total", *(report["total"][name] for name in COLUMNS)])
-    cells = [[str(cell) for cell in line] for line in [header, *lines]]
+    lines.append(["total", *(report["total"][name] for name in (*COLUMNS, *MONEY))])
+    cells = [[_shown(cell) for cell in line] for line in [header, *lines]]
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
-    return "".join(_aligned(line, widths) for line in cells)
+    return "".join(_aligned(line, widths) for line in cells) + _priced_by(report["prices"])
+
+
+def _blank(cell: object) -> object:
+    return "" if cell is None else cell  # CSV: an empty cell for unpriced, never 0
+
+
+def _shown(cell: object) -> str:
+    if cell is None:
+        return "-"
+    return shown(cell) if isinstance(cell, float) else str(cell)
+
+
+def _priced_by(prices: dict[str, str] | None) -> str:
+    if prices is None:
+        return "cost: no price file (PROXY_PRICES_FILE unset)\n"
+    return f"cost in {prices['currency']}, priced by {prices['file']}; - = no price for that model\n"
 
 
 def _aligned(cells: list[str], widths: list[int]) -> str:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 RowKey = tuple[int, str, str, str]
 Counts = list[int]
 Row = tuple[int, str, str, str, int, int, int]
+# (day, key, model, requests, input tokens, output tokens, last hour): rows summed per UTC day, key and model
+DayRow = tuple[int, str, str, int, int, int, int]
 
 
 class StoreUnavailable(Exception):
@@ -42,6 +44,7 @@ class Store(Protocol):
     def add(self, batch: Mapping[RowKey, Counts]) -> None: ...
     def rows(self, key: str | None, since_hour: int) -> list[Row]: ...
     def spent(self, key: str, since_hour: int) -> int: ...
+    def days(self, since_hour: int) -> list[DayRow]: ...
     def describe(self) -> dict[str, str]: ...
     def close(self) -> None: ...
     def remember(self, response_id: str, owner: Owner) -> None: ...
@@ -75,6 +78,7 @@ CREATE TABLE IF NOT EXISTS background (
     model TEXT NOT NULL,
     label TEXT NOT NULL,
     reserved INTEGER NOT NULL,
+    reserved_cost INTEGER NOT NULL,
     created INTEGER NOT NULL,  -- unix seconds
     charged INTEGER NOT NULL DEFAULT 0  -- 1 once a retrieval saw it completed and its usage was charged
 ) WITHOUT ROWID
@@ -118,6 +122,12 @@ class SqliteStore:
         query = "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE key = ? AND hour >= ?"
         return int(self.db.execute(query, (key, since_hour)).fetchone()[0])
 
+    def days(self, since_hour: int) -> list[DayRow]:
+        """Summed by SQLite itself: a few thousand rows leave the database where hourly ones are tens of thousands."""
+        query = """SELECT hour / 24, key, model, SUM(requests), SUM(input_tokens), SUM(output_tokens), MAX(hour)
+                   FROM usage WHERE hour >= ? GROUP BY hour / 24, key, model"""
+        return list(self.db.execute(query, (since_hour,)))
+
     def describe(self) -> dict[str, str]:
         return {"storage": "sqlite"}  # never the path: /readyz answers anyone who can reach it
 
@@ -126,13 +136,13 @@ class SqliteStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DELETE FROM background WHERE created < ?", (int(time.time()) - BACKGROUND_RETENTION,))
             self.db.execute(
-                "INSERT OR IGNORE INTO background VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                "INSERT OR IGNORE INTO background VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (response_id, *owner, int(time.time())),
             )
 
     def owner(self, response_id: str) -> Owner | None:
         found = self.db.execute(
-            "SELECT key, route, model, label, reserved FROM background WHERE id = ?", (response_id,)
+            "SELECT key, route, model, label, reserved, reserved_cost FROM background WHERE id = ?", (response_id,)
         ).fetchone()
         return Owner(*found) if found is not None else None
 
@@ -192,6 +202,9 @@ class RedisStore:
     def spent(self, key: str, since_hour: int) -> int:
         return sum(row[5] + row[6] for row in self.rows(key, since_hour))
 
+    def days(self, since_hour: int) -> list[DayRow]:
+        return by_day(self.rows(None, since_hour))
+
     def describe(self) -> dict[str, str]:
         return {"storage": "redis"}  # never the URL: it may carry a password
 
@@ -224,3 +237,14 @@ def _rows(hour: int, fields: Mapping[bytes, bytes], only: str | None) -> Iterabl
         if only is None or key == only:
             counts.setdefault((key, route, model), [0, 0, 0])["rio".index(field)] += int(value)
     return [(hour, k, r, m, c[0], c[1], c[2]) for (k, r, m), c in sorted(counts.items())]
+
+
+def by_day(rows: Iterable[Row]) -> list[DayRow]:
+    sums: dict[tuple[int, str, str], list[int]] = {}
+    for hour, key, _route, model, requests, inputs, outputs in rows:
+        counts = sums.setdefault((hour // 24, key, model), [0, 0, 0, hour])
+        counts[0] += requests
+        counts[1] += inputs
+        counts[2] += outputs
+        counts[3] = max(counts[3], hour)
+    return [(day, key, model, *counts) for (day, key, model), counts in sums.items()]  # type: ignore[misc]

@@ -63,7 +63,8 @@ class Background:
     async def created(self, info: RequestInfo, response_id: str) -> None:
         """A background request was answered with this id: remember its creator. Its usage waits for a retrieval,
         unless the answer already carried it (a background stream followed to its end)."""
-        owner = Owner(info.key_name or "-", info.route, info.model or "-", info.model_label, info.estimate.total)
+        reserved_cost = self.limiter.cost(info.model, info.estimate)
+        owner = Owner(info.key_name or "-", info.route, info.model or "-", info.model_label, *reserved_cost)
         await self.ledger.remember(response_id, owner)
         if info.input_tokens is not None:
             await self.ledger.claim(response_id)  # charged by this request, as any other answer with usage
@@ -81,4 +82,4 @@ class Background:
         creator = self.keys.named(owner.key) if self.keys is not None else None
         if creator is not None:
             charged = Tokens(info.input_tokens, info.output_tokens or 0)
-            await self.limiter.settle_later(creator, owner.reserved, charged)
+            await self.limiter.settle_later(creator, owner, charged)

@@ -49,13 +49,15 @@ NO_TOKENS = Tokens()
 
 class Owner(NamedTuple):
     """Who created a background response, for its retrieval: the key, the route and model it was created on, and
-    the tokens its creation left reserved in the key's budget (replaced by its usage when it completes)."""
+    the tokens (and millionths of the currency) its creation left reserved in the key's budgets, replaced by its
+    usage when it completes."""
 
     key: str
     route: str
     model: str
     label: str  # the model's metrics label (app/proxy/catalog.py: bounded)
     reserved: int
+    reserved_cost: int = 0
 
 
 class Outcome(Protocol):

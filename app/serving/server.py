@@ -76,7 +76,7 @@ def check_limits_are_shared(settings: Settings) -> None:
     """In-process limits are per worker: N workers would admit N times a key's RPM/TPM or budget."""
     if settings.workers == 1 or settings.keys_file is None or settings.redis_url:
         return
-    if any(entry.rpm or entry.tpm or entry.budget_tokens is not None for entry in keys.load(settings.keys_file)):
+    if any(entry.rpm or entry.tpm or entry.budgeted for entry in keys.load(settings.keys_file)):
         raise UnsafeBind(
             f"Refusing to start {settings.workers} workers with rate-limited keys and no PROXY_REDIS_URL: each "
             "worker would count limits on its own and admit up to that many times each key's RPM/TPM/budget. "

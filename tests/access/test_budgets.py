@@ -1,6 +1,7 @@
-"""Per-key token budgets over real sockets: enforced across two gateways sharing a real Redis (one by one and in
-a concurrent burst, whose overshoot stays within one reservation), kept across a restart with SQLite, the
-429 envelope the SDK sees; and the period arithmetic (fail-closed and fail-open: tests/access/test_ratelimit.py)."""
+"""Per-key budgets over real sockets, in tokens and in money: enforced across two gateways sharing a real Redis (one
+by one and in a concurrent burst, whose overshoot stays within one reservation), kept across a restart with
+SQLite, the 429 envelope the SDK sees, unpriced models refused to money budgets, the start-up checks; and the
+period arithmetic (fail-closed and fail-open: tests/access/test_ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,20 @@ USED = 8
 RESERVED = len(orjson.dumps(BODY)) // 4 + 5
 
 
-def post(gateway: GatewayProcess, key: str) -> httpx.Response:
-    return httpx.post(gateway.url + "/openai/responses", json=BODY, headers={"authorization": f"Bearer {key}"})
+# 1000 per million tokens: each request (8 tokens) costs 0.008, its reservation RESERVED * 0.001
+PRICES = 'currency = "USD"\n[[prices]]\nmodel = "gpt-4.1"\ninput = 1000\noutput = 1000\n'
+COST = USED * 0.001
+
+
+def post(gateway: GatewayProcess, key: str, model: str = "gpt-4.1") -> httpx.Response:
+    body = {**BODY, "model": model}
+    return httpx.post(gateway.url + "/openai/responses", json=body, headers={"authorization": f"Bearer {key}"})
+
+
+def price_file(tmp_path: Path) -> str:
+    path = tmp_path / "prices.toml"
+    path.write_text(PRICES)
+    return str(path)
 
 
 def seconds_to_midnight() -> float:
@@ -105,6 +118,73 @@ def test_restart_keeps_the_periods_spend(make_gateway: GatewayFactory, tmp_path:
     ).stdout  # fmt: skip
     [line] = [line for line in listing.splitlines() if line.startswith("steady")]
     assert line.split()[4:7] == [month.label, "40", "40"]  # period, spent, budget
+
+
+def test_money_budget_holds_across_two_gateways_and_refuses_unpriced_models(
+    make_gateway: GatewayFactory, tmp_path: Path, redis_server: RedisServer, fake: FakeUpstream
+):
+    path = tmp_path / "keys.toml"
+    spender = keys.create(path, "spender", budget_amount=10 * COST, budget_period="day")
+    env = {"PROXY_KEYS_FILE": str(path), "PROXY_REDIS_URL": redis_server.url, "PROXY_PRICES_FILE": price_file(tmp_path)}
+    gateways = [make_gateway(**env), make_gateway(**env)]
+    unpriced = post(gateways[0], spender, "gpt-4o")
+    assert unpriced.status_code == 403
+    assert unpriced.json()["error"]["code"] == "model_not_allowed"
+    assert "has no price in PROXY_PRICES_FILE" in unpriced.json()["error"]["message"]
+    assert [post(gateways[i % 2], spender).status_code for i in range(10)] == [200] * 10
+    refused = post(gateways[1], spender)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert refused.json()["error"]["message"] == "Key 'spender' has used its budget of 0.08 USD for this day (UTC)."
+    assert abs(int(refused.headers["retry-after"]) - seconds_to_midnight()) <= 5
+    assert refused.headers["x-should-retry"] == "false"
+    assert len(fake.exchanges) == 10
+    spend = sum(value(scrape(g), "acedata_proxy_spend_total", key="spender", model="gpt-4.1") for g in gateways)
+    assert spend == pytest.approx(10 * COST)
+
+
+def test_money_budget_burst_and_restart(make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream):
+    path = tmp_path / "keys.toml"
+    budget = 100 * 0.001  # the token test's budget, in money: the same bound, scaled
+    burst = keys.create(path, "burst", budget_amount=budget, budget_period="month")
+    env = {"PROXY_KEYS_FILE": str(path), "PROXY_PRICES_FILE": price_file(tmp_path)}
+    gateway = make_gateway(**env)
+
+    async def fire() -> list[int]:
+        async with httpx.AsyncClient(headers={"authorization": f"Bearer {burst}"}, timeout=30) as http:
+            posts = [http.post(gateway.url + "/openai/responses", json=BODY) for _ in range(40)]
+            return [r.status_code for r in await asyncio.gather(*posts)]
+
+    admitted = asyncio.run(fire()).count(200)
+    while post(gateway, burst).status_code == 200:
+        admitted += 1
+    assert budget <= admitted * COST + 1e-9
+    assert admitted * COST <= budget + RESERVED * 0.001 + 1e-9
+    assert gateway.stop() == 0
+    again = make_gateway(**env)
+    assert post(again, burst).json()["error"]["code"] == "budget_exceeded"  # the ledger's spend, priced again
+    assert len(fake.exchanges) == admitted
+
+
+def test_start_refuses_a_money_budget_without_prices_and_a_broken_price_file(tmp_path: Path):
+    path = tmp_path / "keys.toml"
+    keys.create(path, "spender", budget_amount=5)
+    broken = tmp_path / "prices.toml"
+    broken.write_text("currency = 'USD'\n[[prices]]\nmodel = 'gpt-4.1'\nimput = 2\n")
+    for extra, message in [
+        ({}, "acedata-proxy: key 'spender' has budget_amount but PROXY_PRICES_FILE is not set"),
+        (
+            {"PROXY_PRICES_FILE": str(broken)},
+            f"acedata-proxy: PROXY_PRICES_FILE={broken}: prices[0] (gpt-4.1): unknown",
+        ),
+    ]:
+        started = subprocess.run(
+            [sys.executable, "-m", "app", "serve", "--port", "0"], capture_output=True, text=True, timeout=30,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_KEYS_FILE": str(path), **extra},
+        )  # fmt: skip
+        assert started.returncode != 0
+        assert started.stderr.strip().startswith(message)
+        assert len(started.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

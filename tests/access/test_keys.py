@@ -83,7 +83,10 @@ SHA = "sha256 = '" + "0" * 64 + "'\n"
         ("budget_tokens = 1.5\n", "keys[0] (bob): budget_tokens must be a non-negative integer, not 1.5"),
         ("budget_tokens = '100'\n", "keys[0] (bob): budget_tokens must be a non-negative integer, not '100'"),
         ("budget_tokens = 9\nbudget_period = 'week'\n", 'keys[0] (bob): budget_period must be "day" or "month"'),
-        ("budget_period = 'day'\n", "keys[0] (bob): budget_period is set but budget_tokens is not"),
+        ("budget_period = 'day'\n", "keys[0] (bob): budget_period is set but neither budget_tokens nor"),
+        ("budget_amount = -1\n", "keys[0] (bob): budget_amount must be a non-negative number, not -1"),
+        ("budget_amount = '5'\n", "keys[0] (bob): budget_amount must be a non-negative number, not '5'"),
+        ("budget_amount = inf\n", "keys[0] (bob): budget_amount must be a non-negative number, not inf"),
         ("budget = 100\n", "keys[0] (bob): unknown field 'budget'"),
         ("admin = 'yes'\n", "keys[0] (bob): admin must be true or false"),
     ],
@@ -104,8 +107,15 @@ def test_budgets_and_admin_round_trip_through_create(tmp_path: Path):
     [entry] = keys.load(tmp_path / "k.toml")
     assert (entry.budget_tokens, entry.budget_period, entry.admin) == (50000, "day", True)
     listing = cli("list", "--file", "k.toml", cwd=tmp_path).stdout.splitlines()
-    assert listing[0].split() == ["name", "models", "rpm", "tpm", "period", "spent", "budget", "admin"]
-    assert listing[1].split()[4:] == [dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "0", "50000", "yes"]
+    assert listing[0].split() == [
+        "name", "models", "rpm", "tpm", "period", "spent", "budget", "admin", "cost", "budget_amount"
+    ]  # fmt: skip
+    assert listing[1].split()[4:] == [dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "0", "50000", "yes", "-", "-"]
+    assert listing[-1] == "cost: PROXY_PRICES_FILE unset"
+    money = cli("create", "--name", "dev", "--budget-amount", "12.5", "--file", "k.toml", cwd=tmp_path)
+    assert money.returncode == 0, money.stderr
+    assert keys.load(tmp_path / "k.toml")[1].budget_amount == 12.5
+    assert cli("list", "--file", "k.toml", cwd=tmp_path).stdout.splitlines()[2].split()[-2:] == ["-", "12.50"]
     refused = cli("create", "--name", "x", "--budget-tokens", "-3", "--file", "k.toml", cwd=tmp_path)
     assert refused.returncode != 0
     assert "budget_tokens must be a non-negative integer" in refused.stderr

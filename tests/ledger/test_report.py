@@ -1,4 +1,5 @@
-"""`acedata-proxy usage` on a real SQLite ledger: grouping, filters and the three formats, and bad filters."""
+"""`acedata-proxy usage` on a real SQLite ledger: grouping, filters and the three formats, bad filters, and the
+cost column (priced by PROXY_PRICES_FILE; unpriced shown as such, never 0)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.ledger.report import ReportError, since_hour
-from app.ledger.store import SqliteStore
-from tests.helpers import ROOT
+from app.ledger.store import RedisStore, SqliteStore, by_day
+from tests.helpers import ROOT, RedisServer
 
 
 def hour(text: str) -> int:
@@ -34,38 +35,78 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def usage(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+PRICES = """currency = "USD"
+[[prices]]
+model = "gpt-4.1"
+input = 2.0
+output = 8.0
+"""
+
+
+def usage(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "usage", *args], capture_output=True, text=True, timeout=30, cwd=data_dir,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(data_dir)},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(data_dir), **env},
     )  # fmt: skip
+
+
+def priced(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "prices.toml"
+    path.write_text(PRICES)
+    return {"PROXY_PRICES_FILE": str(path)}
 
 
 def test_table_by_day(data_dir: Path):
     lines = usage(data_dir).stdout.splitlines()
-    assert [line.split() for line in lines] == [
-        ["day", "requests", "input_tokens", "output_tokens", "total_tokens"],
-        ["2026-11-24", "3", "15", "1044", "1059"],
-        ["2026-11-25", "4", "31", "41", "72"],
-        ["total", "7", "46", "1085", "1131"],
+    assert [line.split() for line in lines[:-1]] == [
+        ["day", "requests", "input_tokens", "output_tokens", "total_tokens", "cost", "unpriced_requests"],
+        ["2026-11-24", "3", "15", "1044", "1059", "-", "3"],
+        ["2026-11-25", "4", "31", "41", "72", "-", "4"],
+        ["total", "7", "46", "1085", "1131", "-", "7"],
     ]
+    assert lines[-1] == "cost: no price file (PROXY_PRICES_FILE unset)"
+
+
+def test_costs_from_the_price_file_in_force(data_dir: Path):
+    lines = usage(data_dir, **priced(data_dir)).stdout.splitlines()
+    # alice's gpt-4.1: 10 in + 20 out on the 24th = 0.00018; bob's gpt-4o has no price
+    assert [line.split() for line in lines[1:-1]] == [
+        ["2026-11-24", "3", "15", "1044", "1059", "0.000180", "1"],
+        ["2026-11-25", "4", "31", "41", "72", "0.000390", "0"],
+        ["total", "7", "46", "1085", "1131", "0.000570", "1"],
+    ]
+    assert lines[-1] == f"cost in USD, priced by {data_dir / 'prices.toml'}; - = no price for that model"
+    report = json.loads(usage(data_dir, "--by", "key", "--format", "json", **priced(data_dir)).stdout)
+    assert report["prices"] == {"file": str(data_dir / "prices.toml"), "currency": "USD"}
+    alice, bob = report["rows"]
+    assert alice["cost"] == pytest.approx((41 * 2.0 + 61 * 8.0) / 1e6)
+    assert (bob["cost"], bob["unpriced_requests"]) == (None, 1)  # unpriced, not free
+    assert report["total"]["cost"] == pytest.approx(alice["cost"])
+    rows = list(csv.reader(io.StringIO(usage(data_dir, "--by", "model", "--format", "csv", **priced(data_dir)).stdout)))
+    assert rows[2] == ["gpt-4o", "1", "5", "1024", "1029", "", "1"]  # an empty cell, never 0
+    broken = usage(data_dir, PROXY_PRICES_FILE=str(data_dir / "missing.toml"))
+    assert broken.returncode != 0
+    assert "PROXY_PRICES_FILE=" in broken.stderr
+    assert "does not exist" in broken.stderr
 
 
 def test_json_by_model_for_one_key_since_a_date(data_dir: Path):
     report = json.loads(usage(data_dir, "--key", "alice", "--by", "model", "--since", "2026-11-25",
                               "--format", "json").stdout)  # fmt: skip
     assert report["rows"] == [
-        {"model": "gpt-4.1", "requests": 4, "input_tokens": 31, "output_tokens": 41, "total_tokens": 72}
-    ]
+        {"model": "gpt-4.1", "requests": 4, "input_tokens": 31, "output_tokens": 41, "total_tokens": 72,
+         "cost": None, "unpriced_requests": 4}
+    ]  # fmt: skip
+    assert report["prices"] is None
     assert report["total"]["requests"] == 4
 
 
 def test_csv_by_key(data_dir: Path):
     rows = list(csv.reader(io.StringIO(usage(data_dir, "--by", "key", "--format", "csv").stdout)))
     assert rows == [
-        ["key", "requests", "input_tokens", "output_tokens", "total_tokens"],
-        ["alice", "6", "41", "61", "102"],
-        ["bob", "1", "5", "1024", "1029"],
+        ["key", "requests", "input_tokens", "output_tokens", "total_tokens", "cost", "unpriced_requests"],
+        ["alice", "6", "41", "61", "102", "", "6"],
+        ["bob", "1", "5", "1024", "1029", "", "1"],
     ]
 
 
@@ -89,3 +130,23 @@ def test_since_is_the_first_whole_utc_hour(text: str, first: str):
     assert since_hour(text) == hour(first)
     with pytest.raises(ReportError):
         since_hour("25/11/2026")
+
+
+def test_both_stores_sum_the_same_days(data_dir: Path, redis_server: RedisServer):
+    """The dashboard reads days (summed by key and model) rather than hours: SQLite sums in SQL, Redis in Python."""
+    sqlite = SqliteStore(data_dir / "ledger.sqlite3")
+    redis = RedisStore(redis_server.url)
+    try:
+        hourly = sqlite.rows(None, 0)
+        redis.add({row[:4]: list(row[4:]) for row in hourly})
+        day = hour("2026-11-25T00:00") // 24
+        expected = [
+            (day - 1, "alice", "gpt-4.1", 2, 10, 20, hour("2026-11-24T10:00")),
+            (day - 1, "bob", "gpt-4o", 1, 5, 1024, hour("2026-11-24T23:00")),
+            (day, "alice", "gpt-4.1", 4, 31, 41, hour("2026-11-25T01:00")),
+        ]
+        assert sorted(sqlite.days(0)) == sorted(redis.days(0)) == sorted(by_day(hourly)) == expected
+        assert sqlite.days(hour("2026-11-25T00:00")) == expected[2:]
+    finally:
+        sqlite.close()
+        redis.close()

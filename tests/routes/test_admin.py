@@ -51,7 +51,8 @@ def test_admin_keys_only_with_filters(make_gateway: GatewayFactory, tmp_path: Pa
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     by_day = usage(gateway, admin).json()
     assert by_day["rows"] == [{"day": today, "requests": 3, "input_tokens": 6, "output_tokens": 15,
-                               "total_tokens": 21}]  # fmt: skip
+                               "total_tokens": 21, "cost": None, "unpriced_requests": 3}]  # fmt: skip
+    assert by_day["prices"] is None
     by_model = usage(gateway, admin, key="member", by="model").json()
     assert [(line["model"], line["requests"]) for line in by_model["rows"]] == [("gpt-4.1", 1), ("gpt-4o", 1)]
     assert by_model["key"] == "member"

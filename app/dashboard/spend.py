@@ -1,0 +1,104 @@
+"""The dashboard's money: spend per UTC day for the last DAYS days by key and by model, and each key's budget
+state (this period's tokens and cost against its budgets, last use), all from one read of the usage ledger,
+summed by day (budget periods start at midnight, so nothing finer is needed) and priced by the price file in
+force, as `acedata-proxy usage` prices them. Cost is linear in the counts, so pricing a day's sum is pricing
+each of its hours."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from app.access.budgets import period_of
+from app.access.keys import KeyEntry
+from app.ledger import DayRow
+from app.ledger.report import Spend
+from app.money import PriceList
+
+DAYS = 30
+HOURS_PER_DAY = 24
+
+
+@dataclass(slots=True)
+class Series:
+    """One stacked chart: a cost per day for each of its series (keys, or models)."""
+
+    days: list[str]
+    values: dict[str, list[Spend]] = field(default_factory=dict)
+
+    def add(self, name: str, day: int, cost: float | None, requests: int) -> None:
+        line = self.values.get(name)
+        if line is None:
+            line = self.values[name] = [Spend() for _ in self.days]
+        line[day].add(cost, requests)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    entry: KeyEntry
+    period: str  # 2026-12 or 2026-12-03
+    tokens: int  # spent this period
+    spend: Spend  # this period's cost
+    last_used_hour: int | None  # the last UTC hour with a request, within the rows read
+
+
+@dataclass(slots=True)
+class Summary:
+    """The ledger since `first_hour`, summed per (UTC day, key, model) by the store: a few thousand entries where
+    a busy team's hourly rows are tens of thousands, so each look reads and prices little."""
+
+    now: float
+    days: dict[tuple[int, str, str], list[int]] = field(default_factory=dict)  # requests, input, output tokens
+    last_hour: dict[str, int] = field(default_factory=dict)
+
+    def cost(self, model: str, counts: list[int], prices: PriceList | None) -> float | None:
+        return prices.cost(model, counts[0], counts[1], counts[2]) if prices is not None else None
+
+
+def first_hour(now: float) -> int:
+    """The earliest hour the dashboard reads: DAYS days back, or the month's start if that is earlier."""
+    today = int(now // 3600) // HOURS_PER_DAY * HOURS_PER_DAY
+    return min(today - (DAYS - 1) * HOURS_PER_DAY, int(period_of("month", now).start // 3600))
+
+
+def summarize(rows: list[DayRow], now: float) -> Summary:
+    summary = Summary(now)
+    for day, key, model, requests, inputs, outputs, last in rows:
+        summary.days[(day, key, model)] = [requests, inputs, outputs]
+        summary.last_hour[key] = max(summary.last_hour.get(key, last), last)
+    return summary
+
+
+def day_labels(now: float) -> list[str]:
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    return [(today - dt.timedelta(days=back)).isoformat() for back in range(DAYS - 1, -1, -1)]
+
+
+def daily(summary: Summary, prices: PriceList | None) -> tuple[Series, Series]:
+    """(by key, by model) over the last DAYS days."""
+    labels = day_labels(summary.now)
+    first_day = int(summary.now // 3600) // HOURS_PER_DAY - (DAYS - 1)
+    by_key, by_model = Series(labels), Series(labels)
+    for (day, key, model), counts in summary.days.items():
+        if 0 <= day - first_day < DAYS:
+            cost = summary.cost(model, counts, prices)
+            by_key.add(key, day - first_day, cost, counts[0])
+            by_model.add(model, day - first_day, cost, counts[0])
+    return by_key, by_model
+
+
+def key_states(entries: tuple[KeyEntry, ...], summary: Summary, prices: PriceList | None) -> list[KeyState]:
+    """Each key's period (its budget's day or month; a month without a budget)."""
+    periods = {kind: period_of(kind, summary.now) for kind in ("day", "month")}
+    first_day = {entry.name: int(periods[entry.budget_period].start // 86400) for entry in entries}
+    tokens: dict[str, int] = dict.fromkeys(first_day, 0)
+    spend = {name: Spend() for name in first_day}
+    for (day, key, model), counts in summary.days.items():
+        if key in first_day and day >= first_day[key]:
+            tokens[key] += counts[1] + counts[2]
+            spend[key].add(summary.cost(model, counts, prices), counts[0])
+    return [
+        KeyState(entry, periods[name].label, tokens[entry.name], spend[entry.name], summary.last_hour.get(entry.name))
+        for entry in entries
+        for name in (entry.budget_period,)
+    ]

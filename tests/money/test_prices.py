@@ -1,0 +1,101 @@
+"""The price file: strict loading (each mistake named in one line), first match wins, unpriced stays unpriced,
+per-unit prices, rounding up to millionths for budgets; the shipped example loads and prices catalog models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app import money
+from app.proxy import catalog
+from tests.helpers import ROOT
+
+EXAMPLE = ROOT / "deploy" / "prices.example.toml"
+
+
+def prices_from(tmp_path: Path, text: str) -> money.PriceList:
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    return money.load(path)
+
+
+def test_first_match_wins_and_unpriced_is_none(tmp_path: Path):
+    prices = prices_from(
+        tmp_path,
+        """currency = "eur"
+[[prices]]
+model = "gpt-4.1-mini*"
+input = 0.4
+output = 1.6
+[[prices]]
+model = "gpt-4.1*"
+input = 2
+output = 8
+cached_input = 0.5
+[[prices]]
+model = "dall-e-3"
+per_unit = 0.04
+unit = "image"
+[[prices]]
+model = "tts-1"
+per_unit = 15
+unit = "character"
+""",
+    )
+    assert prices.currency == "EUR"
+    assert prices.cost("gpt-4.1-mini-2025-04-14", 1, 1_000_000, 1_000_000) == pytest.approx(2.0)
+    assert prices.cost("gpt-4.1", 3, 500_000, 250_000) == pytest.approx(1.0 + 2.0)
+    assert prices.cost("dall-e-3", 3, 40, 0) == pytest.approx(0.12)  # per image, one per request
+    assert prices.cost("gpt-5.5", 1, 10, 10) is None  # no match: unpriced, never 0
+    assert prices.cost("tts-1", 1, 10, 0) is None  # the ledger counts no characters yet
+    assert prices.cost("-", 1, 0, 0) == 0.0  # a retrieval: no model, nothing charged
+    assert prices.micros("gpt-4.1", 1, 1, 0) == 2  # 0.000002: millionths, rounded up
+    assert prices.micros("gpt-4.1-mini", 1, 1, 0) == 1  # 0.0000004 rounds up to 1, never down to free
+    assert prices.micros("gpt-5.5", 1, 1, 1) is None
+    assert prices.describe() == {"file": str(tmp_path / "prices.toml"), "currency": "EUR"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[prices]]\nmodel = 'x'\ninput = 1\n", "currency must be set"),
+        ("currency = 'USD'\nprices = 3\n", "`prices` must be an array of tables"),
+        ("currency = 'USD'\nrates = []\n", "unknown top-level field 'rates'"),
+        ("currency = 'USD'\n[[prices]]\ninput = 1\n", "prices[0]: model must be"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\n", "prices[0] (x): no price"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\ninput = -1\n", "input must be a non-negative number"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\noutput = '3'\n", "output must be a non-negative number"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\nimput = 3\n", "unknown field 'imput'"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\nper_unit = 3\n", "per_unit and unit go together"),
+        ("currency = 'USD'\n[[prices]]\nmodel = 'x'\nper_unit = 3\nunit = 'token'\n", "unit must be one of"),
+        ("currency = 'USD'\n[[prices]\n", "cannot be read"),
+    ],
+)
+def test_mistakes_are_named(tmp_path: Path, text: str, message: str):
+    with pytest.raises(money.PricesFileError, match=re.escape(message)):
+        prices_from(tmp_path, text)
+    with pytest.raises(money.PricesFileError, match="does not exist"):
+        money.load(tmp_path / "missing.toml")
+
+
+def test_the_example_prices_catalog_models_and_leaves_variants_unpriced():
+    prices = money.load(EXAMPLE)
+    assert prices.currency == "USD"
+    assert prices.cost("gpt-4.1", 1, 1_000_000, 1_000_000) == pytest.approx(10.0)
+    assert prices.cost("claude-sonnet-4-20250514", 1, 1_000_000, 0) == pytest.approx(3.0)
+    assert prices.cost("o3-mini-high", 1, 1_000_000, 0) == pytest.approx(1.10)
+    assert prices.cost("gpt-4o-2024-05-13", 1, 0, 1_000_000) == pytest.approx(15.0)  # before the glob after it
+    for variant in ("o1-mini-all", "o3-mini-high-all", "gpt-4o-all", "gpt-4.1:free", "gpt-5.5"):
+        assert prices.price(variant) is None, variant  # AceData's own variants, and models the file does not know
+    every = set().union(*(v for k, v in vars(catalog).items() if k.endswith("_MODELS")))
+    assert sum(prices.price(model) is not None for model in every) >= 60
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(0.0, "0.0000"), (0.000132, "0.000132"), (0.25, "0.2500"), (9.5, "9.5000"), (12.345, "12.35")],
+)
+def test_amounts_are_shown_with_the_decimals_they_need(amount: float, text: str):
+    assert money.shown(amount) == text
