@@ -125,6 +125,7 @@ def test_money_budget_holds_across_two_gateways_and_refuses_unpriced_models(
 ):
     path = tmp_path / "keys.toml"
     spender = keys.create(path, "spender", budget_amount=10 * COST, budget_period="day")
+    reader = keys.create(path, "reader", admin=True)  # /metrics names keys: it needs an admin key
     env = {"PROXY_KEYS_FILE": str(path), "PROXY_REDIS_URL": redis_server.url, "PROXY_PRICES_FILE": price_file(tmp_path)}
     gateways = [make_gateway(**env), make_gateway(**env)]
     unpriced = post(gateways[0], spender, "gpt-4o")
@@ -139,7 +140,7 @@ def test_money_budget_holds_across_two_gateways_and_refuses_unpriced_models(
     assert abs(int(refused.headers["retry-after"]) - seconds_to_midnight()) <= 5
     assert refused.headers["x-should-retry"] == "false"
     assert len(fake.exchanges) == 10
-    spend = sum(value(scrape(g), "acedata_proxy_spend_total", key="spender", model="gpt-4.1") for g in gateways)
+    spend = sum(value(scrape(g, reader), "acedata_proxy_spend_total", key="spender", model="gpt-4.1") for g in gateways)
     assert spend == pytest.approx(10 * COST)
 
 

@@ -121,7 +121,7 @@ def test_figures_agree_with_the_ledger_and_metrics(make_gateway: GatewayFactory,
     assert by_key["ops"]["unpriced_requests"] == 1
     assert "(+1 unpriced)" in page.text  # gpt-5.5 has no price: shown as such, not as 0
 
-    samples = scrape(gateway)
+    samples = scrape(gateway, secrets["lead"])  # an admin key: /metrics names keys
     rate, errors, p50, p99, *_, inflight, requests = values(page.text, 'data-route="openai.responses"')
     assert int(requests) == route_total(samples, "openai.responses") == len(TRAFFIC)
     assert float(errors) == 0

@@ -108,7 +108,7 @@ def test_the_dashboard_in_chromium_matches_the_ledger_and_metrics(team_gateway, 
         assert float(meter.get_attribute("max")) == 0.01
         assert float(meter.get_attribute("value")) == pytest.approx(by_key["dev"]["cost"])
 
-        samples = scrape(gateway)
+        samples = scrape(gateway, secrets["lead"])  # an admin key: /metrics names keys
         for route in ("openai.responses", "openai.embeddings"):
             total = sum(v for (name, labels), v in samples.items()
                         if name == "acedata_proxy_requests_total" and ("route", route) in labels)  # fmt: skip
