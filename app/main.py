@@ -64,9 +64,8 @@ def create_app(
         for spec in ROUTES
         for path in spec.paths
     ]
-    dispatcher = Dispatcher(
-        [*forwarded, *((path, "GET", "models", models) for path in models.paths())], api, SERVICE_ROUTES
-    )
+    answered = [(path, method, "models", models) for path in models.paths() for method in ("GET", "HEAD")]
+    dispatcher = Dispatcher([*forwarded, *answered], api, SERVICE_ROUTES)
     api.state.served = [*dispatcher.served(), *(f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))]
     app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
     if settings.max_inflight is not None:  # unset: not even the count is paid for

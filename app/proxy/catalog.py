@@ -216,8 +216,13 @@ IMAGE_MODELS = frozenset(
 )  # fmt: skip
 
 
+# models a route refuses but another route serves: the refusal says where (Claude on /openai/... → the /v1 base)
+SERVED_ELSEWHERE = ((V1_CHAT_MODELS, "POST /v1/chat/completions", "use the /v1 base URL"),)
+
+
 class ModelCatalog:
-    """Which model names a route accepts; also the bounded label set for metrics."""
+    """Which model names a route accepts, and the refusal of one it does not; also the bounded label set for
+    metrics."""
 
     def __init__(self, documented: Iterable[str], extra: Iterable[str] = (), allow_any: bool = False):
         self.known = frozenset(documented) | frozenset(extra)
@@ -229,3 +234,14 @@ class ModelCatalog:
     def label(self, model: str | None) -> str:
         """A metric label value: a known model's name, else `other`, so clients cannot mint series."""
         return model if model is not None and model in self.known else "other"
+
+    def refusal(self, model: str) -> str:
+        """Why `model` is refused here: served by another route (which), or unknown (how to add it)."""
+        shown = model if len(model) <= 80 else model[:80] + "..."
+        for models, route, advice in SERVED_ELSEWHERE:
+            if model in models:
+                return f"Model '{shown}' is not served on this route; {route} serves it: {advice}."
+        return (
+            f"Unknown model '{shown}' for this route. Set PROXY_EXTRA_MODELS to add models the upstream "
+            "has published since this release, or PROXY_ALLOW_ANY_MODEL=true."
+        )

@@ -110,13 +110,15 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
     exit_quietly_on_signals()
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
+    logs.configure(settings)
+    sockets = [sock] if sock is not None else listening_sockets(settings.host, settings.port)
+    log_listening(sockets[0])
     if settings.workers > 1:
-        logs.configure(settings)
         ours = multiprocess_dir() is None  # a directory of our own making is removed on the way out
         directory = prepare_multiprocess_dir()
         log.info("metrics of %d workers merge in %s", settings.workers, directory)
         try:
-            _serve_workers(settings, sock)
+            _serve_workers(settings, sockets)
         finally:
             if ours:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -127,7 +129,7 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
     server = uvicorn.Server(config)
     # a handed-over socket (--fd) is served as it is; uvicorn's own fd option would read it as a Unix socket
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock] if sock is not None else listening_sockets(settings.host, settings.port))
+        server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: a gateway that never served is a failed start
 
@@ -175,7 +177,7 @@ class _DrainingSupervisor(Multiprocess):
         super().terminate_all()
 
 
-def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
+def _serve_workers(settings: Settings, sockets: list[socket.socket]) -> None:
     """What `uvicorn.run(workers=N)` does, with the supervisor above."""
     config = uvicorn.Config(
         APP_FACTORY,
@@ -185,8 +187,13 @@ def _serve_workers(settings: Settings, sock: socket.socket | None) -> None:
         workers=settings.workers,
         **gateway_options(settings),
     )
-    sockets = [sock] if sock is not None else listening_sockets(settings.host, settings.port)
     _DrainingSupervisor(config, sockets=sockets).run()
+
+
+def log_listening(sock: socket.socket) -> None:
+    """The gateway's URL, logged once per start (uvicorn says nothing when it is handed sockets)."""
+    host, port = sock.getsockname()[:2]
+    log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:

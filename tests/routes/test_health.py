@@ -1,4 +1,5 @@
-"""GET /healthz and /readyz, and the 503 every forwarding route gives while no upstream token is set."""
+"""GET /healthz and /readyz (HEAD too, as on every GET route), and the 503 every forwarding route gives while
+no upstream token is set."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ def test_healthz_and_readyz(gateway: GatewayProcess):
     assert ledger["storage"] == "sqlite"
     assert ledger["path"].endswith("ledger.sqlite3")
     assert ledger["flush_interval_s"] == 1.0
+
+
+def test_head_answers_wherever_get_does(gateway: GatewayProcess):
+    """Load balancers and uptime checkers probe with HEAD: the GET route's status and headers, no body."""
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/models", "/openai/models", "/v1/models/gpt-4o"):
+        got, head = httpx.get(gateway.url + path), httpx.head(gateway.url + path)
+        assert (path, head.status_code) == (path, got.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
 
 
 def test_without_token_the_gateway_starts_warns_and_answers_503(make_gateway: GatewayFactory, fake: FakeUpstream):
