@@ -214,8 +214,6 @@ def _check_keys_file(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from app.serving import server  # uvicorn and the app load only for commands that serve
-
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "keys":
@@ -229,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         demo.fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
         return
+    from app.serving import server  # uvicorn and the app load only for commands that serve
+
     _warn_unknown_variables()
     sock = _inherited_socket(args)
     settings = _settings(args)
