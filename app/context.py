@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from app.proxy.headers import header
+from app.proxy.usage import NO_TOKENS, Owner, TextMeter, Tokens
 from app.types import Scope
 
 SCOPE_KEY = "acedata_proxy.request"
@@ -32,8 +33,14 @@ class RequestInfo:
     rate_limited: bool = False
     overloaded: bool = False  # refused by PROXY_MAX_INFLIGHT
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever answers
-    input_tokens: int | None = None
+    input_tokens: int | None = None  # the upstream's reported usage, when its answer carried one
     output_tokens: int | None = None
+    estimate: Tokens = NO_TOKENS  # what admission reserved: the body's size in tokens and its output cap
+    text: TextMeter | None = None  # the generated text relayed, on routes that measure it
+    deferred: bool = False  # a background response's creation: its usage is charged when it completes
+    charged: Tokens | None = None  # app.proxy.usage.charge's verdict, set once when the request ends
+    # who the charge belongs to when it is not this request's key: a background response's creator
+    charged_to: Owner | None = None
     budget_remaining: int | None = None  # the key's budget left once this request settled, when it has one
 
 

@@ -113,12 +113,22 @@ class Metrics:
             self._child(self.rate_limited, key).inc()
         if info.overloaded:
             self._child(self.overloaded, route).inc()
-        if info.input_tokens:
-            self._child(self.tokens, route, model, key, "input").inc(info.input_tokens)
-        if info.output_tokens:
-            self._child(self.tokens, route, model, key, "output").inc(info.output_tokens)
+        if info.charged is not None:
+            self._count_tokens(info, route, model, key)
         if info.budget_remaining is not None:
             self._child(self.budget_remaining, key).set(info.budget_remaining)
+
+    def _count_tokens(self, info: RequestInfo, route: str, model: str, key: str) -> None:
+        """What the request was charged (app/proxy/usage.py's one rule), to its own key, or to the key that created
+        the background response whose usage it reported."""
+        charged, owner = info.charged, info.charged_to
+        assert charged is not None
+        if owner is not None:
+            route, model, key = owner.route, owner.label, owner.key
+        if charged.input:
+            self._child(self.tokens, route, model, key, "input").inc(charged.input)
+        if charged.output:
+            self._child(self.tokens, route, model, key, "output").inc(charged.output)
 
     def _child(self, metric: Any, *values: str) -> Any:
         """metric.labels(*values), remembered: label values are bounded, so this cache is too, and labels()

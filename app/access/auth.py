@@ -60,6 +60,10 @@ class KeyStore:
             await asyncio.sleep(CHECK_INTERVAL)
             self._refresh()
 
+    def named(self, name: str) -> KeyEntry | None:
+        """The entry of the key called `name`, if it is still in the file."""
+        return next((entry for entry in self.entries if entry.name == name), None)
+
     def authenticate(self, authorization: bytes | None) -> KeyEntry:
         """The key entry for an `Authorization: Bearer sk-...` header, or InvalidApiKey."""
         self._refresh()

@@ -72,13 +72,18 @@ class Budgets:
             current = self._periods[kind] = period_of(kind, now)
         return current
 
-    async def reserve(self, key: KeyEntry, budget: int, reservation: int) -> BudgetHold:
-        """Add `reservation` to the key's count for the period; BudgetExceeded if the count was already over."""
+    async def _counter(self, key: KeyEntry) -> tuple[Period, str, int]:
+        """The current period, the name of the key's count for it, and how long that count is kept (a little past
+        the period, for late settles); seeded from the ledger first, in process."""
         period = self.period(key.budget_period)
         counter = f"acedata-proxy/budget/{key.name}/{period.label}"
-        expiry = int(period.end - time.time()) + DAY  # the count outlives its period a little, for late settles
         if self.local is not None and counter not in self.local:
             await self._seed(counter, key.name, period)
+        return period, counter, int(period.end - time.time()) + DAY
+
+    async def reserve(self, key: KeyEntry, budget: int, reservation: int) -> BudgetHold:
+        """Add `reservation` to the key's count for the period; BudgetExceeded if the count was already over."""
+        period, counter, expiry = await self._counter(key)
         total = await self._add(counter, expiry, reservation)
         if total - reservation >= budget:
             await self._add(counter, expiry, -reservation)
@@ -88,6 +93,11 @@ class Budgets:
                 headers={"retry-after": str(wait), "x-should-retry": "false"},
             )
         return BudgetHold(counter, expiry, budget, reservation)
+
+    async def adjust(self, key: KeyEntry, amount: int) -> None:
+        """Add `amount` (negative: give back) to the key's count for the current period."""
+        _, counter, expiry = await self._counter(key)
+        await self._add(counter, expiry, amount)
 
     async def settle(self, hold: BudgetHold, charged: int) -> int:
         """Replace the reservation by the tokens charged; returns the budget left."""

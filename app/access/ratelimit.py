@@ -24,7 +24,8 @@ from app.access.budgets import BudgetHold, Budgets
 from app.access.keys import KeyEntry
 from app.context import RequestInfo
 from app.errors import BudgetExceeded, ProxyError, RateLimited, RateLimiterUnavailable
-from app.ledger import STORE_ERRORS, Ledger, charged
+from app.ledger import STORE_ERRORS, Ledger
+from app.proxy.usage import Tokens
 from app.settings import Settings
 from app.types import Headers
 
@@ -36,12 +37,10 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (StorageError, OSError, TimeoutErr
 
 @dataclass(slots=True)
 class Ticket:
-    """What an admitted request holds until it ends: its TPM and budget reservations, and its estimate
-    (input estimate, output cap), which the ledger counts when the upstream reports no usage."""
+    """What an admitted request holds until it ends: its TPM and budget reservations."""
 
     window_key: str | None = None
     reservation: int = 0
-    estimate: tuple[int, int] = (0, 0)
     budget: BudgetHold | None = None
 
 
@@ -69,31 +68,30 @@ class RateLimiter:
             healthy = False
         return None if healthy else "redis (PROXY_REDIS_URL) is unreachable"
 
-    async def admit(self, key: KeyEntry | None, estimate: tuple[int, int], info: RequestInfo) -> Ticket:
+    async def admit(self, key: KeyEntry | None, info: RequestInfo) -> Ticket:
         """Count the request against the key's limits and budget, adding x-ratelimit-* to the response headers;
-        RateLimited (or BudgetExceeded) if over. `estimate`: the (input, output) tokens it may spend."""
+        RateLimited (or BudgetExceeded) if over. `info.estimate`: the tokens it may spend."""
         if key is None or (key.rpm is None and key.tpm is None and key.budget_tokens is None):
-            return Ticket(estimate=estimate)
+            return Ticket()
         try:
-            return await self._admit(key, estimate, info)
+            return await self._admit(key, info.estimate.total, info)
         except STORAGE_ERRORS as exc:
             if self.settings.rate_limit_fail_open:
                 log.warning("rate limit state unreachable, admitting %s unchecked (fail-open): %s", key.name, exc)
-                return Ticket(estimate=estimate)
+                return Ticket()
             log.error("rate limit state unreachable, refusing %s (fail-closed): %s", key.name, exc)
             raise RateLimiterUnavailable(
                 "The gateway cannot check this key's rate limits right now; retry shortly."
             ) from None
 
-    async def _admit(self, key: KeyEntry, estimate: tuple[int, int], info: RequestInfo) -> Ticket:
-        ticket = Ticket(estimate=estimate)
+    async def _admit(self, key: KeyEntry, estimate: int, info: RequestInfo) -> Ticket:
+        ticket = Ticket()
         headers = info.response_headers
         if key.tpm is not None:
-            ticket = await self._reserve_tokens(key, key.tpm, sum(estimate), headers)
-            ticket.estimate = estimate
+            ticket = await self._reserve_tokens(key, key.tpm, estimate, headers)
         try:
             if key.budget_tokens is not None:
-                ticket.budget = await self.budgets.reserve(key, key.budget_tokens, sum(estimate))
+                ticket.budget = await self.budgets.reserve(key, key.budget_tokens, estimate)
             if key.rpm is not None:
                 await self._count_request(key, key.rpm, headers)
         except ProxyError as exc:
@@ -134,22 +132,29 @@ class RateLimiter:
         return Ticket(window_key, reservation)
 
     async def settle(self, ticket: Ticket, info: RequestInfo) -> None:
-        """When the request ends. TPM: the reservation is replaced by the reported usage; with none, a success
-        keeps its estimate and a failure gives it back. Budget: replaced by what the ledger records for it."""
-        if ticket.window_key is None and ticket.budget is None:
+        """When the request ends, its reservations are replaced by what it was charged (`info.charged`, the one
+        rule of app/proxy/usage.py). A background response's creation keeps them until it completes."""
+        if (ticket.window_key is None and ticket.budget is None) or info.deferred:
             return
-        reported = None if info.input_tokens is None else info.input_tokens + (info.output_tokens or 0)
-        succeeded = 0 < info.status < 400 and info.upstream_error is None
+        # a background response's usage charged by its retrieval belongs to its creator (settle_later), not here
+        used = info.charged.total if info.charged is not None and info.charged_to is None else 0
         try:
-            if ticket.window_key is not None:
-                used = reported if reported is not None else (ticket.reservation if succeeded else 0)
-                if used != ticket.reservation:
-                    await self.storage.incr(ticket.window_key, 120, amount=used - ticket.reservation)
+            if ticket.window_key is not None and used != ticket.reservation:
+                await self.storage.incr(ticket.window_key, 120, amount=used - ticket.reservation)
             if ticket.budget is not None:
-                spent = charged(info, ticket.estimate) or (0, 0)
-                info.budget_remaining = await self.budgets.settle(ticket.budget, spent[0] + spent[1])
+                info.budget_remaining = await self.budgets.settle(ticket.budget, used)
         except STORAGE_ERRORS as exc:
             log.warning("could not settle token usage: %s", exc)
+
+    async def settle_later(self, key: KeyEntry, reserved: int, charged: Tokens) -> None:
+        """A background response completed: its creation's budget reservation becomes its usage, in the key's
+        current period (the one its creation reserved in, unless the period turned meanwhile)."""
+        if key.budget_tokens is None:
+            return
+        try:
+            await self.budgets.adjust(key, charged.total - reserved)
+        except STORAGE_ERRORS as exc:
+            log.warning("could not settle a background response's usage: %s", exc)
 
     async def _give_back(self, ticket: Ticket) -> None:
         """A request refused after some of its reservations were made returns them."""

@@ -142,22 +142,32 @@ def _chat_usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
     }
 
 
+def choices(body: dict[str, Any]) -> int:
+    """How many answers the body asks for (`n`, 1 to 128 as the schemas allow)."""
+    n = body.get("n")
+    return n if isinstance(n, int) and 0 < n <= 128 else 1
+
+
 def chat_completion(body: dict[str, Any], pieces: list[str]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
+    answers = [
+        {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"} for i in range(choices(body))
+    ]
     return {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model"),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-        "usage": _chat_usage(body, len(pieces)),
+        "choices": answers,
+        "usage": _chat_usage(body, len(pieces) * len(answers)),
         "system_fingerprint": "fp_fake",
     }
 
 
 def chat_chunks(body: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
-    """The chat stream's chunks: the role, each piece, the finish reason; with `stream_options.include_usage`,
-    every chunk carries `"usage": null` and one last chunk with no choices carries the usage."""
+    """The chat stream's chunks: the role, each piece, the finish reason, for each of the `n` choices in turn (as
+    OpenAI interleaves them, one choice per chunk); with `stream_options.include_usage`, every chunk carries
+    `"usage": null` and one last chunk with no choices carries the usage."""
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     base = {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
@@ -167,14 +177,15 @@ def chat_chunks(body: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]
         "system_fingerprint": "fp_fake",
     } | ({"usage": None} if include_usage else {})
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    chunks = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    chunks += [chunk({"content": piece}) for piece in pieces]
-    chunks.append(chunk({}, "stop"))
+    count = choices(body)
+    chunks = [chunk(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(count)]
+    chunks += [chunk(i, {"content": piece}) for piece in pieces for i in range(count)]
+    chunks += [chunk(i, {}, "stop") for i in range(count)]
     if include_usage:
-        chunks.append({**base, "choices": [], "usage": _chat_usage(body, len(pieces))})
+        chunks.append({**base, "choices": [], "usage": _chat_usage(body, len(pieces) * count)})
     return chunks
 
 

@@ -1,6 +1,7 @@
 """The durable usage ledger: who spent how many tokens, on which route and model, hour by hour."""
 
-from app.ledger.recorder import FLUSH_INTERVAL, Ledger, charged
+from app.ledger.recorder import FLUSH_INTERVAL, Ledger
 from app.ledger.store import STORE_ERRORS, Row, Store, open_store
+from app.proxy.usage import Owner
 
-__all__ = ["FLUSH_INTERVAL", "STORE_ERRORS", "Ledger", "Row", "Store", "charged", "open_store"]
+__all__ = ["FLUSH_INTERVAL", "STORE_ERRORS", "Ledger", "Owner", "Row", "Store", "open_store"]

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from app.context import RequestInfo
 from app.ledger.store import STORE_ERRORS, Counts, Row, RowKey, Store, open_store
+from app.proxy.usage import Owner, Tokens
 from app.settings import Settings
 
 log = logging.getLogger("acedata_proxy.ledger")
@@ -28,19 +29,6 @@ FLUSH_INTERVAL = 1.0  # seconds: the most a crash can lose
 MAX_PENDING_ROWS = 50_000  # ~15 MB; at 400 rows an hour (20 keys x 20 models) that is 5 days of Redis outage
 MODEL_CHARS = 200
 T = TypeVar("T")
-
-
-def charged(info: RequestInfo, estimate: tuple[int, int]) -> tuple[int, int] | None:
-    """The (input, output) tokens a request spent: the upstream's reported usage; the admission estimate when
-    the upstream answered successfully but reported none (aichat never does; a stream cut before its usage);
-    nothing for an upstream error status. None when the upstream never answered."""
-    if info.upstream_ttfb is None:
-        return None
-    if info.input_tokens is not None:
-        return info.input_tokens, info.output_tokens or 0
-    if info.upstream_error == "status":
-        return 0, 0
-    return estimate
 
 
 class Ledger:
@@ -55,13 +43,24 @@ class Ledger:
         self._stop = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
-    def record(self, info: RequestInfo, estimate: tuple[int, int]) -> None:
-        """Add a finished request to the current batch (called once per forwarded request, on the loop)."""
-        tokens = charged(info, estimate)
-        if tokens is None:
+    def record(self, info: RequestInfo) -> None:
+        """Add a finished request and what it was charged (`info.charged`) to the current batch: called once per
+        forwarded request, on the loop. A request the upstream never answered is not recorded."""
+        charged = info.charged
+        if charged is None:
             return
-        model = (info.model or "-")[:MODEL_CHARS]
-        self._add((int(time.time() // 3600), info.key_name or "-", info.route, model), [1, *tokens])
+        row = (int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
+        if info.charged_to is None:
+            self._add(row, [1, charged.input, charged.output])
+            return
+        self._add(row, [1, 0, 0])
+        owner = info.charged_to
+        self.charge(owner.key, owner.route, owner.model, charged)
+
+    def charge(self, key: str, route: str, model: str, tokens: Tokens) -> None:
+        """Add tokens to a key's row without a request: a background response's usage, charged when it completes."""
+        if tokens.total:
+            self._add((int(time.time() // 3600), key, route, model[:MODEL_CHARS]), [0, tokens.input, tokens.output])
 
     def _add(self, row: RowKey, counts: Counts) -> None:
         current = self.pending.get(row)
@@ -122,6 +121,19 @@ class Ledger:
     async def spent(self, key: str, since_hour: int) -> int:
         assert self.store is not None
         return await self._call(self.store.spent, key, since_hour)
+
+    async def remember(self, response_id: str, owner: Owner) -> None:
+        """Written at once, not batched: the owner may retrieve the response the moment it has the id."""
+        assert self.store is not None
+        await self._call(self.store.remember, response_id, owner)
+
+    async def owner(self, response_id: str) -> Owner | None:
+        assert self.store is not None
+        return await self._call(self.store.owner, response_id)
+
+    async def claim(self, response_id: str) -> bool:
+        assert self.store is not None
+        return await self._call(self.store.claim, response_id)
 
     def describe(self) -> dict[str, object]:
         """For /readyz: where the ledger is kept (never a URL or password), how often it is written, and what

@@ -9,12 +9,14 @@ thread, the CLI directly.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from app.proxy.usage import Owner
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ class StoreUnavailable(Exception):
 STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError, StoreUnavailable)
 REDIS_RETENTION_HOURS = 400 * 24  # Redis keeps about 13 months of hourly rows; SQLite keeps them until deleted
 REDIS_PREFIX = "acedata-proxy:usage:"
+REDIS_BACKGROUND = "acedata-proxy:background:"
 
 
 class Store(Protocol):
@@ -41,6 +44,9 @@ class Store(Protocol):
     def spent(self, key: str, since_hour: int) -> int: ...
     def describe(self) -> dict[str, str]: ...
     def close(self) -> None: ...
+    def remember(self, response_id: str, owner: Owner) -> None: ...
+    def owner(self, response_id: str) -> Owner | None: ...
+    def claim(self, response_id: str) -> bool: ...
 
 
 def open_store(settings: Settings) -> Store:
@@ -61,6 +67,19 @@ CREATE TABLE IF NOT EXISTS usage (
     PRIMARY KEY (hour, key, route, model)
 ) WITHOUT ROWID
 """
+BACKGROUND_SCHEMA = """
+CREATE TABLE IF NOT EXISTS background (
+    id TEXT PRIMARY KEY,  -- the upstream's response id
+    key TEXT NOT NULL,
+    route TEXT NOT NULL,
+    model TEXT NOT NULL,
+    label TEXT NOT NULL,
+    reserved INTEGER NOT NULL,
+    created INTEGER NOT NULL,  -- unix seconds
+    charged INTEGER NOT NULL DEFAULT 0  -- 1 once a retrieval saw it completed and its usage was charged
+) WITHOUT ROWID
+"""
+BACKGROUND_RETENTION = 30 * 86400  # seconds: how long the upstream keeps a response (OpenAI's 30 days)
 UPSERT = """
 INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, route, model) DO UPDATE SET
@@ -83,6 +102,7 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-256")  # KiB: batches are small, and every worker holds a connection
         self.db.execute(SCHEMA)
+        self.db.execute(BACKGROUND_SCHEMA)
 
     def add(self, batch: Mapping[RowKey, Counts]) -> None:
         with self.db:  # one transaction: the whole batch or nothing
@@ -100,6 +120,27 @@ class SqliteStore:
 
     def describe(self) -> dict[str, str]:
         return {"storage": "sqlite", "path": str(self.path)}
+
+    def remember(self, response_id: str, owner: Owner) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM background WHERE created < ?", (int(time.time()) - BACKGROUND_RETENTION,))
+            self.db.execute(
+                "INSERT OR IGNORE INTO background VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (response_id, *owner, int(time.time())),
+            )
+
+    def owner(self, response_id: str) -> Owner | None:
+        found = self.db.execute(
+            "SELECT key, route, model, label, reserved FROM background WHERE id = ?", (response_id,)
+        ).fetchone()
+        return Owner(*found) if found is not None else None
+
+    def claim(self, response_id: str) -> bool:
+        """True for the one call that marks the response charged (any number of workers may race for it)."""
+        with self.db:
+            cursor = self.db.execute("UPDATE background SET charged = 1 WHERE id = ? AND charged = 0", (response_id,))
+        return cursor.rowcount == 1
 
     def close(self) -> None:
         self.db.close()
@@ -153,6 +194,24 @@ class RedisStore:
 
     def describe(self) -> dict[str, str]:
         return {"storage": "redis"}  # never the URL: it may carry a password
+
+    def remember(self, response_id: str, owner: Owner) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        name = REDIS_BACKGROUND + response_id
+        pipe.hsetnx(name, "owner", orjson.dumps(owner))
+        pipe.expire(name, BACKGROUND_RETENTION)
+        self._run(pipe)
+
+    def owner(self, response_id: str) -> Owner | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(REDIS_BACKGROUND + response_id, "owner")
+        found = self._run(pipe)[0]
+        return Owner(*orjson.loads(found)) if found is not None else None
+
+    def claim(self, response_id: str) -> bool:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(REDIS_BACKGROUND + response_id, "charged", 1)
+        return bool(self._run(pipe)[0])
 
     def close(self) -> None:
         self.redis.close()

@@ -12,6 +12,7 @@ import time
 from urllib.parse import parse_qsl, urlencode
 
 from app.access.auth import KeyStore
+from app.access.keys import KeyEntry
 from app.access.ratelimit import RateLimiter, Ticket
 from app.clients import UpstreamFailure, UpstreamResponse
 from app.context import RequestInfo, request_info
@@ -24,14 +25,15 @@ from app.errors import (
     UpstreamUnavailable,
     send_error,
 )
-from app.ledger import Ledger
+from app.ledger import Ledger, Owner
+from app.proxy.background import Background, IdTap
 from app.proxy.catalog import ModelCatalog
 from app.proxy.headers import header, request_headers, response_headers, unrelayable
 from app.proxy.schemas import RequestBody, parse_body
-from app.proxy.streams import stream_format
+from app.proxy.streams import StreamFormat, stream_format
 from app.proxy.table import RouteSpec
 from app.proxy.upstream import StreamBroken, StreamFailed, UpstreamPool, relay, translate
-from app.proxy.usage import UsageTap
+from app.proxy.usage import TextMeter, UsageTap, charge
 from app.settings import Settings
 from app.types import Receive, Scope, Send
 
@@ -100,6 +102,39 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class _Exchange:
+    """One admitted request on its way: what goes upstream, what it holds, and its background response's state."""
+
+    __slots__ = ("body", "creates", "owner", "response_id", "target", "ticket")
+
+    def __init__(self, body: bytes, target: bytes):
+        self.body = body
+        self.target = target
+        self.ticket = Ticket()
+        self.creates = False  # a background response's creation: its answer's id is remembered
+        self.response_id: str | None = None  # a retrieval: the response it reads, and who created it
+        self.owner: Owner | None = None
+
+
+class Readers:
+    """Everything that reads an answer in passing, fed each chunk after it is sent on."""
+
+    __slots__ = ("ids", "text", "usage")
+
+    def __init__(self, usage: UsageTap | None, text: TextMeter | None, ids: IdTap | None):
+        self.usage = usage
+        self.text = text
+        self.ids = ids
+
+    def feed(self, chunk: bytes) -> None:
+        if self.usage is not None:
+            self.usage.feed(chunk)
+        if self.text is not None:
+            self.text.feed(chunk)
+        if self.ids is not None:
+            self.ids.feed(chunk)
+
+
 class ForwardEndpoint:
     """One route of the table (app/proxy/table.py): everything that differs between routes comes from `spec`."""
 
@@ -120,11 +155,12 @@ class ForwardEndpoint:
         self.ledger = ledger
         self.catalog = ModelCatalog(spec.models, settings.extra_models, settings.allow_any_model)
         self.path = spec.upstream_path.encode()
+        self.background = Background(ledger, limiter, keys) if spec.background is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         info = request_info(scope)
         try:
-            body, target, ticket = await self._admit(scope, receive, info)
+            exchange = await self._admit(scope, receive, info)
         except ProxyError as exc:
             info.rate_limited = isinstance(exc, RateLimited)
             await send_error(send, exc)
@@ -133,12 +169,13 @@ class ForwardEndpoint:
             info.client_disconnected = True
             return
         try:
-            await self._forward(scope, receive, send, target, body, info)
+            await self._forward(scope, receive, send, exchange, info)
         finally:
-            await self.limiter.settle(ticket, info)
-            self.ledger.record(info, ticket.estimate)
+            info.charged = charge(info)  # the one rule, read by the limits, the ledger and the metrics alike
+            await self.limiter.settle(exchange.ticket, info)
+            self.ledger.record(info)
 
-    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> tuple[bytes, bytes, Ticket]:
+    async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> _Exchange:
         """The request body and upstream target once they have passed every check, and the key's admission (the
         last check, so that nothing refused after it holds a reservation); nothing is forwarded before this."""
         self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
@@ -150,11 +187,25 @@ class ForwardEndpoint:
         if self.spec.schema is not None:
             body = await read_body(scope, receive, self.settings.max_request_bytes)
             parsed = self._parse(self.spec.schema, scope, body, info)
-        target = self._target(scope)
+        exchange = _Exchange(body, self._target(scope))
         if key is not None and parsed is not None and key.models is not None and parsed.model not in key.models:
             raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
-        estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
-        return body, target, await self.limiter.admit(key, estimate, info)
+        await self._background(scope, key, parsed, exchange)
+        info.estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
+        exchange.ticket = await self.limiter.admit(key, info)
+        return exchange
+
+    async def _background(
+        self, scope: Scope, key: KeyEntry | None, parsed: RequestBody | None, exchange: _Exchange
+    ) -> None:
+        """A background response's creation is watched for its id; its retrieval is checked for its owner."""
+        if self.background is None:
+            return
+        if self.spec.background == "create":
+            exchange.creates = parsed is not None and getattr(parsed, "background", None) is True
+        else:
+            exchange.response_id = scope["path"].rpartition("/")[2]
+            exchange.owner = await self.background.owner(key, exchange.response_id)
 
     def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
         if not _is_json(header(scope["headers"], b"content-type")):
@@ -173,14 +224,14 @@ class ForwardEndpoint:
         return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
 
     async def _forward(
-        self, scope: Scope, receive: Receive, send: Send, target: bytes, body: bytes, info: RequestInfo
+        self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, info: RequestInfo
     ) -> None:
         loop = self.pool.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
         task: asyncio.Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
         watch = _Watch()
         watcher = loop.create_task(watch.run(receive, task))
         try:
-            await self._exchange(scope, send, target, body, info, watch)
+            await self._exchange(scope, send, exchange, info, watch)
         except asyncio.CancelledError:
             if not watch.disconnected:
                 raise
@@ -191,13 +242,11 @@ class ForwardEndpoint:
             watch.finished = True
             watcher.cancel()
 
-    async def _exchange(
-        self, scope: Scope, send: Send, target: bytes, body: bytes, info: RequestInfo, watch: _Watch
-    ) -> None:
+    async def _exchange(self, scope: Scope, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch) -> None:
         headers = request_headers(scope["headers"], self.pool.authorization, info.request_id)
         sent_at = time.perf_counter()
         try:
-            response = await self.pool.client.request(self.spec.method, target, headers, body)
+            response = await self.pool.client.request(self.spec.method, exchange.target, headers, exchange.body)
         except UpstreamFailure as exc:
             info.upstream_error = exc.kind
             log.warning("upstream request failed before the response: %s", exc.message)
@@ -205,11 +254,13 @@ class ForwardEndpoint:
             return
         info.upstream_ttfb = time.perf_counter() - sent_at
         try:
-            await self._relay(response, send, info, watch)
+            await self._relay(response, send, exchange, info, watch)
         finally:
             await response.aclose()
 
-    async def _relay(self, response: UpstreamResponse, send: Send, info: RequestInfo, watch: _Watch) -> None:
+    async def _relay(
+        self, response: UpstreamResponse, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch
+    ) -> None:
         if (problem := unrelayable(response.status, response.headers)) is not None:
             info.upstream_error = "protocol"
             log.warning("upstream answer refused: %s", problem)
@@ -218,19 +269,39 @@ class ForwardEndpoint:
         fmt = stream_format(header(response.headers, b"content-type") or b"")
         start = {"type": "http.response.start", "status": response.status}
         await send({**start, "headers": response_headers(response.headers, fmt, response.status)})
-        usage = self.spec.usage
-        tap = UsageTap(usage) if usage is not None and response.status < 400 else None
-        if response.status >= 400:
-            info.upstream_error = "status"
+        readers = self._readers(response.status, fmt, exchange, info)
         try:
-            last = await relay(response, send, fmt, tap)
+            last = await relay(response, send, fmt, readers)
         except StreamFailed as exc:
             info.upstream_error, last = exc.kind, exc.event
         except StreamBroken as exc:
             info.upstream_error = str(exc)
             raise
         finally:
-            if tap is not None:
-                info.input_tokens, info.output_tokens = tap.input_tokens, tap.output_tokens
+            if readers is not None and readers.usage is not None:
+                info.input_tokens, info.output_tokens = readers.usage.input_tokens, readers.usage.output_tokens
+        await self._settle_background(exchange, readers, info)
         watch.finished = True
         await send({"type": "http.response.body", "body": last, "more_body": False})
+
+    def _readers(self, status: int, fmt: StreamFormat, exchange: _Exchange, info: RequestInfo) -> Readers | None:
+        """What reads the answer in passing: its usage, its generated text, a background response's id. An error
+        status is read for nothing (it is charged nothing)."""
+        if status >= 400:
+            info.upstream_error = "status"
+            return None
+        keys = self.spec.text_keys(fmt is not None)
+        info.text = TextMeter(keys) if keys else None
+        usage = UsageTap(self.spec.usage) if self.spec.usage is not None else None
+        ids = IdTap() if exchange.creates else None
+        return Readers(usage, info.text, ids) if usage or info.text or ids else None
+
+    async def _settle_background(self, exchange: _Exchange, readers: Readers | None, info: RequestInfo) -> None:
+        """Before the answer's last bytes: a created background response is remembered (its creator may retrieve
+        it as soon as it has the id); a retrieved one is charged to its creator, the first time it is complete."""
+        if self.background is None or readers is None or info.upstream_error is not None:
+            return
+        if readers.ids is not None and readers.ids.id is not None:
+            await self.background.created(info, readers.ids.id)
+        elif exchange.response_id is not None:
+            await self.background.retrieved(info, exchange.owner, exchange.response_id)

@@ -12,9 +12,16 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from app.proxy import catalog, schemas
-from app.proxy.usage import BYTES_PER_TOKEN, CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields
+from app.proxy.usage import BYTES_PER_TOKEN, CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, Tokens, UsageFields
 
 Format = Literal["json", "sse", "ndjson"]
+
+# No model writes more than this in one answer; an output cap beyond it (a client may send 2**63 - 1) reserves
+# this much, so a reservation stays a sane number in every counter it is added to (Redis' INCRBY included).
+MAX_OUTPUT_TOKENS = 1_000_000
+# What one gpt-image-1 image costs at most (high quality, 1536x1024: OpenAI's image token table): an image route
+# reserves this per image, so a burst of images stays within the documented budget bound.
+IMAGE_OUTPUT_TOKENS = 6240
 
 # A path parameter (a response id, a model name): one segment of letters, digits, `_`, `-`, `.` and `:`, never a
 # dot-segment, so nothing a client sends can move the upstream path outside its route.
@@ -34,31 +41,53 @@ class RouteSpec:
     answer: str = "Response"  # the OpenAPI schema of a success
     usage: UsageFields | None = None  # where its answers report token usage; None: they do not
     # what a TPM reservation counts as the request's output: the first of these body fields that is set, else
-    # PROXY_TPM_OUTPUT_RESERVATION; None: the route produces no output tokens (embeddings)
+    # `default_output` (None: PROXY_TPM_OUTPUT_RESERVATION), times the choices asked for (`n`); None: the route
+    # produces no output tokens (embeddings)
     output_cap: tuple[str, ...] | None = ()
+    default_output: int | None = None
+    # the JSON keys whose string values are generated text in a streamed answer (and in a plain JSON one, unless
+    # `body_text` names others), measured in case the answer reports no usage
+    text: tuple[str, ...] = ()
+    body_text: tuple[str, ...] | None = None
+    # "create": answers may start background responses, remembered with the key that created them;
+    # "retrieve": reads one back, for its owner only, charging it once when it is first seen completed
+    background: Literal["create", "retrieve"] | None = None
     query: frozenset[str] = frozenset()  # query parameters passed upstream (others are refused)
     example: dict[str, Any] | None = None  # a body that works: /docs fills it in, the fuzzer always tries it
 
-    def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> tuple[int, int]:
-        """The (input, output) tokens a request may spend, reserved at admission (TPM, budgets) and counted when
-        the upstream reports none: the body's size in tokens, and the first output cap the body sets, else
-        `default_output`. A route without a body, or one that produces no output (embeddings), reserves none."""
+    def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> Tokens:
+        """The tokens a request may spend, reserved at admission (TPM, budgets) and charged when the upstream
+        reports none: the body's size in tokens, and its output cap (the first one the body sets, else the
+        route's default, else `default_output`; at most MAX_OUTPUT_TOKENS) for each choice it asks for (`n`).
+        A route without a body, or one that produces no output (embeddings), reserves none."""
         if parsed is None:
-            return 0, 0
-        return max(1, len(body) // BYTES_PER_TOKEN), self._output(parsed, default_output)
+            return Tokens()
+        return Tokens(max(1, len(body) // BYTES_PER_TOKEN), self._output(parsed, default_output) * _choices(parsed))
 
     def _output(self, body: schemas.RequestBody, default: int) -> int:
         if self.output_cap is None:
             return 0
         for name in self.output_cap:
-            cap = getattr(body, name, None)  # declared fields and extra ones alike (extra="allow")
-            if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
-                return cap
-        return default
+            cap = _count(getattr(body, name, None))  # declared fields and extra ones alike (extra="allow")
+            if cap is not None:
+                return min(cap, MAX_OUTPUT_TOKENS)
+        return self.default_output if self.default_output is not None else default
+
+    def text_keys(self, streamed: bool) -> tuple[str, ...]:
+        return self.text if streamed or self.body_text is None else self.body_text
 
     @property
     def parameterized(self) -> bool:
         return self.paths[0].endswith("{id}")
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _choices(body: schemas.RequestBody) -> int:
+    """How many answers the body asks for (`n`; the schemas bound it, 128 at most)."""
+    return _count(getattr(body, "n", None)) or 1
 
 
 CONVERSATIONS = RouteSpec(
@@ -70,6 +99,8 @@ CONVERSATIONS = RouteSpec(
     models=catalog.AICHAT_MODELS,
     formats=("json", "ndjson", "sse"),
     answer="AichatAnswer",
+    text=("delta_answer",),  # each stream line also repeats the whole answer so far, as `answer`
+    body_text=("answer",),
     example={"model": "gpt-4o", "question": "Say hello", "stateful": True},
 )
 
@@ -83,6 +114,8 @@ RESPONSES = RouteSpec(
     formats=("json", "sse"),
     usage=RESPONSES_USAGE,
     output_cap=("max_output_tokens", "max_tokens"),
+    text=("delta",),
+    background="create",
     example={"model": "gpt-4.1", "input": "Say hello", "stream": True},
 )
 
@@ -93,8 +126,9 @@ RESPONSE_RETRIEVE = RouteSpec(
     summary="Retrieve a (background) response; `?stream=true` streams its events",
     method="GET",
     formats=("json", "sse"),
-    # not read: a finished response reports the same usage to every poll, so counting retrievals would charge it
-    # again each time (background responses' tokens are therefore not counted; see the README)
+    # read, but charged only the first time a poll reports the response completed, to the key that created it
+    usage=RESPONSES_USAGE,
+    background="retrieve",
     query=frozenset({"stream", "starting_after", "include[]", "include_obfuscation"}),
 )
 
@@ -109,6 +143,7 @@ CHAT_COMPLETIONS = RouteSpec(
     answer="ChatCompletion",
     usage=CHAT_USAGE,
     output_cap=("max_completion_tokens", "max_tokens"),
+    text=("content", "refusal", "arguments", "reasoning_content"),
     example={
         "model": "gpt-4o",
         "messages": [{"role": "user", "content": "Say hello"}],
@@ -154,6 +189,7 @@ IMAGES = RouteSpec(
     models=catalog.IMAGE_MODELS,
     answer="ImagesResponse",
     usage=RESPONSES_USAGE,
+    default_output=IMAGE_OUTPUT_TOKENS,
     example={"model": "gpt-image-1", "prompt": "A lighthouse at dawn", "size": "1024x1024"},
 )
 

@@ -11,7 +11,7 @@ from app.clients import ClientOptions, UpstreamClient, UpstreamFailure, Upstream
 from app.clients.http1 import Http1Client
 from app.errors import NotReady, ProxyError, UpstreamNotConfigured, UpstreamTimeout, UpstreamUnavailable
 from app.proxy.streams import StreamFormat, closing_event
-from app.proxy.usage import UsageTap
+from app.proxy.usage import Tap
 from app.settings import Settings
 from app.types import Send
 
@@ -60,7 +60,7 @@ class StreamFailed(Exception):
         self.event = event
 
 
-async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: UsageTap | None) -> bytes:
+async def relay(response: UpstreamResponse, send: Send, fmt: StreamFormat, tap: Tap | None) -> bytes:
     """Send each upstream chunk on as it arrives, then let `tap` look at it. Returns the body's last piece, for
     the caller to send with `more_body: False` once it has marked the exchange finished: the final chunk (so a
     one-chunk JSON answer costs one write), or the error event that ends a stream the upstream broke

@@ -1,19 +1,84 @@
-"""Token usage read from the upstream's bytes as they pass through, JSON bodies and streams alike.
+"""What a request costs in tokens: the one value type (`Tokens`), the one charging rule (`charge`) that TPM
+settlement, budgets, the ledger and the metrics all read, and the taps that learn a request's usage from the
+upstream's bytes as they pass through, JSON bodies and streams alike.
 
 Nothing is buffered or parsed on the way: each chunk is searched for a key that only a usage object carries
 (the route's `UsageFields.marker`, e.g. `"completion_tokens"`; quotes inside JSON strings are escaped, so model
 text cannot forge it). Only around a hit is a small slice kept and parsed: the usage object, never the event.
+Where an answer reports no usage (aichat never does; OpenAI chat streams only with `include_usage`; a stream cut
+before its usage), `TextMeter` measures the generated text relayed, so such an answer is charged at least what
+it produced.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import orjson
+
+if TYPE_CHECKING:
+    from app.context import RequestInfo
 
 BYTES_PER_TOKEN = 4  # the usual estimate for English text and JSON, where usage must be guessed before it is known
 TAIL = 640  # bytes of the stream kept behind each chunk: enough to reach back from a marker to its `"usage"` key
 GIVE_UP = 64 * 1024  # a usage object never grows this large; stop collecting if it seems to
+
+
+class Tap(Protocol):
+    """Reads an answer in passing: fed each chunk once it is on its way to the client."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Input and output tokens: an estimate, a reservation, a reported usage or a charge."""
+
+    input: int = 0
+    output: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+NO_TOKENS = Tokens()
+
+
+class Owner(NamedTuple):
+    """Who created a background response, for its retrieval: the key, the route and model it was created on, and
+    the tokens its creation left reserved in the key's budget (replaced by its usage when it completes)."""
+
+    key: str
+    route: str
+    model: str
+    label: str  # the model's metrics label (app/proxy/catalog.py: bounded)
+    reserved: int
+
+
+def charge(info: RequestInfo) -> Tokens | None:
+    """The one charging rule: what a forwarded request spent, for TPM settlement, budgets, the ledger and the
+    metrics alike. None when the upstream never answered (nothing reached it, or it said nothing).
+
+    - the upstream's reported usage, when the answer carried it;
+    - nothing for an upstream error status (the upstream did not do the work);
+    - on a route whose text is measured (`TextMeter`): the input estimate and the output relayed, at least one
+      token per text piece and at least its bytes at BYTES_PER_TOKEN, every choice counted;
+    - otherwise the admission estimate (its input, and its output cap as reserved).
+    A background response's creation is charged nothing here: its usage is charged once, to the key that
+    created it, when a retrieval first reports it completed (app/proxy/background.py)."""
+    if info.upstream_ttfb is None:
+        return None
+    if info.input_tokens is not None:
+        return Tokens(info.input_tokens, info.output_tokens or 0)
+    if info.upstream_error == "status" or info.deferred:
+        return NO_TOKENS
+    if info.text is not None:
+        return Tokens(info.estimate.input, info.text.tokens)
+    return info.estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +159,44 @@ class UsageTap:
         outputs = usage.get(self.fields.output) if self.fields.output is not None else 0
         if isinstance(inputs, int) and isinstance(outputs, int):
             self.input_tokens, self.output_tokens = inputs, outputs
+
+
+class TextMeter:
+    """The generated text of an answer, measured in passing: the bytes of every string value of the route's text
+    keys (`"content"`, `"delta_answer"`, ...), with no parse of the events that carry them. A value split across
+    chunks is measured whole: what follows its last complete value is carried to the next chunk."""
+
+    __slots__ = ("_carry", "_key", "_value", "bytes", "pieces")
+
+    CARRY_AT_MOST = 1 << 20  # a value longer than this is measured in parts (it still counts every byte)
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        names = "|".join(re.escape(key) for key in keys)
+        self._key = re.compile(rb'"(?:' + names.encode() + rb')"\s*:\s*"')
+        self._value = re.compile(rb'"(?:' + names.encode() + rb')"\s*:\s*"((?:[^"\\]|\\.)*)"')
+        self._carry = b""
+        self.bytes = 0
+        self.pieces = 0  # non-empty values: a stream's deltas each carry a token or more
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._carry + chunk if self._carry else chunk
+        end = 0
+        for match in self._value.finditer(data):
+            size = match.end(1) - match.start(1)
+            if size:
+                self.bytes += size
+                self.pieces += 1
+            end = match.end()
+        opened = self._key.search(data, end)
+        if opened is None:
+            self._carry = data[max(end, len(data) - 32) :]  # a key may begin at the very end
+        elif len(data) - opened.start() > self.CARRY_AT_MOST:
+            self.bytes += len(data) - opened.end()
+            self.pieces += 1
+            self._carry = b""
+        else:
+            self._carry = data[opened.start() :]
+
+    @property
+    def tokens(self) -> int:
+        return max(self.pieces, math.ceil(self.bytes / BYTES_PER_TOKEN))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import openai
 
 from tests.helpers.gateways import start_gateway, stop_gateway
+from tests.helpers.ledger import admin_report, wait_for_report
 from tests.helpers.metrics import Samples, delta, inflight, scrape, value
 from tests.helpers.raw import RawResponse, raw_exchange, read_response
 from tests.helpers.redis import RedisServer
@@ -33,9 +34,41 @@ GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
 
 __all__ = [
-    "CLIENT_KEY", "ROOT", "SECRETS", "START_TIMEOUT", "UPSTREAM_TOKEN", "CliProcess", "GatewayFactory",
-    "GatewayProcess", "LeakScanner", "LogReader", "RawResponse", "RedisServer", "Samples", "SdkFactory",
-    "ThreadServer", "assert_no_secrets", "delta", "inflight", "listening_ports", "listening_socket", "raw_exchange",
-    "read_response", "refused_port", "rss_bytes", "run_cli", "scrape", "settled", "settled_async", "sse_events",
-    "start_gateway", "stop_gateway", "value", "wait_for", "wait_for_async", "wait_healthy",
+    "CLIENT_KEY",
+    "ROOT",
+    "SECRETS",
+    "START_TIMEOUT",
+    "UPSTREAM_TOKEN",
+    "CliProcess",
+    "GatewayFactory",
+    "GatewayProcess",
+    "LeakScanner",
+    "LogReader",
+    "RawResponse",
+    "RedisServer",
+    "Samples",
+    "SdkFactory",
+    "ThreadServer",
+    "admin_report",
+    "assert_no_secrets",
+    "delta",
+    "inflight",
+    "listening_ports",
+    "listening_socket",
+    "raw_exchange",
+    "read_response",
+    "refused_port",
+    "rss_bytes",
+    "run_cli",
+    "scrape",
+    "settled",
+    "settled_async",
+    "sse_events",
+    "start_gateway",
+    "stop_gateway",
+    "value",
+    "wait_for",
+    "wait_for_async",
+    "wait_for_report",
+    "wait_healthy",
 ]  # fmt: skip

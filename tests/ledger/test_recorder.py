@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +15,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -23,9 +23,7 @@ import pytest
 from app.access import keys
 from app.fakes.upstream import FakeUpstream
 from app.ledger import FLUSH_INTERVAL
-from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, wait_for
-
-OUTPUT_RESERVATION = 1024  # PROXY_TPM_OUTPUT_RESERVATION's default: what a request without a cap reserves
+from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, admin_report, wait_for, wait_for_report
 
 
 def reported_usage(sent: bytes) -> tuple[int, int] | None:
@@ -39,9 +37,21 @@ def reported_usage(sent: bytes) -> tuple[int, int] | None:
     return (usage["input_tokens"], usage["output_tokens"]) if usage else None
 
 
+def text_tokens(sent: bytes, streamed: bool) -> int:
+    """The generated text of an answer, counted from the answer itself: aichat's `answer`, or a Responses stream's
+    text deltas."""
+    if not streamed:
+        pieces = [orjson.loads(sent)["answer"]]
+    else:
+        events = [orjson.loads(line[6:]) for line in sent.split(b"\n") if line.startswith(b"data: {")]
+        pieces = [event["delta"] for event in events if event["type"] == "response.output_text.delta"]
+    size = sum(len(piece.encode()) for piece in pieces)
+    return max(len([piece for piece in pieces if piece]), math.ceil(size / 4))
+
+
 def mixed_request(index: int) -> tuple[str, bytes, dict[str, str]]:
-    """Five kinds in turn: Responses JSON, Responses stream, aichat (no usage: the estimate counts), an upstream
-    500 (no tokens), and a stream the upstream cuts before its usage (the estimate counts)."""
+    """Five kinds in turn: Responses JSON, Responses stream, aichat (no usage: its input estimate and the text it
+    answered count), an upstream 500 (no tokens), and a stream the upstream cuts before its usage (likewise)."""
     kind = index % 5
     words = " ".join(["word"] * (index % 7 + 1))
     headers = {"x-request-id": f"mixed-{index}"}
@@ -61,10 +71,10 @@ def expected_tokens(index: int, body: bytes, fake: FakeUpstream) -> tuple[int, i
     kind = index % 5
     if kind == 3:
         return 0, 0
-    if kind in (2, 4):  # nothing reported: body bytes / 4 and the output cap
-        return len(body) // 4, 50 if kind == 4 else OUTPUT_RESERVATION
-    request_id = f"mixed-{index}"
+    request_id = f"fake-cut-1-{index}" if kind == 4 else f"mixed-{index}"
     [exchange] = [e for e in fake.exchanges if e.header("x-request-id") == request_id]
+    if kind in (2, 4):  # nothing reported: body bytes / 4, and the text relayed (a token a piece, 4 bytes a token)
+        return len(body) // 4, text_tokens(bytes(exchange.sent), kind == 4)
     usage = reported_usage(bytes(exchange.sent))
     assert usage is not None
     return usage
@@ -84,19 +94,6 @@ async def drive(urls: list[str], key_of: list[str], count: int, concurrency: int
                 return response.status_code
 
         return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-def admin_report(gateway: GatewayProcess, admin: str, **params: str) -> dict[str, Any]:
-    response = httpx.get(gateway.url + "/admin/usage", params=params, headers={"authorization": f"Bearer {admin}"})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_for_report(gateway: GatewayProcess, admin: str, requests: int, **params: str) -> dict[str, Any]:
-    """The report once the ledger holds `requests` requests: writes land within a flush interval."""
-    wait_for(lambda: admin_report(gateway, admin, **params)["total"]["requests"] >= requests,
-             timeout=10 * FLUSH_INTERVAL + 10, what=f"{requests} requests in the ledger")  # fmt: skip
-    return admin_report(gateway, admin, **params)
 
 
 def cli_usage(*args: str, **env: str) -> str:

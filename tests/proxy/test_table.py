@@ -11,11 +11,16 @@ from app.proxy.schemas import parse_body
 from app.proxy.table import (
     CHAT_COMPLETIONS,
     EMBEDDINGS,
+    IMAGE_OUTPUT_TOKENS,
+    IMAGES,
+    MAX_OUTPUT_TOKENS,
     PATH_PARAMETER,
     RESPONSE_RETRIEVE,
+    RESPONSES,
     ROUTES,
     RouteSpec,
 )
+from app.proxy.usage import Tokens
 
 
 @pytest.mark.parametrize("spec", [spec for spec in ROUTES if spec.schema is not None], ids=lambda spec: spec.name)
@@ -52,6 +57,34 @@ def test_the_estimate_follows_the_route():
     body = b'{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":50}'
     assert chat.schema is not None
     parsed = parse_body(chat.schema, body, ModelCatalog(chat.models))
-    assert chat.estimate(body, parsed, 1024) == (len(body) // 4, 50)
-    assert embeddings.estimate(body, parsed, 1024) == (len(body) // 4, 0)  # embeddings produce no output tokens
-    assert retrieve.estimate(b"", None, 1024) == (0, 0)  # a retrieval spends nothing of its own
+    assert chat.estimate(body, parsed, 1024) == Tokens(len(body) // 4, 50)
+    assert embeddings.estimate(body, parsed, 1024) == Tokens(len(body) // 4, 0)  # embeddings produce no output
+    assert retrieve.estimate(b"", None, 1024) == Tokens()  # a retrieval spends nothing of its own
+
+
+def estimate(spec: RouteSpec, document: dict[str, object]) -> Tokens:
+    body = orjson.dumps(document)
+    assert spec.schema is not None
+    return spec.estimate(body, parse_body(spec.schema, body, ModelCatalog(spec.models)), 1024)
+
+
+@pytest.mark.parametrize(
+    ("spec", "document", "output"),
+    [
+        (CHAT_COMPLETIONS, {"model": "gpt-4o", "messages": [{"role": "user"}], "n": 128, "max_tokens": 100}, 12_800),
+        (CHAT_COMPLETIONS, {"model": "gpt-4o", "messages": [{"role": "user"}], "n": 3}, 3 * 1024),
+        (RESPONSES, {"model": "gpt-4.1", "input": "hi", "n": 4, "max_output_tokens": 10}, 40),
+        (IMAGES, {"model": "gpt-image-1", "prompt": "a cat", "n": 10}, 10 * IMAGE_OUTPUT_TOKENS),
+        (IMAGES, {"model": "gpt-image-1", "prompt": "a cat"}, IMAGE_OUTPUT_TOKENS),
+    ],
+)
+def test_a_reservation_counts_every_choice(spec: RouteSpec, document: dict[str, object], output: int):
+    """`n` answers may each produce the output cap: a burst of them must not slip past a budget."""
+    assert estimate(spec, document).output == output
+
+
+def test_an_absurd_output_cap_reserves_a_bounded_amount():
+    """2**63 - 1 is a valid integer to the schema, but no model writes that much: the reservation is clamped, so
+    no counter it is added to (Redis' INCRBY is 64-bit) can overflow, even times n."""
+    document = {"model": "gpt-4o", "messages": [{"role": "user"}], "n": 128, "max_tokens": 2**63 - 1}
+    assert estimate(CHAT_COMPLETIONS, document).output == 128 * MAX_OUTPUT_TOKENS < 2**63 // 1000

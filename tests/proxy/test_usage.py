@@ -6,7 +6,15 @@ import orjson
 import pytest
 
 from app.fakes.answers import chat_chunks, embeddings, responses_events
-from app.proxy.usage import CHAT_USAGE, EMBEDDINGS_USAGE, RESPONSES_USAGE, UsageFields, UsageTap, _closing_brace
+from app.proxy.usage import (
+    CHAT_USAGE,
+    EMBEDDINGS_USAGE,
+    RESPONSES_USAGE,
+    TextMeter,
+    UsageFields,
+    UsageTap,
+    _closing_brace,
+)
 
 
 def feed_all(*chunks: bytes, fields: UsageFields = RESPONSES_USAGE) -> UsageTap:
@@ -105,3 +113,48 @@ def test_embeddings_usage_is_input_only():
     assert tap.input_tokens is not None
     assert tap.input_tokens > 0
     assert tap.output_tokens == 0
+
+
+CHAT_TEXT = ("content", "refusal", "arguments", "reasoning_content")
+
+
+def metered(*chunks: bytes, keys: tuple[str, ...] = CHAT_TEXT) -> TextMeter:
+    meter = TextMeter(keys)
+    for chunk in chunks:
+        meter.feed(chunk)
+    return meter
+
+
+def chat_stream(pieces: list[str], n: int = 1) -> bytes:
+    chunks = chat_chunks({"model": "gpt-4o", "messages": [], "n": n}, pieces)
+    return b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks) + b"data: [DONE]\n\n"
+
+
+def test_the_meter_counts_every_piece_of_every_choice():
+    meter = metered(chat_stream(["Hello", " wor", "ld"], n=3))
+    assert (meter.pieces, meter.bytes) == (9, 3 * 11)  # the role chunks' empty content counts nothing
+    assert meter.tokens == 9  # at least a token a piece
+
+
+def test_the_meter_survives_every_split_point():
+    stream = chat_stream(["Hello there, ", 'a "quoted" word', " and\nmore"], n=2)
+    whole = metered(stream)
+    for cut in range(len(stream)):
+        split = metered(stream[:cut], stream[cut:])
+        assert (split.pieces, split.bytes) == (whole.pieces, whole.bytes), cut
+    tiny = metered(*(stream[i : i + 3] for i in range(0, len(stream), 3)))
+    assert (tiny.pieces, tiny.bytes) == (whole.pieces, whole.bytes)
+
+
+def test_long_text_counts_by_bytes():
+    meter = metered(b'{"choices":[{"message":{"content":"' + b"x" * 4000 + b'"}}]}')
+    assert meter.tokens == 1000
+
+
+def test_the_meter_reads_only_its_keys_and_is_not_fooled_by_text():
+    # a key name inside model text is escaped, so it cannot open a value of its own
+    body = b'{"answer": "so far", "delta_answer": "say \\"delta_answer\\": \\"xx\\""}'
+    meter = metered(body, keys=("delta_answer",))
+    assert meter.pieces == 1
+    assert meter.bytes == len(b'say \\"delta_answer\\": \\"xx\\"')
+    assert metered(b'{"reasoning_content":"abcd"}', keys=("content",)).pieces == 0

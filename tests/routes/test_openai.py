@@ -199,14 +199,17 @@ def test_retrieve_takes_one_safe_path_segment(client: httpx.Client, fake: FakeUp
 def test_a_refused_retrieval_spends_none_of_the_key_limit(
     make_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path
 ):
-    """Every check runs before the key's admission: a request refused for its query holds no RPM slot."""
+    """Every check runs before the key's admission: a request refused for its query, or for a response id that is
+    not its own, holds no RPM slot."""
     keys_file = tmp_path / "keys.toml"
-    key = create(keys_file, "one-a-minute", rpm=1)
+    key = create(keys_file, "two-a-minute", rpm=2)
     gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
     auth = {"authorization": f"Bearer {key}"}
-    refused = httpx.get(gateway.url + "/v1/responses/resp_1?evil=1", headers=auth)
-    assert refused.status_code == 400
-    answered = httpx.get(gateway.url + "/v1/responses/resp_1", headers=auth)
-    assert answered.status_code == 404  # the fake upstream's: the request was admitted and forwarded
+    body = {"model": "gpt-4.1", "input": "hi", "background": True}
+    response_id = httpx.post(gateway.url + "/v1/responses", json=body, headers=auth).json()["id"]
+    assert httpx.get(gateway.url + f"/v1/responses/{response_id}?evil=1", headers=auth).status_code == 400
+    assert httpx.get(gateway.url + "/v1/responses/resp_someone_elses", headers=auth).status_code == 404
+    answered = httpx.get(gateway.url + f"/v1/responses/{response_id}", headers=auth)
+    assert answered.status_code == 200
     assert answered.headers["x-ratelimit-remaining-requests"] == "0"
-    assert httpx.get(gateway.url + "/v1/responses/resp_1", headers=auth).status_code == 429
+    assert httpx.get(gateway.url + f"/v1/responses/{response_id}", headers=auth).status_code == 429
