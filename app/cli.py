@@ -1,4 +1,5 @@
-"""The `acedata-proxy` command: serve (default), demo, keys, usage, fake-upstream."""
+"""The `acedata-proxy` command: serve (default: its options work without the word), demo, keys, usage,
+fake-upstream."""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ from app.access import keys
 from app.access.budgets import period_of
 from app.ledger import STORE_ERRORS, Store, open_store
 from app.ledger.report import FORMATS, GROUPS, ReportError, build, render, since_hour
-from app.settings import Settings
+from app.settings import Settings, unknown_variables, variable_names
+
+LEDGER_FILE = "ledger.sqlite3"  # in PROXY_DATA_DIR, as open_store names it
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acedata-proxy", description=__doc__)
     parser.add_argument("--version", action="version", version=f"acedata-proxy {__version__}")
+    _serve_options(parser, None)  # `acedata-proxy --port 9000` is `acedata-proxy serve --port 9000`
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="start the gateway (the default command)")
-    _listen_options(serve)
-    serve.add_argument("--workers", type=int, help="worker processes (PROXY_WORKERS, default 1)")
-    serve.add_argument("--demo", action="store_true", help="same as `acedata-proxy demo`")
+    # SUPPRESS: an option the subcommand was not given keeps the value given before the subcommand's name
+    _serve_options(commands.add_parser("serve", help="start the gateway (the default command)"), argparse.SUPPRESS)
     demo = commands.add_parser("demo", help="gateway + built-in fake upstream on loopback; no token needed")
-    _listen_options(demo)
+    _listen_options(demo, argparse.SUPPRESS)
     _keys_parser(commands.add_parser("keys", help="manage client keys (PROXY_KEYS_FILE)"))
     usage = commands.add_parser("usage", help="report the usage ledger (PROXY_DATA_DIR, or PROXY_REDIS_URL)")
     usage.add_argument("--key", help="only this key's usage")
@@ -60,6 +62,8 @@ def _keys_parser(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="list keys (names and limits; keys themselves are not stored)")
     revoke = actions.add_parser("revoke", help="remove a key")
     revoke.add_argument("name", help="the name of the key to remove")
+    rotate = actions.add_parser("rotate", help="a new key for NAME, same settings; the old key stops working")
+    rotate.add_argument("name", help="the name of the key to replace")
     for action in actions.choices.values():
         action.add_argument("--file", type=Path, help="keys file (default: PROXY_KEYS_FILE, else ./keys.toml)")
 
@@ -77,6 +81,10 @@ def _keys(args: argparse.Namespace) -> None:
             print(key)
         elif args.action == "list":
             _list_keys(keys.load(path), settings)
+        elif args.action == "rotate":
+            key = keys.rotate(path, args.name)
+            print(f"Rotated key {args.name!r} in {path}: the old key stops working within a second. The new one:")
+            print(key)
         else:
             keys.revoke(path, args.name)
             print(f"Revoked key {args.name!r} in {path}; running gateways drop it within a second.")
@@ -87,7 +95,9 @@ def _keys(args: argparse.Namespace) -> None:
 def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
     """Each key with its limits, and its spend in the current period (UTC month unless its budget says day)
     next to its budget."""
-    store, prices = _ledger(settings), _prices(settings)
+    store, prices = _ledger(settings, "keys"), _prices(settings)
+    if store is None:
+        print(f"acedata-proxy keys: {_missing(settings)}: spend not shown", file=sys.stderr)
     print(f"{'name':<24} {'models':<32} {'rpm':>6} {'tpm':>9} {'period':<10} {'spent':>12} {'budget':>12} admin "
           f"{'cost':>12} {'budget_amount':>13}")  # fmt: skip
     for entry in entries:
@@ -108,14 +118,26 @@ def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
     )
 
 
-def _ledger(settings: Settings) -> Store | None:
-    """The ledger's store for reading; None when nothing was ever recorded here (no file is created)."""
-    if not settings.redis_url and not (settings.data_dir / "ledger.sqlite3").exists():
+def _ledger(settings: Settings, command: str) -> Store | None:
+    """The ledger's store for reading, said on stderr (stdout may be csv or json); None when nothing was ever
+    recorded here (no file is created)."""
+    if not settings.redis_url and not (settings.data_dir / LEDGER_FILE).exists():
         return None
     try:
-        return open_store(settings)
+        store = open_store(settings)
     except STORE_ERRORS as exc:
-        sys.exit(f"acedata-proxy: cannot open the usage ledger: {exc}")
+        sys.exit(f"acedata-proxy {command}: cannot open the usage ledger: {exc}")
+    storage = store.describe()["storage"]  # /readyz's words, which never name a path: the CLI's reader may see it
+    shown = "PROXY_REDIS_URL" if storage == "redis" else str(settings.data_dir / LEDGER_FILE)
+    print(f"acedata-proxy {command}: reading the usage ledger in {storage} ({shown})", file=sys.stderr)
+    return store
+
+
+def _missing(settings: Settings) -> str:
+    return (
+        f"no usage ledger at {settings.data_dir / LEDGER_FILE}: no gateway has recorded a request with this "
+        "PROXY_DATA_DIR (or set PROXY_REDIS_URL to read a shared ledger)"
+    )
 
 
 def _usage(args: argparse.Namespace) -> None:
@@ -124,9 +146,11 @@ def _usage(args: argparse.Namespace) -> None:
         first_hour = since_hour(args.since)
     except ReportError as exc:
         sys.exit(f"acedata-proxy usage: {exc}")
-    store = _ledger(settings)
+    store = _ledger(settings, "usage")
+    if store is None:
+        sys.exit(f"acedata-proxy usage: {_missing(settings)}")
     try:
-        rows = store.rows(args.key, first_hour) if store is not None else []
+        rows = store.rows(args.key, first_hour)
     except STORE_ERRORS as exc:
         sys.exit(f"acedata-proxy usage: cannot read the usage ledger: {exc}")
     sys.stdout.write(render(build(rows, args.by, _prices(settings)), args.format))
@@ -142,12 +166,19 @@ def _prices(settings: Settings) -> money.PriceList | None:
         sys.exit(f"acedata-proxy: PROXY_PRICES_FILE={settings.prices_file}: {exc}")
 
 
-def _listen_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="listening address (PROXY_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listening port (PROXY_PORT, default 8000)")
+def _serve_options(parser: argparse.ArgumentParser, default: object) -> None:
+    _listen_options(parser, default)
+    parser.add_argument("--workers", type=int, default=default, help="worker processes (PROXY_WORKERS, default 1)")
+    parser.add_argument("--demo", action="store_true", default=default, help="same as `acedata-proxy demo`")
+
+
+def _listen_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--host", default=default, help="listening address (PROXY_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=default, help="listening port (PROXY_PORT, default 8000)")
     parser.add_argument(
         "--fd",
         type=int,
+        default=default,
         help="serve on an inherited socket, already bound (file descriptor FD), instead of binding --host/--port; "
         "the address is read from the socket (for service managers and test harnesses that bind first)",
     )
@@ -160,8 +191,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)]
-        sys.exit("acedata-proxy: invalid settings\n" + "\n".join(lines))
+        # one line per setting, by the variable's name (the field's name means nothing to a user)
+        names = variable_names()
+        lines = [
+            f"acedata-proxy: {names.get(str(e['loc'][0]), str(e['loc'][0]).upper())}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False)
+        ]
+        sys.exit("\n".join(lines))
+
+
+def _warn_unknown_variables() -> None:
+    for warning in unknown_variables(os.environ):
+        print(f"acedata-proxy: warning: {warning}", file=sys.stderr)
 
 
 def _inherited_socket(args: argparse.Namespace) -> socket.socket | None:
@@ -203,9 +245,6 @@ def _check_money(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from app.serving import server  # uvicorn and the app load only for commands that serve
-    from app.serving.address import PortInUse
-
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if command == "keys":
@@ -219,8 +258,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         demo.fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
         return
-    if command == "serve" and args.command is None:
-        args.host = args.port = args.workers = args.fd = None
+    from app.serving import server  # uvicorn and the app load only for commands that serve
+    from app.serving.address import PortInUse
+
+    _warn_unknown_variables()
     sock = _inherited_socket(args)
     settings = _settings(args)
     _check_keys_file(settings)

@@ -19,7 +19,7 @@ from app import __version__, logs, money, openapi
 from app.access.auth import KeyStore
 from app.access.ratelimit import RateLimiter
 from app.dashboard import Dashboard
-from app.errors import ProxyError
+from app.errors import Envelope, ProxyError
 from app.ledger import Ledger
 from app.metrics import Metrics
 from app.middleware.admission import AdmissionMiddleware
@@ -73,8 +73,10 @@ def create_app(
         for spec in ROUTES
         for path in spec.paths
     ]
+    openai: Envelope = "openai"
+    answered = [(path, method, "models", openai, models) for path in models.paths() for method in ("GET", "HEAD")]
     dispatcher = Dispatcher(
-        [*forwarded, *((path, "GET", "models", "openai", models) for path in models.paths())],
+        [*forwarded, *answered],
         api,
         {**SERVICE_ROUTES, "/": "root"},  # HEAD /: Claude Code's connectivity check
     )

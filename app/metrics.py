@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN.md names), built on an injected registry, and their exposition.
+"""Prometheus metrics (docs/contract.md names), built on an injected registry, and their exposition.
 
 With several workers, prometheus_client's multiprocess mode keeps each worker's values in files under
 PROMETHEUS_MULTIPROC_DIR (prepared by `server.serve` before the workers start); a scrape, answered by any worker,

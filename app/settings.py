@@ -1,13 +1,17 @@
-"""Every setting the gateway reads, by the names in DESIGN.md (environment variables, also read from `.env`)."""
+"""Every setting the gateway reads, by the names in docs/contract.md (environment variables, also read from
+`.env`), and the warning for a variable that looks like one but is not."""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -17,6 +21,10 @@ MiB = 1024 * 1024
 
 # Values a copied `.env.example` would carry: refusing them beats spending a day on upstream 401s.
 PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "your-token-here", "<token>", "sk-..."})
+# the URL schemes redis-py opens; anything else (a bare host:port) fails deep inside the client
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# the prefixes of this project's variables: a name with one of them that no setting reads is most likely a typo
+PREFIXES = ("PROXY_", "ACEDATACLOUD_")
 
 
 def _env(name: str) -> AliasChoices:
@@ -85,7 +93,7 @@ class Settings(BaseSettings):
     @classmethod
     def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_TOKENS:
-            raise ValueError("ACEDATACLOUD_API_TOKEN is a placeholder; set the real token or leave it unset")
+            raise ValueError("a placeholder, not a token: set the real token or leave it unset")
         return value
 
     @field_validator("api_base_url", mode="after")
@@ -98,6 +106,14 @@ class Settings(BaseSettings):
         except OriginError as exc:
             raise ValueError(str(exc)) from None
         return value.strip().rstrip("/")
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
+            schemes = ", ".join(f"{scheme}://" for scheme in REDIS_SCHEMES)
+            raise ValueError(f"{value!r} is not a Redis URL: it starts with one of {schemes} (redis://{value})")
+        return value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -136,3 +152,37 @@ class Settings(BaseSettings):
             return not ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return True
+
+
+def variable_names() -> dict[str, str]:
+    """Each setting's environment variable, by field name."""
+    names = {}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        first = alias.choices[0] if isinstance(alias, AliasChoices) else None
+        names[name] = first if isinstance(first, str) else name.upper()
+    return names
+
+
+def _unprefixed(name: str) -> str:
+    return next((name.removeprefix(prefix) for prefix in PREFIXES if name.startswith(prefix)), name)
+
+
+def unknown_variables(environ: Mapping[str, str], env_file: Path = Path(".env")) -> list[str]:
+    """One warning per PROXY_* or ACEDATACLOUD_* variable (in the environment or `env_file`) that no setting
+    reads, with the closest known name: a misspelled PROXY_KEYS_FILE would otherwise start an open gateway."""
+    known = set(variable_names().values())
+    bare = {_unprefixed(name): name for name in known}
+    names = {name: "the environment" for name in environ}
+    if env_file.is_file():
+        names.update((name, str(env_file)) for name in dotenv_values(env_file) if name not in names)
+    warnings = []
+    for name, where in sorted(names.items()):
+        upper = name.upper()
+        if upper.startswith(PREFIXES) and upper not in known:
+            hint = " (docs/configuration.md lists every setting)"
+            close = difflib.get_close_matches(_unprefixed(upper), bare, n=1, cutoff=0.6)  # the prefix matches all
+            if close:
+                hint = f": did you mean {bare[close[0]]}?"
+            warnings.append(f"{name} (in {where}) is not a setting{hint}")
+    return warnings

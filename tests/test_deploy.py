@@ -102,7 +102,7 @@ def test_dockerfile_builds_on_any_base_as_an_unclashing_user():
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
     module = dockerfile_healthcheck()[-1]
     assert (ROOT / (module.replace(".", "/") + ".py")).exists()
-    assert "docker build -t acedata-proxy ." in (ROOT / "README.md").read_text()
+    assert "docker build -t acedata-proxy ." in (ROOT / "docs" / "deployment.md").read_text()
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda path: path.parent.name + "/" + path.name)

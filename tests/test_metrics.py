@@ -1,4 +1,4 @@
-"""GET /metrics over real sockets: names and labels from DESIGN.md, exact counts (streams and 2 workers
+"""GET /metrics over real sockets: names and labels from docs/contract.md, exact counts (streams and 2 workers
 included), token usage, bounded label values; and the access log in both formats."""
 
 from __future__ import annotations

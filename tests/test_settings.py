@@ -1,11 +1,14 @@
-"""Settings: DESIGN.md's variable names, defaults, and refusals of values that cannot work."""
+"""Settings: the contract's variable names (docs/contract.md), defaults, refusals of values that cannot work, and
+the warning for a variable no setting reads."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from app.settings import MiB, Settings
+from app.settings import MiB, Settings, unknown_variables
 
 
 def make(**env: str) -> Settings:
@@ -111,3 +114,30 @@ def test_data_dir_defaults_to_the_users_data_directory(monkeypatch: pytest.Monke
     assert make().data_dir == tmp_path / ".local" / "share" / "acedata-proxy"
     monkeypatch.setenv("PROXY_DATA_DIR", str(tmp_path / "ledger"))
     assert make().data_dir == tmp_path / "ledger"
+
+
+@pytest.mark.parametrize("url", ["redis://localhost:6379/0", "rediss://:pw@cache.example:6380", "unix:///run/r.sock"])
+def test_redis_urls_with_a_scheme_are_accepted(url: str):
+    assert make(PROXY_REDIS_URL=url).redis_url == url
+
+
+def test_a_redis_url_without_scheme_is_refused_naming_the_fix():
+    with pytest.raises(ValidationError) as caught:
+        make(PROXY_REDIS_URL="localhost:6379")
+    [error] = caught.value.errors()
+    assert "'localhost:6379' is not a Redis URL" in error["msg"]
+    assert "(redis://localhost:6379)" in error["msg"]
+
+
+def test_unknown_variables_are_named_with_the_closest_setting(tmp_path: Path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("PROXY_LOG_LEVL=debug\nPROXY_PORT=9000\nOTHER=1\n")
+    environ = {"PROXY_KEY_FILE": "keys.toml", "proxy_keys_file": "k", "ACEDATACLOUD_TOKEN": "t", "HOME": "/root"}
+    assert unknown_variables(environ, env_file) == [
+        "ACEDATACLOUD_TOKEN (in the environment) is not a setting: did you mean ACEDATACLOUD_API_TOKEN?",
+        "PROXY_KEY_FILE (in the environment) is not a setting: did you mean PROXY_KEYS_FILE?",
+        f"PROXY_LOG_LEVL (in {env_file}) is not a setting: did you mean PROXY_LOG_LEVEL?",
+    ]
+    assert unknown_variables({"PROXY_ZZZZ": "1"}, tmp_path / "none") == [
+        "PROXY_ZZZZ (in the environment) is not a setting (docs/configuration.md lists every setting)"
+    ]

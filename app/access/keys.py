@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -165,3 +165,14 @@ def revoke(path: Path, name: str) -> None:
     if len(kept) == len(entries):
         raise KeysFileError(f"no key named {name!r}")
     save(path, kept)
+
+
+def rotate(path: Path, name: str) -> str:
+    """Give the key named `name` a new plaintext, keeping its models, limits, budget and admin flag; the old
+    plaintext stops working when running gateways re-read the file. Returns the new plaintext."""
+    entries = load(path)
+    if not any(entry.name == name for entry in entries):
+        raise KeysFileError(f"no key named {name!r}")
+    key = new_key()
+    save(path, [replace(entry, sha256=digest(key)) if entry.name == name else entry for entry in entries])
+    return key

@@ -1,4 +1,4 @@
-"""What the fake upstream answers, shaped as the real wire formats are (shared/api/WIRE-FORMATS.md, OpenAI's API
+"""What the fake upstream answers, shaped as the real wire formats are (docs/wire-formats.md, OpenAI's API
 reference, AceData's API pages; docs/upstream-api.md): Responses objects and their stream events (tool calls
 included), chat completions and their chunks, embeddings, images. Pure functions of the request body."""
 

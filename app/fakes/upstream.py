@@ -1,4 +1,4 @@
-"""A faithful fake of the AceData upstream (see shared/api/WIRE-FORMATS.md), for tests, the demo and benchmarks.
+"""A faithful fake of the AceData upstream (see docs/wire-formats.md), for tests, the demo and benchmarks.
 
 It checks the bearer token, records what it received and sent, paces streams, and misbehaves on demand through
 `Behaviour` (error statuses, hangs, mid-stream cuts and stalls).

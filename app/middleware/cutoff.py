@@ -2,7 +2,7 @@
 
 uvicorn cancels such requests. Left alone, one that has not answered yet would get uvicorn's plain-text 500 and
 a stream would be cut mid-body. Instead: no status sent yet, a 503 in the error envelope (SDKs retry it); a
-stream, a last error event in its own format, as for any failure after a stream began (DESIGN.md); a JSON body
+stream, a last error event in its own format, as for any failure after a stream began (docs/contract.md); a JSON body
 under way has no such format, so its connection is still aborted, never left looking complete.
 """
 

@@ -217,8 +217,13 @@ IMAGE_MODELS = frozenset(
 )  # fmt: skip
 
 
+# models a route refuses but another route serves: the refusal says where (Claude on /openai/... → the /v1 base)
+SERVED_ELSEWHERE = ((V1_CHAT_MODELS, "POST /v1/chat/completions", "use the /v1 base URL"),)
+
+
 class ModelCatalog:
-    """Which model names a route accepts; also the bounded label set for metrics."""
+    """Which model names a route accepts, and the refusal of one it does not; also the bounded label set for
+    metrics."""
 
     def __init__(
         self,
@@ -248,3 +253,14 @@ class ModelCatalog:
         if model in self.known:
             return model
         return self.matching(model) or "other"
+
+    def refusal(self, model: str) -> str:
+        """Why `model` is refused here: served by another route (which), or unknown (how to add it)."""
+        shown = model if len(model) <= 80 else model[:80] + "..."
+        for models, route, advice in SERVED_ELSEWHERE:
+            if model in models:
+                return f"Model '{shown}' is not served on this route; {route} serves it: {advice}."
+        return (
+            f"Unknown model '{shown}' for this route. Set PROXY_EXTRA_MODELS to add models the upstream "
+            "has published since this release, or PROXY_ALLOW_ANY_MODEL=true."
+        )

@@ -9,7 +9,7 @@ from app import __version__
 from app.proxy.streams import StreamFormat
 from app.types import Headers
 
-# Client headers that go upstream (DESIGN.md); everything else, credentials and cookies first, stays here.
+# Client headers that go upstream (docs/contract.md); everything else, credentials and cookies first, stays here.
 FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"user-agent"})
 
 # Upstream headers that do not come back: hop-by-hop ones, ones the gateway sets itself, and ones that

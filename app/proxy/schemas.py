@@ -136,10 +136,5 @@ def parse_body(schema: type[RequestBody], body: bytes, catalog: ModelCatalog) ->
     except ValidationError as exc:
         raise _describe(exc.errors(include_url=False)[0]) from None
     if not catalog.accepts(parsed.model):
-        shown = parsed.model if len(parsed.model) <= 80 else parsed.model[:80] + "..."
-        raise InvalidRequest(
-            f"Unknown model '{shown}' for this route. Set PROXY_EXTRA_MODELS to add models the upstream "
-            "has published since this release, or PROXY_ALLOW_ANY_MODEL=true.",
-            param="model",
-        )
+        raise InvalidRequest(catalog.refusal(parsed.model), param="model")
     return parsed

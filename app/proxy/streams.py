@@ -1,5 +1,5 @@
 """Stream framing, in one place: which answers are streams (SSE or NDJSON), what closes a half-sent event, and
-the error event that ends a stream whose status line is already sent (DESIGN.md: a failure after streaming has
+the error event that ends a stream whose status line is already sent (docs/contract.md: a failure after streaming has
 begun ends the stream with a final error event in the stream's own format)."""
 
 from __future__ import annotations

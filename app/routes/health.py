@@ -1,4 +1,4 @@
-"""GET /healthz (the process serves) and GET /readyz (the upstream pool, Redis when configured and the usage
+"""GET (and HEAD) /healthz (the process serves) and /readyz (the upstream pool, Redis when configured and the usage
 ledger's storage are usable; the answer also says where the ledger is kept)."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ async def root() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(request: Request) -> JSONResponse:
     problems = await request.app.state.readiness()
     ledger = request.app.state.ledger.describe()

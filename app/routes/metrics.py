@@ -1,6 +1,6 @@
-"""GET /metrics: Prometheus text format (merged across workers when there are several). With PROXY_METRICS_PORT
-it is served there instead (app/serving/exporter.py); otherwise, with a keys file, only to admin keys: the
-metrics name every key, which clients should not learn."""
+"""GET (and HEAD) /metrics: Prometheus text format (merged across workers when there are several). With
+PROXY_METRICS_PORT it is served there instead (app/serving/exporter.py); otherwise, with a keys file, only to admin
+keys: the metrics name every key, which clients should not learn."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.metrics import CONTENT_TYPE_LATEST
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics")
+@router.api_route("/metrics", methods=["GET", "HEAD"])
 async def metrics(request: Request) -> Response:
     if request.app.state.metrics_port is not None:
         raise NotFound("Metrics are served on PROXY_METRICS_PORT, not on this port.")

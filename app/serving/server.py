@@ -122,8 +122,10 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> None:
 def _serve(settings: Settings, sockets: list[socket.socket] | None) -> None:
     # worker processes build their own Settings from the environment: hand them the command line's choices
     os.environ.update(PROXY_HOST=settings.host, PROXY_PORT=str(settings.port), PROXY_WORKERS=str(settings.workers))
+    logs.configure(settings)
+    sockets = sockets or listening_sockets(settings.host, settings.port)
+    log_listening(sockets[0])
     if settings.workers > 1:
-        logs.configure(settings)
         ours = multiprocess_dir() is None  # a directory of our own making is removed on the way out
         directory = prepare_multiprocess_dir()
         log.info("metrics of %d workers merge in %s", settings.workers, directory)
@@ -139,7 +141,7 @@ def _serve(settings: Settings, sockets: list[socket.socket] | None) -> None:
     server = uvicorn.Server(config)
     # a handed-over socket (--fd) is served as it is; uvicorn's own fd option would read it as a Unix socket
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=sockets or listening_sockets(settings.host, settings.port))
+        server.run(sockets=sockets)
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run does: a gateway that never served is a failed start
 
@@ -187,7 +189,7 @@ class _DrainingSupervisor(Multiprocess):
         super().terminate_all()
 
 
-def _serve_workers(settings: Settings, sockets: list[socket.socket] | None) -> None:
+def _serve_workers(settings: Settings, sockets: list[socket.socket]) -> None:
     """What `uvicorn.run(workers=N)` does, with the supervisor above."""
     config = uvicorn.Config(
         APP_FACTORY,
@@ -197,7 +199,13 @@ def _serve_workers(settings: Settings, sockets: list[socket.socket] | None) -> N
         workers=settings.workers,
         **gateway_options(settings),
     )
-    _DrainingSupervisor(config, sockets=sockets or listening_sockets(settings.host, settings.port)).run()
+    _DrainingSupervisor(config, sockets=sockets).run()
+
+
+def log_listening(sock: socket.socket) -> None:
+    """The gateway's URL, logged once per start (uvicorn says nothing when it is handed sockets)."""
+    host, port = sock.getsockname()[:2]
+    log.info("listening on http://%s:%d", f"[{host}]" if ":" in host else host, port)
 
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:

@@ -90,7 +90,7 @@ def test_a_concurrent_burst_overshoots_by_at_most_one_reservation(
     admitted = statuses.count(200)
     assert statuses.count(429) == 40 - admitted
     assert admitted >= 1
-    assert admitted * USED <= budget + RESERVED  # the bound the README states
+    assert admitted * USED <= budget + RESERVED  # the bound docs/team-gateway.md states
     # in flight, reservations (RESERVED each) filled the budget; settled, they gave back what was not used
     for index in range(budget // USED + 1):
         if post(gateways[index % 2], burst).status_code == 429:

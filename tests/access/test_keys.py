@@ -54,7 +54,7 @@ def test_a_new_file_is_private_and_a_file_made_readable_stays_so(tmp_path: Path)
     path = tmp_path / "k.toml"
     keys.create(path, "alice")
     assert path.stat().st_mode & 0o777 == 0o600
-    path.chmod(0o644)  # for a container's user (README, Container image)
+    path.chmod(0o644)  # for a container's user (docs/deployment.md, Container image)
     keys.create(path, "bob")
     keys.revoke(path, "alice")
     assert path.stat().st_mode & 0o777 == 0o644

@@ -115,10 +115,14 @@ def test_bad_filters_and_an_empty_ledger(data_dir: Path, tmp_path: Path):
     assert refused.returncode != 0
     assert "since must be a date" in refused.stderr
     assert usage(data_dir, "--by", "route").returncode != 0
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    assert usage(missing, "--format", "json").returncode == 1  # said as such: tests/test_cli_ledger.py
+    assert not (missing / "ledger.sqlite3").exists()  # reading never creates a ledger
     empty = tmp_path / "empty"
     empty.mkdir()
+    SqliteStore(empty / "ledger.sqlite3").close()
     assert usage(empty, "--format", "json").stdout.count('"requests": 0') == 1
-    assert not (empty / "ledger.sqlite3").exists()  # reading never creates a ledger
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,20 @@ def test_invalid_chat_bodies_are_refused_and_not_forwarded(client: httpx.Client,
         assert response.status_code == 400, body
         assert response.json()["error"]["param"] == param
     assert fake.exchanges == []
+
+
+def test_a_model_served_on_the_other_base_url_says_which(client: httpx.Client, fake: FakeUpstream):
+    """Claude is served on the /v1 base URL only: a client on /openai/... is told where to go, not "unknown"."""
+    body = {"model": "claude-sonnet-4-20250514", "messages": MESSAGES}
+    refused = client.post("/openai/chat/completions", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "model"
+    assert refused.json()["error"]["message"] == (
+        "Model 'claude-sonnet-4-20250514' is not served on this route; POST /v1/chat/completions serves it: "
+        "use the /v1 base URL."
+    )
+    assert (
+        "Unknown model 'no-such-model'"
+        in client.post("/openai/chat/completions", json={**body, "model": "no-such-model"}).json()["error"]["message"]
+    )
+    assert fake.exchanges == []

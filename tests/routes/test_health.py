@@ -1,4 +1,5 @@
-"""GET /healthz and /readyz, and the 503 every forwarding route gives while no upstream token is set."""
+"""GET /healthz and /readyz (HEAD too, as on every GET route), and the 503 every forwarding route gives while
+no upstream token is set."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ def test_healthz_and_readyz(gateway: GatewayProcess):
     assert ledger["flush_interval_s"] == 1.0
     assert "ledger.sqlite3" not in ready.text  # no filesystem path for whoever can reach it
     assert "/" not in "".join(str(value) for value in ledger.values())
+
+
+def test_head_answers_wherever_get_does(gateway: GatewayProcess):
+    """Load balancers and uptime checkers probe with HEAD: the GET route's status and headers, no body."""
+    for path in ("/healthz", "/readyz", "/metrics", "/v1/models", "/openai/models", "/v1/models/gpt-4o"):
+        got, head = httpx.get(gateway.url + path), httpx.head(gateway.url + path)
+        assert (path, head.status_code) == (path, got.status_code)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
 
 
 def test_without_token_the_gateway_starts_warns_and_answers_503(make_gateway: GatewayFactory, fake: FakeUpstream):
