@@ -15,13 +15,18 @@ import sys
 
 import app.main
 from app.context import RequestInfo
-from app.ledger import Ledger, Row
+from app.ledger import Ledger
+from app.ledger.store import DayRow, Row
+from app.proxy.usage import Owner, Tokens
 
 
 class NoLedger(Ledger):
     """The ledger's interface, doing nothing: no store is opened, no batch kept, no thread started."""
 
-    def record(self, info: RequestInfo, estimate: tuple[int, int]) -> None:
+    def record(self, info: RequestInfo) -> None:
+        return None
+
+    def charge(self, key: str, route: str, model: str, tokens: Tokens) -> None:
         return None
 
     async def start(self) -> None:
@@ -33,14 +38,26 @@ class NoLedger(Ledger):
     async def rows(self, key: str | None, since_hour: int) -> list[Row]:
         return []
 
+    async def days(self, since_hour: int) -> list[DayRow]:
+        return []
+
     async def spent(self, key: str, since_hour: int) -> int:
         return 0
+
+    async def remember(self, response_id: str, owner: Owner) -> None:
+        return None
+
+    async def owner(self, response_id: str) -> Owner | None:
+        return None
+
+    async def claim(self, response_id: str) -> bool:
+        return False
 
     def describe(self) -> dict[str, object]:
         return {"storage": "none (bench/no_ledger.py)"}
 
 
-app.main.Ledger = NoLedger  # type: ignore[misc]  # create_app looks the class up here, in each process
+app.main.Ledger = NoLedger  # type: ignore[attr-defined]  # create_app looks the class up here, in each process
 
 if __name__ == "__main__":
     from app.cli import main
