@@ -207,8 +207,14 @@ def test_duplicate_top_level_keys_are_refused(gateway: GatewayProcess, fake: Fak
     assert_refused(send(gateway, request(body=body)), fake, 400, "invalid_request")
 
 
-def test_repeated_keys_below_the_top_level_are_forwarded(gateway: GatewayProcess, fake: FakeUpstream):
-    body = b'{"model":"gpt-4.1","input":[{"role":"user","content":"model"},{"role":"user","content":"hi"}]}'
+@pytest.mark.parametrize(
+    "body",
+    [b'{"model":"gpt-4.1","input":[{"role":"user","content":"model"},{"role":"user","content":"hi"}]}',
+     '{"model":"gpt-4.1","input":"\u23fa h\u00e9 \\u00e9 \\"model\\": {1}","instructions":"\U0001f600"}'.encode()],
+    ids=["nested", "non-ascii-and-escapes"],
+)  # fmt: skip
+def test_repeated_keys_below_the_top_level_are_forwarded(gateway: GatewayProcess, fake: FakeUpstream, body: bytes):
+    """The second body is how Claude Code writes: UTF-8 prose and \\u escapes together, so the top level is walked."""
     assert send(gateway, request(body=body)).status == 200
     assert_forwarded_to(fake, "/openai/responses", body)
 

@@ -10,14 +10,14 @@ that no legitimate request reaches: the largest, an embeddings request of pre-to
 
 from __future__ import annotations
 
-import orjson
+import re
 
 from app.errors import InvalidRequest
 
 MAX_SEPARATORS = 1_000_000  # commas: about one per value (ints cost ~36 bytes each once parsed)
 MAX_CONTAINERS = 200_000  # objects and arrays: the costly values (~60 ms of parsing at the ceiling)
+MAX_FIELDS = 512  # top-level keys: the widest request schema has under a hundred
 WALK_FROM = 1024 * 1024  # bodies this large skip the per-key scans and walk their top level at once
-WHITESPACE = b" \t\r\n"
 
 
 def check_structure(body: bytes) -> None:
@@ -33,9 +33,11 @@ def check_unique_keys(body: bytes, document: dict[str, object]) -> None:
     """InvalidRequest when a top-level key appears twice. Cheap when it cannot: every key's literal appears
     exactly once in the body and nothing could spell a key another way (a \\u escape, or a key with characters
     that have escapes of their own). Otherwise, or for large bodies, the top level is walked."""
+    if len(document) > MAX_FIELDS:
+        raise InvalidRequest(f"Request body has {len(document)} top-level fields; no request needs over {MAX_FIELDS}.")
     if (len(body) < WALK_FROM and b"\\u" not in body) and all(_once(body, key) for key in document):
         return
-    if len(_top_level_keys(body)) != len(document):
+    if _top_level_key_count(body) != len(document):
         raise InvalidRequest("Request body has duplicate top-level keys.")
 
 
@@ -53,29 +55,30 @@ def _once(body: bytes, key: str) -> bool:
     return literal is not None and body.count(literal) == 1
 
 
-def _skip(body: bytes, at: int) -> int:
-    while body[at] in WHITESPACE:
-        at += 1
-    return at
+# The walk's tokens. At depth 1: a string (escapes included) or a bracket. Elsewhere: the run up to the next bracket
+# outside a string, consumed in one match. Possessive, so that the engine keeps no backtracking state.
+TOKEN = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[{}\[\]]')
+RUN = re.compile(rb'(?:[^"{}\[\]]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+')
+COLON_NEXT = re.compile(rb"[ \t\r\n]*+:")
+QUOTE, OPENING = ord('"'), b"{["
 
 
-def _end_of_value(view: memoryview, at: int) -> int:
-    """Where the JSON value starting at `at` ends, found by orjson itself (the body already parsed whole)."""
-    try:
-        orjson.loads(view[at:])
-    except orjson.JSONDecodeError as exc:  # "unexpected content after document": where the value ended
-        return at + exc.pos
-    return len(view)
-
-
-def _top_level_keys(body: bytes) -> list[object]:
-    """Every top-level key of a valid JSON object, in order, duplicates included."""
-    view, keys = memoryview(body), []
-    at = _skip(body, _skip(body, 0) + 1)  # past the opening brace
-    while body[at] != ord("}"):
-        end = _end_of_value(view, at)
-        keys.append(orjson.loads(view[at:end]))
-        at = _skip(body, _end_of_value(view, _skip(body, _skip(body, end) + 1)))  # past ':' and the value
-        if body[at] == ord(","):
-            at = _skip(body, at + 1)
-    return keys
+def _top_level_key_count(body: bytes) -> int:
+    """How many keys a valid JSON object (the body already parsed whole) has at its top level, duplicates
+    included: the strings at depth 1 that a colon follows. Byte offsets throughout (non-ASCII text cannot shift
+    them), in linear time: nested values are skipped bracket to bracket in the regex engine."""
+    keys = at = depth = 0
+    while True:
+        if depth == 1:
+            token = TOKEN.search(body, at)
+            assert token is not None  # a valid object closes its brace
+            at, char = token.end(), body[token.start()]
+            if char == QUOTE:
+                keys += COLON_NEXT.match(body, at) is not None
+                continue
+        else:
+            at = RUN.match(body, at).end()  # type: ignore[union-attr]  # matches the empty string at least
+            char, at = body[at], at + 1
+        depth += 1 if char in OPENING else -1
+        if depth == 0:
+            return keys

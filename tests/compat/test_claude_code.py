@@ -48,6 +48,7 @@ def report(gateway: GatewayProcess, admin: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # two runs of up to 180 s each (Node's start-up is slow on a busy machine)
 def test_claude_code_prints_the_answer_through_a_team_gateway(
     claude: Path, make_gateway: GatewayFactory, fake: FakeUpstream, tmp_path: Path
 ):
