@@ -19,7 +19,9 @@ from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
 JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
-MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON}
+MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/mpeg"}
+FORM = "multipart/form-data"
+BINARY = {"type": "string", "format": "binary"}
 PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
 
 # "Authorize" in /docs takes a client key; a gateway without a keys file ignores it
@@ -89,6 +91,12 @@ SCHEMAS: dict[str, Any] = {
         "required": ["data"],
         "properties": {"created": {"type": "integer"}, "data": {"type": "array"}},
     },
+    "Transcription": {
+        "description": "The transcribed text (and usage), as the upstream sent it.",
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "usage": {"type": "object"}},
+    },
     "Model": {
         "description": "A model this gateway accepts for the calling key.",
         "type": "object",
@@ -129,6 +137,7 @@ SSE_EVENT = {
 FORMAT_SCHEMAS = {
     "sse": SSE_EVENT,
     "ndjson": {"type": "string", "description": "One JSON object per line, relayed as the upstream sends them."},
+    "audio": {**BINARY, "description": "Audio bytes (the content type follows `response_format`), as they arrive."},
 }
 
 REQUEST_ID = {
@@ -169,6 +178,8 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
     if not settings.allow_any_model:
         model["enum"] = sorted(catalog.known)
     schema["properties"]["model"] = model
+    for name in getattr(spec.schema, "files", ()):  # a form's file parts: sizes to the check, bytes to a client
+        schema["properties"][name] = {"type": "array", "items": BINARY, "minItems": 1}
     return schema
 
 
@@ -220,7 +231,8 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
         media: dict[str, Any] = {"schema": _ref(body)}
         if spec.example is not None:
             media["examples"] = {"works": {"summary": "A request that works", "value": spec.example}}
-        operation["requestBody"] = {"required": True, "content": {JSON: media}}
+        kind = FORM if spec.body_kind == "multipart" else JSON
+        operation["requestBody"] = {"required": True, "content": {kind: media}}
     return {spec.method.lower(): operation}
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from app.clients import FailureKind, UpstreamFailure
-from app.types import Headers
+from app.types import Body, Headers
 
 if TYPE_CHECKING:
     from app.clients.http1 import Http1Client
@@ -178,7 +178,7 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ plumbing
 
-    def send(self, head: bytes, body: bytes) -> None:
+    def send(self, head: bytes, body: Body) -> None:
         assert self.transport is not None
         self.active = True
         self.requests += 1

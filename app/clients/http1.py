@@ -19,7 +19,7 @@ from app.clients import STALE_RETRIES, ClientOptions, UpstreamFailure
 from app.clients.connect import ConnectFailure, open_transport
 from app.clients.connection import HIGH_WATER, Connection
 from app.clients.origin import parse_origin, proxy_for, tls_context
-from app.types import Headers
+from app.types import Body, Headers
 
 __all__ = ["HIGH_WATER", "Connection", "Http1Client"]
 
@@ -48,7 +48,7 @@ class Http1Client:
         self.waiting: deque[asyncio.Future[Connection | None]] = deque()  # None: a free slot to open one
         self.closed = False
 
-    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> Connection:
+    async def request(self, method: str, path: bytes, headers: Headers, body: Body) -> Connection:
         head = b"".join(
             [self.head_starts[method], path, self.head_host]
             + [name + b": " + value + b"\r\n" for name, value in headers]

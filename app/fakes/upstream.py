@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from app.fakes import answers
+from app.fakes import answers, media
 from app.proxy.table import ROUTES
 from app.types import Headers, Receive, Scope, Send
 
@@ -75,7 +75,7 @@ def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
     return behaviour
 
 
-Handler = Callable[[dict[str, Any], "Exchange", "_Sender"], Awaitable[None]]
+Handler = Callable[[dict[str, Any], "Exchange", "Sender"], Awaitable[None]]
 
 
 class FakeUpstream:
@@ -101,6 +101,9 @@ class FakeUpstream:
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/openai/embeddings"): self._embeddings,
             ("POST", "/openai/images/generations"): self._images,
+            ("POST", "/openai/images/edits"): media.image_edits,
+            ("POST", "/openai/audio/speech"): media.speech,
+            ("POST", "/openai/audio/transcriptions"): media.transcriptions,
             ("GET", "/openai/models"): self._models,
         }
         served = {(spec.method, spec.upstream_path) for spec in ROUTES}
@@ -130,7 +133,7 @@ class FakeUpstream:
         if self.record:
             self.exchanges.append(exchange)
         behaviour = _for_request(self.behaviour, exchange.header("x-request-id"))
-        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, behaviour)))
+        serving = asyncio.create_task(self._serve(scope, exchange, Sender(send, exchange, behaviour)))
         watcher = asyncio.create_task(_until_disconnect(receive))
         await asyncio.wait((serving, watcher), return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
@@ -141,7 +144,7 @@ class FakeUpstream:
         exchange.closed_early = True  # the gateway closed the request before the answer was complete
         serving.cancel()
 
-    async def _serve(self, scope: Scope, exchange: Exchange, out: _Sender) -> None:
+    async def _serve(self, scope: Scope, exchange: Exchange, out: Sender) -> None:
         behaviour = out.behaviour
         if behaviour.headers_delay:
             await asyncio.sleep(behaviour.headers_delay)
@@ -158,14 +161,15 @@ class FakeUpstream:
         if route is None:
             await out.error(404, "The API does not exist.")
             return
+        multipart = (exchange.header("content-type") or "").startswith("multipart/")
         try:
-            request = orjson.loads(exchange.body) if exchange.body else {}
+            request = orjson.loads(exchange.body) if exchange.body and not multipart else {}
         except orjson.JSONDecodeError:
             await out.error(400, "The request body is not JSON.")
             return
         await route(request, exchange, out)
 
-    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         if body.get("background"):
             final = answers.response(body, pieces)
@@ -177,7 +181,7 @@ class FakeUpstream:
             return
         await self._stream_events(body, pieces, out)
 
-    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: _Sender) -> None:
+    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: Sender) -> None:
         await out.start(200, b"text/event-stream; charset=utf-8")
         for event in answers.responses_events(body, pieces):
             data = orjson.dumps(event if self.behaviour.sse_style == "events" else {**event, "model": body["model"]})
@@ -187,7 +191,7 @@ class FakeUpstream:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         stored = self.stored.get(exchange.parameter)
         if stored is None:
             await out.error(404, f"No response with id '{exchange.parameter}'.")
@@ -196,7 +200,7 @@ class FakeUpstream:
         else:
             await out.json(200, stored["response"])
 
-    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, answers.chat_completion(body, pieces))
@@ -207,13 +211,13 @@ class FakeUpstream:
         await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         await out.json(200, answers.embeddings(body))
 
-    async def _images(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _images(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         await out.json(200, answers.images(body))
 
-    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         conversation = body.get("id") or str(uuid.uuid4())
         accept = exchange.header("accept") or ""
@@ -232,12 +236,12 @@ class FakeUpstream:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _models(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _models(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         model = {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "acedata"}
         await out.json(200, {"object": "list", "data": [model]})
 
 
-class _Sender:
+class Sender:
     """Sends one answer, applying the behaviour's pacing and faults to its body chunks."""
 
     def __init__(self, send: Send, exchange: Exchange, behaviour: Behaviour):
@@ -282,12 +286,12 @@ class _Sender:
 
 
 async def _read(receive: Receive) -> bytes:
-    body = b""
+    body = bytearray()  # grown in place: a 25 MB upload arrives in hundreds of chunks
     while True:
         message = await receive()
-        body += bytes(message.get("body", b""))
+        body += message.get("body", b"")
         if not message.get("more_body"):
-            return body
+            return bytes(body)
 
 
 async def _until_disconnect(receive: Receive) -> None:

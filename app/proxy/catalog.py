@@ -215,6 +215,11 @@ IMAGE_MODELS = frozenset(
     }
 )  # fmt: skip
 
+# AceData's audio and image-edit guides (AceDataCloud/OpenAIAPI docs/openai_*_api_integration_guide.md)
+SPEECH_MODELS = frozenset({"tts-1", "tts-1-hd"})
+TRANSCRIPTION_MODELS = frozenset({"whisper-1", "gpt-transcribe"})
+IMAGE_EDIT_MODELS = frozenset({"gpt-image-1", "dall-e-2"})
+
 
 class ModelCatalog:
     """Which model names a route accepts; also the bounded label set for metrics."""

@@ -29,13 +29,14 @@ from app.ledger import Ledger, Owner
 from app.proxy.background import Background, IdTap
 from app.proxy.catalog import ModelCatalog
 from app.proxy.headers import header, request_headers, response_headers, unrelayable
-from app.proxy.schemas import RequestBody, parse_body
+from app.proxy.multipart import read_form
+from app.proxy.schemas import RequestBody, parse_body, validate
 from app.proxy.streams import StreamFormat, stream_format
 from app.proxy.table import RouteSpec
 from app.proxy.upstream import StreamBroken, StreamFailed, UpstreamPool, relay, translate
 from app.proxy.usage import TextMeter, UsageTap, charge
 from app.settings import Settings
-from app.types import Receive, Scope, Send
+from app.types import Body, Receive, Scope, Send
 
 log = logging.getLogger("acedata_proxy.forward")
 
@@ -82,24 +83,28 @@ def _is_json(content_type: bytes | None) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
+async def read_body(scope: Scope, receive: Receive, limit: int) -> Body:
+    """The whole request body, refusing (413) as soon as it is known to be over `limit`. A body in several chunks
+    grows one buffer in place (a large one is remapped, not copied): a 25 MB upload is held once, not twice."""
     length = header(scope["headers"], b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
+        raise RequestTooLarge(f"Request body is over this route's limit of {limit} bytes.")
+    body: Body = b""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
-        chunks.append(chunk)
+        if len(body) + len(chunk) > limit:
+            raise RequestTooLarge(f"Request body is over this route's limit of {limit} bytes.")
+        if not body:
+            body = chunk
+        else:
+            if not isinstance(body, bytearray):
+                body = bytearray(body)
+            body += chunk
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return body  # a bytearray passes for bytes everywhere the body goes (orjson, the socket)
 
 
 class _Exchange:
@@ -107,7 +112,7 @@ class _Exchange:
 
     __slots__ = ("body", "creates", "owner", "response_id", "target", "ticket")
 
-    def __init__(self, body: bytes, target: bytes):
+    def __init__(self, body: Body, target: bytes):
         self.body = body
         self.target = target
         self.ticket = Ticket()
@@ -183,15 +188,16 @@ class ForwardEndpoint:
         if self.keys is not None:
             key = self.keys.authenticate(header(scope["headers"], b"authorization"))
             info.key_name = key.name
-        body, parsed = b"", None
+        body: Body = b""
+        parsed, size = None, 0
         if self.spec.schema is not None:
-            body = await read_body(scope, receive, self.settings.max_request_bytes)
-            parsed = self._parse(self.spec.schema, scope, body, info)
+            body = await read_body(scope, receive, self.spec.max_body or self.settings.max_request_bytes)
+            parsed, size = self._parse(self.spec.schema, scope, body, info)
         exchange = _Exchange(body, self._target(scope))
         if key is not None and parsed is not None and key.models is not None and parsed.model not in key.models:
             raise ModelNotAllowed(f"Key '{key.name}' may not use model '{parsed.model}'.", param="model")
         await self._background(scope, key, parsed, exchange)
-        info.estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
+        info.estimate = self.spec.estimate(size, parsed, self.settings.tpm_output_reservation)
         exchange.ticket = await self.limiter.admit(key, info)
         return exchange
 
@@ -207,12 +213,18 @@ class ForwardEndpoint:
             exchange.response_id = scope["path"].rpartition("/")[2]
             exchange.owner = await self.background.owner(key, exchange.response_id)
 
-    def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
-        if not _is_json(header(scope["headers"], b"content-type")):
+    def _parse(self, schema: type[RequestBody], scope: Scope, body: Body, info: RequestInfo) -> tuple[RequestBody, int]:
+        """The checked body, and its size as the estimate counts it (a form's text fields, not its files)."""
+        content_type = header(scope["headers"], b"content-type")
+        if self.spec.body_kind == "multipart":
+            document, size = read_form(content_type, body)
+            parsed = validate(schema, document, self.catalog)
+        elif not _is_json(content_type):
             raise InvalidRequest("Content-Type must be application/json.")
-        parsed = parse_body(schema, body, self.catalog)
+        else:
+            parsed, size = parse_body(schema, body, self.catalog), len(body)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
-        return parsed
+        return parsed, size
 
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
@@ -280,6 +292,7 @@ class ForwardEndpoint:
         finally:
             if readers is not None and readers.usage is not None:
                 info.input_tokens, info.output_tokens = readers.usage.input_tokens, readers.usage.output_tokens
+                info.units = readers.usage.units
         await self._settle_background(exchange, readers, info)
         watch.finished = True
         await send({"type": "http.response.body", "body": last, "more_body": False})

@@ -35,10 +35,13 @@ class Tap(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Input and output tokens: an estimate, a reservation, a reported usage or a charge."""
+    """Input and output tokens: an estimate, a reservation, a reported usage or a charge. `units` counts what a
+    route bills besides tokens (its RouteSpec's `unit`: characters, audio seconds, images); the tokens remain
+    what TPM and budgets count, on every route."""
 
     input: int = 0
     output: int = 0
+    units: int = 0
 
     @property
     def total(self) -> int:
@@ -68,17 +71,20 @@ def charge(info: RequestInfo) -> Tokens | None:
     - on a route whose text is measured (`TextMeter`): the input estimate and the output relayed, at least one
       token per text piece and at least its bytes at BYTES_PER_TOKEN, every choice counted;
     - otherwise the admission estimate (its input, and its output cap as reserved).
+    Units (characters, audio seconds, images) are the upstream's report when it gives one (a transcription's
+    `seconds`), else the admission's count.
     A background response's creation is charged nothing here: its usage is charged once, to the key that
     created it, when a retrieval first reports it completed (app/proxy/background.py)."""
     if info.upstream_ttfb is None:
         return None
+    units = info.units if info.units is not None else info.estimate.units
     if info.input_tokens is not None:
-        return Tokens(info.input_tokens, info.output_tokens or 0)
+        return Tokens(info.input_tokens, info.output_tokens or 0, units)
     if info.upstream_error == "status" or info.deferred:
         return NO_TOKENS
     if info.text is not None:
-        return Tokens(info.estimate.input, info.text.tokens)
-    return info.estimate
+        return Tokens(info.estimate.input, info.text.tokens, units)
+    return Tokens(info.estimate.input, info.estimate.output, units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +94,15 @@ class UsageFields:
     marker: bytes
     input: str
     output: str | None  # None: the route reports input tokens only (embeddings); output counts as 0
+    units: str | None = None  # the usage key that reports the route's units (a transcription's `seconds`)
 
 
 RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens")  # images (gpt-image-1) too
 CHAT_USAGE = UsageFields(b'"completion_tokens"', "prompt_tokens", "completion_tokens")
 EMBEDDINGS_USAGE = UsageFields(b'"prompt_tokens"', "prompt_tokens", None)
+# gpt-transcribe reports `{"type": "tokens", "input_tokens", ...}`, whisper-1 `{"type": "duration", "seconds"}`:
+# `"type"` is the one key both carry (an event's own `"type"` has no `"usage"` before it, and is passed over)
+TRANSCRIPTION_USAGE = UsageFields(b'"type"', "input_tokens", "output_tokens", units="seconds")
 
 
 def _closing_brace(data: bytes, start: int) -> int:
@@ -112,7 +122,7 @@ def _closing_brace(data: bytes, start: int) -> int:
 
 
 class UsageTap:
-    __slots__ = ("_open", "_tail", "fields", "input_tokens", "output_tokens")
+    __slots__ = ("_open", "_tail", "fields", "input_tokens", "output_tokens", "units")
 
     def __init__(self, fields: UsageFields) -> None:
         self.fields = fields
@@ -120,6 +130,7 @@ class UsageTap:
         self._open: bytes | None = None  # bytes from just before a usage object, while it is incomplete
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.units: int | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self._open is not None:
@@ -155,6 +166,8 @@ class UsageTap:
             return
         if not isinstance(usage, dict):
             return
+        if self.fields.units is not None and isinstance(units := usage.get(self.fields.units), int | float):
+            self.units = max(1, math.ceil(units))  # AceData bills a started second as a whole one
         inputs = usage.get(self.fields.input)
         outputs = usage.get(self.fields.output) if self.fields.output is not None else 0
         if isinstance(inputs, int) and isinstance(outputs, int):
