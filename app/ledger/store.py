@@ -1,6 +1,7 @@
 """Where the usage ledger lives: SQLite under PROXY_DATA_DIR (default), or Redis with PROXY_REDIS_URL.
 
-Both hold one row per UTC hour, key, route and model: requests, input tokens, output tokens. Writes add to a
+Both hold one row per UTC hour, key, route and model: requests, input tokens, output tokens, and units (what the
+route bills besides tokens: characters, audio seconds or images; its RouteSpec's `unit`). Writes add to a
 row atomically (an SQLite upsert inside one transaction; Redis HINCRBY inside MULTI/EXEC), so any number of
 workers and replicas can write at once. Both classes are synchronous: the gateway calls them from its ledger
 thread, the CLI directly.
@@ -8,6 +9,7 @@ thread, the CLI directly.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -22,10 +24,11 @@ from app.settings import Settings
 if TYPE_CHECKING:
     import redis
 
-# (hour, key, route, model) -> [requests, input tokens, output tokens]; hour = unix seconds // 3600 (UTC)
+# (hour, key, route, model) -> [requests, input tokens, output tokens, units]; hour = unix seconds // 3600 (UTC)
 RowKey = tuple[int, str, str, str]
 Counts = list[int]
-Row = tuple[int, str, str, str, int, int, int]
+Row = tuple[int, str, str, str, int, int, int, int]
+FIELDS = "riou"  # the Redis field suffix of each count
 
 
 class StoreUnavailable(Exception):
@@ -64,6 +67,7 @@ CREATE TABLE IF NOT EXISTS usage (
     requests INTEGER NOT NULL,
     input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
+    units INTEGER NOT NULL DEFAULT 0,  -- characters, audio seconds or images, by the route's unit
     PRIMARY KEY (hour, key, route, model)
 ) WITHOUT ROWID
 """
@@ -81,12 +85,15 @@ CREATE TABLE IF NOT EXISTS background (
 """
 BACKGROUND_RETENTION = 30 * 86400  # seconds: how long the upstream keeps a response (OpenAI's 30 days)
 UPSERT = """
-INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO usage (hour, key, route, model, requests, input_tokens, output_tokens, units)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, route, model) DO UPDATE SET
     requests = requests + excluded.requests,
     input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens
+    output_tokens = output_tokens + excluded.output_tokens,
+    units = units + excluded.units
 """
+COLUMNS = "hour, key, route, model, requests, input_tokens, output_tokens, units"
 
 
 class SqliteStore:
@@ -102,7 +109,15 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-256")  # KiB: batches are small, and every worker holds a connection
         self.db.execute(SCHEMA)
+        self._migrate()
         self.db.execute(BACKGROUND_SCHEMA)
+
+    def _migrate(self) -> None:
+        """A ledger written before units were counted gains the column (its rows count none); racing workers
+        may both try, and the loser finds it added."""
+        if not any(column[1] == "units" for column in self.db.execute("PRAGMA table_info(usage)")):
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.db.execute("ALTER TABLE usage ADD COLUMN units INTEGER NOT NULL DEFAULT 0")
 
     def add(self, batch: Mapping[RowKey, Counts]) -> None:
         with self.db:  # one transaction: the whole batch or nothing
@@ -110,7 +125,7 @@ class SqliteStore:
             self.db.executemany(UPSERT, [(*row, *counts) for row, counts in batch.items()])
 
     def rows(self, key: str | None, since_hour: int) -> list[Row]:
-        query = "SELECT * FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
+        query = f"SELECT {COLUMNS} FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
         params = (since_hour, key) if key is not None else (since_hour,)
         return list(self.db.execute(query + " ORDER BY hour", params))
 
@@ -161,7 +176,7 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=True)
         hours = set()
         for (hour, key, route, model), counts in batch.items():
-            for field, amount in zip("rio", counts, strict=True):
+            for field, amount in zip(FIELDS, counts, strict=True):
                 if amount:
                     pipe.hincrby(f"{REDIS_PREFIX}{hour}", orjson.dumps([key, route, model, field]).decode(), amount)
             hours.add(hour)
@@ -222,5 +237,5 @@ def _rows(hour: int, fields: Mapping[bytes, bytes], only: str | None) -> Iterabl
     for raw, value in fields.items():
         key, route, model, field = orjson.loads(raw)
         if only is None or key == only:
-            counts.setdefault((key, route, model), [0, 0, 0])["rio".index(field)] += int(value)
-    return [(hour, k, r, m, c[0], c[1], c[2]) for (k, r, m), c in sorted(counts.items())]
+            counts.setdefault((key, route, model), [0, 0, 0, 0])[FIELDS.index(field)] += int(value)
+    return [(hour, k, r, m, c[0], c[1], c[2], c[3]) for (k, r, m), c in sorted(counts.items())]

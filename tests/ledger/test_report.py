@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from app.ledger.report import ReportError, since_hour
-from app.ledger.store import SqliteStore
-from tests.helpers import ROOT
+from app.ledger.store import RedisStore, SqliteStore
+from tests.helpers import ROOT, RedisServer
 
 
 def hour(text: str) -> int:
@@ -25,11 +26,11 @@ def hour(text: str) -> int:
 def data_dir(tmp_path: Path) -> Path:
     store = SqliteStore(tmp_path / "ledger.sqlite3")
     store.add({
-        (hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): [2, 10, 20],
-        (hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): [1, 5, 1024],
+        (hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): [2, 10, 20, 0],
+        (hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): [1, 5, 1024, 0],
     })  # fmt: skip
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [3, 30, 40]})
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [1, 1, 1]})  # adds to the row
+    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [3, 30, 40, 0]})
+    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [1, 1, 1, 0]})  # adds to the row
     store.close()
     return tmp_path
 
@@ -73,7 +74,7 @@ def test_bad_filters_and_an_empty_ledger(data_dir: Path, tmp_path: Path):
     refused = usage(data_dir, "--since", "last week")
     assert refused.returncode != 0
     assert "since must be a date" in refused.stderr
-    assert usage(data_dir, "--by", "route").returncode != 0
+    assert usage(data_dir, "--by", "week").returncode != 0
     empty = tmp_path / "empty"
     empty.mkdir()
     assert usage(empty, "--format", "json").stdout.count('"requests": 0') == 1
@@ -89,3 +90,53 @@ def test_since_is_the_first_whole_utc_hour(text: str, first: str):
     assert since_hour(text) == hour(first)
     with pytest.raises(ReportError):
         since_hour("25/11/2026")
+
+
+def test_by_route_names_each_route_s_unit(data_dir: Path):
+    store = SqliteStore(data_dir / "ledger.sqlite3")
+    store.add({(hour("2026-11-25T02:00"), "alice", "openai.audio.speech", "tts-1"): [2, 6, 0, 21]})
+    store.add({(hour("2026-11-25T02:00"), "bob", "openai.audio.speech", "tts-1-hd"): [1, 3, 0, 10]})
+    store.close()
+    report = json.loads(usage(data_dir, "--by", "route", "--format", "json").stdout)
+    assert report["rows"] == [
+        {"route": "aichat.conversations", "requests": 1, "input_tokens": 5, "output_tokens": 1024,
+         "total_tokens": 1029, "unit": "token", "units": 1029},
+        {"route": "openai.audio.speech", "requests": 3, "input_tokens": 9, "output_tokens": 0, "total_tokens": 9,
+         "unit": "character", "units": 31},
+        {"route": "openai.responses", "requests": 6, "input_tokens": 41, "output_tokens": 61, "total_tokens": 102,
+         "unit": "token", "units": 102},
+    ]  # fmt: skip
+    table = usage(data_dir, "--by", "route").stdout.splitlines()
+    assert table[0].split()[-2:] == ["unit", "units"]
+    assert table[-1].split() == ["total", "10", "55", "1085", "1140"]
+
+
+OLD_SCHEMA = """CREATE TABLE usage (hour INTEGER NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL,
+    requests INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (hour, key, route, model)) WITHOUT ROWID"""
+
+
+def test_a_ledger_from_before_units_gains_the_column(tmp_path: Path):
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(OLD_SCHEMA)
+    old.execute("INSERT INTO usage VALUES (1, 'alice', 'openai.responses', 'gpt-4.1', 2, 10, 20)")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    store.add({(1, "alice", "openai.audio.speech", "tts-1"): [1, 3, 0, 12]})
+    assert store.rows(None, 0) == [
+        (1, "alice", "openai.audio.speech", "tts-1", 1, 3, 0, 12),
+        (1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0),
+    ]
+    store.close()
+    assert SqliteStore(path).rows("alice", 0)[1][-1] == 0  # opened again: nothing to migrate
+
+
+def test_redis_counts_units_too(redis_server: RedisServer):
+    store = RedisStore(redis_server.url)
+    row = (1, "alice", "openai.audio.transcriptions", "whisper-1")
+    store.add({row: [1, 30, 0, 3]})
+    store.add({row: [1, 20, 0, 2]})
+    assert store.rows(None, 0) == [(*row, 2, 50, 0, 5)]
+    store.close()
