@@ -13,10 +13,20 @@ from pathlib import Path
 
 from app.access.keys import KeyEntry, KeysFileError, load
 from app.errors import InvalidApiKey
+from app.proxy.headers import header
+from app.types import Headers
 
 log = logging.getLogger("acedata_proxy.auth")
 
 CHECK_INTERVAL = 1.0  # seconds between looks at the file's metadata (a stat, not a read)
+
+
+def credential(headers: Headers) -> bytes | None:
+    """The client key as an `Authorization` value: that header, else `x-goog-api-key` (what google-genai sends)."""
+    authorization = header(headers, b"authorization")
+    if authorization is None and (google := header(headers, b"x-goog-api-key")) is not None:
+        return b"Bearer " + google
+    return authorization
 
 
 class KeyStore:
