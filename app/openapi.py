@@ -91,6 +91,11 @@ SCHEMAS: dict[str, Any] = {
         "required": ["data"],
         "properties": {"created": {"type": "integer"}, "data": {"type": "array"}},
     },
+    "GenerateContentResponse": {
+        "description": "Gemini's answer (`candidates`, `usageMetadata`), as the upstream sent it.",
+        "type": "object",
+        "properties": {"candidates": {"type": "array"}, "usageMetadata": {"type": "object"}},
+    },
     "Transcription": {
         "description": "The transcribed text (and usage), as the upstream sent it.",
         "type": "object",
@@ -185,6 +190,9 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
 
 def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
+    if spec.path_model:
+        model = {"type": "string", "enum": sorted(spec.models)}
+        parameters.append({"name": "model", "in": "path", "required": True, "schema": model})
     if spec.parameterized:
         parameters.append({"name": "id", "in": "path", "required": True, "schema": PATH_SCHEMA})
     parameters += [

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from app.fakes import answers, media
+from app.fakes import answers, gemini, media
 from app.proxy.table import ROUTES
 from app.types import Headers, Receive, Scope, Send
 
@@ -104,6 +104,8 @@ class FakeUpstream:
             ("POST", "/openai/images/edits"): media.image_edits,
             ("POST", "/openai/audio/speech"): media.speech,
             ("POST", "/openai/audio/transcriptions"): media.transcriptions,
+            ("POST", "/v1beta/models/{model}:generateContent"): gemini.generate,
+            ("POST", "/v1beta/models/{model}:streamGenerateContent"): gemini.stream,
             ("GET", "/openai/models"): self._models,
         }
         served = {(spec.method, spec.upstream_path) for spec in ROUTES}
@@ -157,6 +159,9 @@ class FakeUpstream:
         path = scope["path"]
         if path.startswith("/openai/responses/"):
             path, exchange.parameter = "/openai/responses/{id}", path.rsplit("/", 1)[1]
+        elif path.startswith("/v1beta/models/"):
+            exchange.parameter, _, action = path.rsplit("/", 1)[1].partition(":")
+            path = "/v1beta/models/{model}:" + action
         route = self.routes.get((scope["method"], path))
         if route is None:
             await out.error(404, "The API does not exist.")

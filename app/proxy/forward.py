@@ -11,7 +11,7 @@ import logging
 import time
 from urllib.parse import parse_qsl, urlencode
 
-from app.access.auth import KeyStore
+from app.access.auth import KeyStore, credential
 from app.access.keys import KeyEntry
 from app.access.ratelimit import RateLimiter, Ticket
 from app.clients import UpstreamFailure, UpstreamResponse
@@ -74,6 +74,18 @@ def _query(raw: bytes, allowed: frozenset[str]) -> str:
         if name not in allowed:
             raise InvalidRequest(f"Unknown query parameter '{name[:40]}' for this route.", param=name[:40])
     return "?" + urlencode(pairs)
+
+
+def _path_model(scope: Scope, spec: RouteSpec) -> str | None:
+    """The model of a `models/{model}:action` path, when it is one plain segment (letters, digits, `-`, `.`, `_`:
+    nothing that could move the upstream path, even with PROXY_ALLOW_ANY_MODEL); InvalidRequest if not."""
+    if not spec.path_model:
+        return None
+    path: str = scope["path"]
+    model = path.rpartition("/")[2].rpartition(":")[0]
+    if not (model.isascii() and model.replace("-", "").replace(".", "").replace("_", "").isalnum()) or model[0] == ".":
+        raise InvalidRequest(f"Invalid model in the path: '{model[:80]}'.", param="model")
+    return model
 
 
 def _is_json(content_type: bytes | None) -> bool:
@@ -186,7 +198,7 @@ class ForwardEndpoint:
         self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
-            key = self.keys.authenticate(header(scope["headers"], b"authorization"))
+            key = self.keys.authenticate(credential(scope["headers"]))
             info.key_name = key.name
         body: Body = b""
         parsed, size = None, 0
@@ -222,18 +234,21 @@ class ForwardEndpoint:
         elif not _is_json(content_type):
             raise InvalidRequest("Content-Type must be application/json.")
         else:
-            parsed, size = parse_body(schema, body, self.catalog), len(body)
+            parsed, size = parse_body(schema, body, self.catalog, _path_model(scope, self.spec)), len(body)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
         return parsed, size
 
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
+        query = _query(scope.get("query_string", b""), self.spec.query)
+        if (model := _path_model(scope, self.spec)) is not None:  # checked against the catalog by then
+            return (self.spec.upstream_path.replace("{model}", model) + query).encode()
         if not self.spec.parameterized:
-            return self.path
+            return self.path + query.encode()
         parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
         target = self.spec.upstream_path.replace("{id}", parameter)
-        return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
+        return (target + query).encode()
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, info: RequestInfo

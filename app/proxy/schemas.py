@@ -97,6 +97,14 @@ class SpeechCreate(RequestBody):
     speed: Annotated[float, Field(ge=0.25, le=4)] | None = None
 
 
+class GenerateContent(RequestBody):
+    """Gemini's native body; `model` is not in it but in the path, and is checked as if it were."""
+
+    contents: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    systemInstruction: dict[str, Any] | None = None
+    generationConfig: dict[str, Any] | None = None
+
+
 class FormBody(RequestBody):
     """A multipart form (app/proxy/multipart.py): every field arrives as text, so values are converted (lax
     mode); a file part is the list of its sizes in bytes."""
@@ -136,7 +144,7 @@ def _describe(error: ErrorDetails) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{field}': {hint}.", param=field)
 
 
-def parse_body(schema: type[RequestBody], body: Body, catalog: ModelCatalog) -> RequestBody:
+def parse_body(schema: type[RequestBody], body: Body, catalog: ModelCatalog, model: str | None = None) -> RequestBody:
     """The validated body, or InvalidRequest naming the first offending field.
 
     orjson parses (strict RFC 8259: no NaN or Infinity, which pydantic's parser accepts and the upstream may
@@ -147,6 +155,8 @@ def parse_body(schema: type[RequestBody], body: Body, catalog: ModelCatalog) -> 
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise InvalidRequest("Request body must be a JSON object.")
+    if model is not None:  # the route takes it from the path (Gemini): checked like a body's, never forwarded
+        document = {**document, "model": model}
     return validate(schema, document, catalog)
 
 

@@ -17,6 +17,7 @@ from app.proxy.usage import (
     BYTES_PER_TOKEN,
     CHAT_USAGE,
     EMBEDDINGS_USAGE,
+    GEMINI_USAGE,
     RESPONSES_USAGE,
     TRANSCRIPTION_USAGE,
     Tokens,
@@ -115,6 +116,11 @@ class RouteSpec:
     @property
     def parameterized(self) -> bool:
         return self.paths[0].endswith("{id}")
+
+    @property
+    def path_model(self) -> bool:
+        """The model is a path segment (`models/{model}:action`), not a body field."""
+        return "{model}" in self.paths[0]
 
 
 def _count(value: object) -> int | None:
@@ -272,6 +278,30 @@ IMAGE_EDITS = replace(
     example=None,  # a form, not JSON
 )
 
+GEMINI_GENERATE = RouteSpec(
+    name="gemini.generate_content",
+    # google-genai calls /v1beta by default, and /v1 with http_options.api_version="v1": both go to /v1beta
+    paths=("/v1beta/models/{model}:generateContent", "/v1/models/{model}:generateContent"),
+    upstream_path="/v1beta/models/{model}:generateContent",
+    summary="Gemini's native API (google-genai's generate_content); the model is in the path",
+    schema=schemas.GenerateContent,
+    models=catalog.GEMINI_MODELS,
+    answer="GenerateContentResponse",
+    usage=GEMINI_USAGE,
+    text=("text",),
+    example={"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]},
+)
+
+GEMINI_STREAM = replace(
+    GEMINI_GENERATE,
+    name="gemini.stream_generate_content",
+    paths=("/v1beta/models/{model}:streamGenerateContent", "/v1/models/{model}:streamGenerateContent"),
+    upstream_path="/v1beta/models/{model}:streamGenerateContent",
+    summary="Gemini's native streaming API (`?alt=sse`: server-sent events, each a GenerateContentResponse)",
+    formats=("json", "sse"),
+    query=frozenset({"alt"}),
+)
+
 ROUTES: tuple[RouteSpec, ...] = (
     CONVERSATIONS,
     RESPONSES,
@@ -283,4 +313,6 @@ ROUTES: tuple[RouteSpec, ...] = (
     IMAGE_EDITS,
     SPEECH,
     TRANSCRIPTIONS,
+    GEMINI_GENERATE,
+    GEMINI_STREAM,
 )

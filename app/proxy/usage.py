@@ -95,6 +95,7 @@ class UsageFields:
     input: str
     output: str | None  # None: the route reports input tokens only (embeddings); output counts as 0
     units: str | None = None  # the usage key that reports the route's units (a transcription's `seconds`)
+    container: bytes = b'"usage"'  # the key of the usage object
 
 
 RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens")  # images (gpt-image-1) too
@@ -103,6 +104,10 @@ EMBEDDINGS_USAGE = UsageFields(b'"prompt_tokens"', "prompt_tokens", None)
 # gpt-transcribe reports `{"type": "tokens", "input_tokens", ...}`, whisper-1 `{"type": "duration", "seconds"}`:
 # `"type"` is the one key both carry (an event's own `"type"` has no `"usage"` before it, and is passed over)
 TRANSCRIPTION_USAGE = UsageFields(b'"type"', "input_tokens", "output_tokens", units="seconds")
+# Gemini: every streamed chunk may carry `usageMetadata`; the last one read wins
+GEMINI_USAGE = UsageFields(
+    b'"candidatesTokenCount"', "promptTokenCount", "candidatesTokenCount", container=b'"usageMetadata"'
+)
 
 
 def _closing_brace(data: bytes, start: int) -> int:
@@ -146,7 +151,7 @@ class UsageTap:
         data = self._open
         assert data is not None
         marker = data.rfind(self.fields.marker)
-        key = data.rfind(b'"usage"', 0, marker)
+        key = data.rfind(self.fields.container, 0, marker)
         opening = data.find(b"{", key) if key >= 0 else -1
         if opening < 0 or opening > marker:
             self._open = None  # not a usage object we can place; count nothing rather than guess

@@ -9,7 +9,9 @@ from app.fakes.answers import chat_chunks, embeddings, responses_events
 from app.proxy.usage import (
     CHAT_USAGE,
     EMBEDDINGS_USAGE,
+    GEMINI_USAGE,
     RESPONSES_USAGE,
+    TRANSCRIPTION_USAGE,
     TextMeter,
     UsageFields,
     UsageTap,
@@ -158,3 +160,21 @@ def test_the_meter_reads_only_its_keys_and_is_not_fooled_by_text():
     assert meter.pieces == 1
     assert meter.bytes == len(b'say \\"delta_answer\\": \\"xx\\"')
     assert metered(b'{"reasoning_content":"abcd"}', keys=("content",)).pieces == 0
+
+
+def test_gemini_usage_is_the_last_usage_metadata_with_candidates():
+    first = b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}],"usageMetadata":{"promptTokenCount":7,'
+    rest = b'"totalTokenCount":7}}\r\n\r\n'
+    last = b'data: {"candidates":[],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":12}}\r\n\r\n'
+    tap = feed_all(first, rest, last[:50], last[50:], fields=GEMINI_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (7, 12)
+
+
+def test_a_transcription_reports_seconds_or_tokens():
+    whisper = feed_all(b'{"text":"a \\"type\\"","usage":{"type":"duration","seconds":2.2}}', fields=TRANSCRIPTION_USAGE)
+    assert (whisper.units, whisper.input_tokens) == (3, None)  # a started second counts whole
+    delta = b'data: {"type":"transcript.text.delta","delta":"Hi"}\n\n'
+    usage = b'"usage":{"type":"tokens","input_tokens":14,"output_tokens":3}'
+    done = b'data: {"type":"transcript.text.done","text":"Hi",' + usage + b"}"
+    streamed = feed_all(delta, done + b"\n\n", fields=TRANSCRIPTION_USAGE)
+    assert (streamed.input_tokens, streamed.output_tokens, streamed.units) == (14, 3, None)
