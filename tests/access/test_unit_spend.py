@@ -4,25 +4,13 @@ route names each route's unit, and a budget refuses a key past it on these route
 
 from __future__ import annotations
 
-import io
-import wave
 from pathlib import Path
 
 import httpx
 
 from app.access import keys
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import GatewayFactory, wait_for_report
-
-
-def wav(seconds: float) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(8000)
-        writer.writeframes(bytes(2 * int(8000 * seconds)))
-    return out.getvalue()
+from tests.helpers import GatewayFactory, wait_for_report, wav
 
 
 def test_the_ledger_shows_every_route_in_its_unit(make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import wave
 from pathlib import Path
 
 import httpx
@@ -12,18 +10,7 @@ import pytest
 
 from app.fakes.media import AUDIO_CHUNK
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import GatewayProcess, SdkFactory, sse_events
-
-
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    """A silent mono 16-bit WAV of the given length."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(rate)
-        writer.writeframes(bytes(2 * int(rate * seconds)))
-    return out.getvalue()
+from tests.helpers import GatewayProcess, SdkFactory, sse_events, wav
 
 
 def form(fields: dict[str, str], files: dict[str, bytes], boundary: str = "b0undary") -> tuple[bytes, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import struct
-import zlib
 from pathlib import Path
 
 import httpx
@@ -12,18 +10,7 @@ import openai
 import pytest
 
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import GatewayProcess, SdkFactory
-
-
-def png(size: int = 4) -> bytes:
-    """A small opaque white RGBA PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + b"\xff" * 4 * size for _ in range(size))
-    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+from tests.helpers import GatewayProcess, SdkFactory, png
 
 
 @pytest.mark.parametrize("prefix", ["/openai", "/v1"])
