@@ -19,7 +19,7 @@ from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
 JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
-MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/mpeg"}
+MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/*"}  # audio: as `response_format` asks
 FORM = "multipart/form-data"
 BINARY = {"type": "string", "format": "binary"}
 PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
@@ -92,8 +92,9 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"created": {"type": "integer"}, "data": {"type": "array"}},
     },
     "GenerateContentResponse": {
-        "description": "Gemini's answer (`candidates`, `usageMetadata`), as the upstream sent it.",
-        "type": "object",
+        "description": "Gemini's answer (`candidates`, `usageMetadata`), as the upstream sent it; without "
+        "`alt=sse`, streamGenerateContent answers a JSON array of them.",
+        "type": ["object", "array"],
         "properties": {"candidates": {"type": "array"}, "usageMetadata": {"type": "object"}},
     },
     "Transcription": {
@@ -183,9 +184,25 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
     if not settings.allow_any_model:
         model["enum"] = sorted(catalog.known)
     schema["properties"]["model"] = model
-    for name in getattr(spec.schema, "files", ()):  # a form's file parts: sizes to the check, bytes to a client
-        schema["properties"][name] = {"type": "array", "items": BINARY, "minItems": 1}
+    if spec.path_model:  # in the path, not the body
+        del schema["properties"]["model"]
+        schema["required"] = [name for name in schema.get("required", ()) if name != "model"]
+    if spec.body_kind == "multipart":
+        _as_form(schema, getattr(spec.schema, "files", ()))
     return schema
+
+
+def _as_form(schema: dict[str, Any], files: tuple[str, ...]) -> None:
+    """A form's schema: file parts are binary (the check sees their sizes), and a field is sent or left out,
+    never null (a form has no null: `null` would be the text "null")."""
+    for field in schema["properties"].values():
+        branches = [branch for branch in field.get("anyOf", ()) if branch.get("type") != "null"]
+        if len(branches) == 1:
+            field.pop("anyOf")
+            field.pop("default", None)
+            field.update(branches[0])
+    for name in files:  # the list's bounds stay the schema's (one transcription file, up to 16 images)
+        schema["properties"][name]["items"] = BINARY
 
 
 def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
