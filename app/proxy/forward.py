@@ -241,14 +241,14 @@ class ForwardEndpoint:
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
-        query = _query(scope.get("query_string", b""), self.spec.query)
-        if (model := _path_model(scope, self.spec)) is not None:  # checked against the catalog by then
-            return (self.spec.upstream_path.replace("{model}", model) + query).encode()
-        if not self.spec.parameterized:
-            return self.path + query.encode()
-        parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
-        target = self.spec.upstream_path.replace("{id}", parameter)
-        return (target + query).encode()
+        if self.spec.path_model:
+            target = self.spec.upstream_path.replace("{model}", _path_model(scope, self.spec) or "")
+        elif self.spec.parameterized:
+            parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
+            target = self.spec.upstream_path.replace("{id}", parameter)
+        else:
+            return self.path  # a query string here is not the route's: it never goes upstream
+        return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
 
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, info: RequestInfo
