@@ -13,6 +13,7 @@ from __future__ import annotations
 import orjson
 
 from app.errors import InvalidRequest
+from app.types import Body
 
 MAX_SEPARATORS = 1_000_000  # commas: about one per value (ints cost ~36 bytes each once parsed)
 MAX_CONTAINERS = 200_000  # objects and arrays: the costly values (~60 ms of parsing at the ceiling)
@@ -20,7 +21,7 @@ WALK_FROM = 1024 * 1024  # bodies this large skip the per-key scans and walk the
 WHITESPACE = b" \t\r\n"
 
 
-def check_structure(body: bytes) -> None:
+def check_structure(body: Body) -> None:
     """InvalidRequest when the body holds more JSON values than any request needs."""
     if body.count(b",") > MAX_SEPARATORS or body.count(b"{") + body.count(b"[") > MAX_CONTAINERS:
         raise InvalidRequest(
@@ -29,7 +30,7 @@ def check_structure(body: bytes) -> None:
         )
 
 
-def check_unique_keys(body: bytes, document: dict[str, object]) -> None:
+def check_unique_keys(body: Body, document: dict[str, object]) -> None:
     """InvalidRequest when a top-level key appears twice. Cheap when it cannot: every key's literal appears
     exactly once in the body and nothing could spell a key another way (a \\u escape, or a key with characters
     that have escapes of their own). Otherwise, or for large bodies, the top level is walked."""
@@ -43,7 +44,7 @@ _literals: dict[str, bytes | None] = {}  # a key's literal as written, None when
 LITERALS_KEPT = 1024
 
 
-def _once(body: bytes, key: str) -> bool:
+def _once(body: Body, key: str) -> bool:
     literal = _literals.get(key, b"")
     if literal == b"":
         unsafe = "/" in key or '"' in key or "\\" in key or not key.isprintable()
@@ -53,7 +54,7 @@ def _once(body: bytes, key: str) -> bool:
     return literal is not None and body.count(literal) == 1
 
 
-def _skip(body: bytes, at: int) -> int:
+def _skip(body: Body, at: int) -> int:
     while body[at] in WHITESPACE:
         at += 1
     return at
@@ -68,7 +69,7 @@ def _end_of_value(view: memoryview, at: int) -> int:
     return len(view)
 
 
-def _top_level_keys(body: bytes) -> list[object]:
+def _top_level_keys(body: Body) -> list[object]:
     """Every top-level key of a valid JSON object, in order, duplicates included."""
     view, keys = memoryview(body), []
     at = _skip(body, _skip(body, 0) + 1)  # past the opening brace

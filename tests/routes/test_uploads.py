@@ -1,0 +1,73 @@
+"""The upload routes' own body limit (25 MB, above PROXY_MAX_REQUEST_BYTES), and what an upload costs in memory."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.fakes.upstream import FakeUpstream
+from app.proxy.table import UPLOAD_BYTES
+from tests.helpers import CLIENT_KEY, GatewayFactory, GatewayProcess, raw_exchange, read_response, rss_bytes
+
+MiB = 1 << 20
+HEAD = (
+    b"POST /v1/audio/transcriptions HTTP/1.1\r\nhost: localhost\r\n"
+    b"content-type: multipart/form-data; boundary=b0undary\r\n"
+)
+
+
+def upload(size: int) -> bytes:
+    head = b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="a.mp3"\r\n\r\n'
+    return head + os.urandom(size) + b"\r\n--b0undary--\r\n"
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def test_26_mib_announced_is_refused_before_it_is_sent(gateway: GatewayProcess, fake: FakeUpstream):
+    response = raw_exchange(gateway.port, HEAD + b"content-length: %d\r\n\r\n" % (26 * MiB))
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert str(UPLOAD_BYTES) in response.json()["error"]["message"]
+    assert fake.exchanges == []
+
+
+def test_26_mib_chunked_is_refused_once_past_the_limit(gateway: GatewayProcess, fake: FakeUpstream):
+    """No length up front: the 413 comes while the client is still sending (the body never ends here)."""
+    chunk = b"x" * MiB
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(HEAD + b"transfer-encoding: chunked\r\n\r\n")
+        for _ in range(UPLOAD_BYTES // MiB + 1):
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        response = read_response(sock)
+    assert response.status == 413
+    assert fake.exchanges == []
+
+
+def test_a_json_route_keeps_the_default_limit(client: httpx.Client, fake: FakeUpstream):
+    response = client.post("/v1/audio/speech", content=b"x" * (11 * MiB), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert fake.exchanges == []
+
+
+@pytest.mark.slow
+def test_a_25_mib_upload_passes_held_once(make_gateway: GatewayFactory, fake: FakeUpstream):
+    gateway = make_gateway()
+    body = upload(25 * MiB)
+    headers = {"authorization": f"Bearer {CLIENT_KEY}", "content-type": "multipart/form-data; boundary=b0undary"}
+    with httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as client:
+        assert client.post("/v1/audio/transcriptions", content=upload(1000)).status_code == 200  # warm
+        before = rss_bytes(gateway.proc.pid)
+        response = client.post("/v1/audio/transcriptions", content=body)
+        grown = peak_rss_bytes(gateway.proc.pid) - before
+    assert response.status_code == 200, response.text
+    assert fake.exchanges[-1].body == body
+    assert grown < 2 * len(body), f"peak RSS grew {grown / MiB:.1f} MiB for a {len(body) / MiB:.1f} MiB upload"
