@@ -112,6 +112,10 @@ def test_the_example_prices_catalog_models_and_leaves_variants_unpriced():
     assert prices.cost("claude-sonnet-4-20250514", Counted(1, 1_000_000, 0)) == pytest.approx(3.0)
     assert prices.cost("o3-mini-high", Counted(1, 1_000_000, 0)) == pytest.approx(1.10)
     assert prices.cost("gpt-4o-2024-05-13", Counted(1, 0, 1_000_000)) == pytest.approx(15.0)  # before the glob after it
+    assert prices.cost("tts-1-hd", Counted(1, 5, 0, units=1000, unit="character")) == pytest.approx(0.03)
+    assert prices.cost("whisper-1", Counted(1, 0, 0, units=60, unit="second")) == pytest.approx(0.006)
+    assert prices.cost("dall-e-2", Counted(1, 0, 0, units=2, unit="image")) == pytest.approx(0.04)
+    assert prices.cost("gpt-transcribe", Counted(1, 14, 3, units=2, unit="second")) is None
     for variant in ("o1-mini-all", "o3-mini-high-all", "gpt-4o-all", "gpt-4.1:free", "gpt-5.5"):
         assert prices.price(variant) is None, variant  # AceData's own variants, and models the file does not know
     every = set().union(*(v for k, v in vars(catalog).items() if k.endswith("_MODELS")))
