@@ -19,17 +19,22 @@ from app.fakes.upstream import FakeUpstream
 from tests.helpers import ROOT, GatewayFactory, GatewayProcess, scrape, value, wait_for_report, wav
 
 
-def test_the_ledger_shows_every_route_in_its_unit(make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream):
-    path = tmp_path / "keys.toml"
-    admin, user = keys.create(path, "admin", admin=True), keys.create(path, "user")
-    gateway = make_gateway(PROXY_KEYS_FILE=str(path))
-    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {user}"}, timeout=30) as http:
+def send_media(gateway: GatewayProcess, key: str, image_model: str) -> None:
+    """11 characters of speech (tts-1), 2.2 s of audio to transcribe (whisper-1), an edit asking for 2 images."""
+    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {key}"}, timeout=30) as http:
         assert http.post("/v1/audio/speech", json={"input": "Hello there", "model": "tts-1"}).status_code == 200
         files = {"file": ("a.wav", wav(2.2), "audio/wav")}
         assert http.post("/v1/audio/transcriptions", files=files, data={"model": "whisper-1"}).status_code == 200
         image = {"image": ("a.png", b"\x89PNG", "image/png")}
-        edit = http.post("/v1/images/edits", files=image, data={"prompt": "a hat", "n": "2", "model": "gpt-image-1"})
+        edit = http.post("/v1/images/edits", files=image, data={"prompt": "a hat", "n": "2", "model": image_model})
         assert edit.status_code == 200
+
+
+def test_the_ledger_shows_every_route_in_its_unit(make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream):
+    path = tmp_path / "keys.toml"
+    admin, user = keys.create(path, "admin", admin=True), keys.create(path, "user")
+    gateway = make_gateway(PROXY_KEYS_FILE=str(path))
+    send_media(gateway, user, "gpt-image-1")
     rows = {row["route"]: row for row in wait_for_report(gateway, admin, 3, by="route")["rows"]}
     assert (rows["openai.audio.speech"]["unit"], rows["openai.audio.speech"]["units"]) == ("character", 11)
     assert rows["openai.audio.speech"]["input_tokens"] > 0  # the body's estimate: what TPM and budgets count
@@ -77,14 +82,9 @@ def test_unit_routes_are_priced_in_every_report(make_gateway: GatewayFactory, tm
     path = tmp_path / "keys.toml"
     admin, user = keys.create(path, "admin", admin=True), keys.create(path, "user")
     gateway = priced_gateway(make_gateway, tmp_path)
-    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {user}"}, timeout=30) as http:
-        assert http.post("/v1/audio/speech", json={"input": "Hello there", "model": "tts-1"}).status_code == 200
-        assert http.post("/v1/audio/speech", json={"input": "Hi", "model": "tts-1-hd"}).status_code == 200
-        files = {"file": ("a.wav", wav(2.2), "audio/wav")}
-        assert http.post("/v1/audio/transcriptions", files=files, data={"model": "whisper-1"}).status_code == 200
-        image = {"image": ("a.png", b"\x89PNG", "image/png")}
-        edit = http.post("/v1/images/edits", files=image, data={"prompt": "a hat", "n": "2", "model": "dall-e-2"})
-        assert edit.status_code == 200
+    send_media(gateway, user, "dall-e-2")
+    hd = {"input": "Hi", "model": "tts-1-hd"}
+    assert httpx.post(gateway.url + "/v1/audio/speech", json=hd, headers={"authorization": f"Bearer {user}"}).is_success
     report = wait_for_report(gateway, admin, 4, by="route")
     rows = {row["route"]: row for row in report["rows"]}
     speech = rows["openai.audio.speech"]
