@@ -196,16 +196,21 @@ def test_a_ledger_from_before_units_gains_the_column(tmp_path: Path):
     old = sqlite3.connect(path)
     old.execute(OLD_SCHEMA)
     old.execute("INSERT INTO usage VALUES (1, 'alice', 'openai.responses', 'gpt-4.1', 2, 10, 20)")
+    old.execute("INSERT INTO usage VALUES (1, 'bob', 'openai.images.generations', 'dall-e-3', 3, 30, 0)")
     old.commit()
     old.close()
     store = SqliteStore(path)
     store.add({(1, "alice", "openai.audio.speech", "tts-1"): [1, 3, 0, 12]})
+    store.add({(1, "bob", "openai.images.generations", "dall-e-3"): [1, 10, 0, 2]})
     assert store.rows(None, 0) == [
         (1, "alice", "openai.audio.speech", "tts-1", 1, 3, 0, 12),
         (1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0),
+        (1, "bob", "openai.images.generations", "dall-e-3", 4, 40, 0, 3 + 2),  # one image per older request
     ]
     store.close()
-    assert SqliteStore(path).rows("alice", 0)[1][-1] == 0  # opened again: nothing to migrate
+    again = SqliteStore(path)  # opened again: nothing to migrate, nothing counted twice
+    assert [row[-1] for row in again.rows(None, 0)] == [12, 0, 5]
+    again.close()
 
 
 def test_redis_counts_units_too(redis_server: RedisServer):
