@@ -35,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     usage = commands.add_parser("usage", help="report the usage ledger (PROXY_DATA_DIR, or PROXY_REDIS_URL)")
     usage.add_argument("--key", help="only this key's usage")
     usage.add_argument("--since", help="from this UTC date (YYYY-MM-DD) or ISO 8601 time; default: everything")
-    usage.add_argument("--by", choices=GROUPS, default="day", help="one line per day (default), model or key")
+    usage.add_argument(
+        "--by",
+        choices=GROUPS,
+        default="day",
+        help="one line per day (default), model, key or route (with its billing unit)",
+    )
     usage.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv or json")
     fake = commands.add_parser("fake-upstream", help="only the fake upstream (for benchmarks)")
     fake.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")

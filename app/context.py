@@ -37,6 +37,7 @@ class RequestInfo:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # added to whatever answers
     input_tokens: int | None = None  # the upstream's reported usage, when its answer carried one
     output_tokens: int | None = None
+    units: int | None = None  # the route's billing units as the upstream reported them (a transcription's seconds)
     estimate: Tokens = NO_TOKENS  # what admission reserved: the body's size in tokens and its output cap
     text: TextMeter | None = None  # the generated text relayed, on routes that measure it
     deferred: bool = False  # a background response's creation: its usage is charged when it completes

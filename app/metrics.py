@@ -27,7 +27,8 @@ from prometheus_client import (
 )
 
 from app.context import RequestInfo
-from app.money import PriceList
+from app.money import Counted, PriceList
+from app.proxy.table import unit_of
 
 PREFIX = "acedata_proxy_"
 # Latency buckets from sub-millisecond (gateway overhead) to minutes (long generations).
@@ -95,7 +96,7 @@ class Metrics:
             registry=reg,
         )  # fmt: skip
         self.spend = Counter(
-            PREFIX + "spend", "Money the ledger's tokens cost at PROXY_PRICES_FILE's prices (priced models only)",
+            PREFIX + "spend", "Money the ledger's tokens and units cost at PROXY_PRICES_FILE's prices (priced only)",
             ["key", "model"], registry=reg,
         )  # fmt: skip
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
@@ -136,7 +137,8 @@ class Metrics:
             self._child(self.tokens, route, model, key, "input").inc(charged.input)
         if charged.output:
             self._child(self.tokens, route, model, key, "output").inc(charged.output)
-        cost = self.prices.cost(priced, requests, charged.input, charged.output) if self.prices is not None else None
+        counted = Counted(requests, charged.input, charged.output, charged.units, unit_of(route))
+        cost = self.prices.cost(priced, counted) if self.prices is not None else None
         if cost:
             self._child(self.spend, key, model).inc(cost)
 

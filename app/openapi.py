@@ -20,7 +20,9 @@ from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
 JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
-MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON}
+MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/*"}  # audio: as `response_format` asks
+FORM = "multipart/form-data"
+BINARY = {"type": "string", "format": "binary"}
 PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
 
 # "Authorize" in /docs takes a client key; a gateway without a keys file ignores it
@@ -115,6 +117,18 @@ SCHEMAS: dict[str, Any] = {
         "required": ["data"],
         "properties": {"created": {"type": "integer"}, "data": {"type": "array"}},
     },
+    "GenerateContentResponse": {
+        "description": "Gemini's answer (`candidates`, `usageMetadata`), as the upstream sent it; without "
+        "`alt=sse`, streamGenerateContent answers a JSON array of them.",
+        "type": ["object", "array"],
+        "properties": {"candidates": {"type": "array"}, "usageMetadata": {"type": "object"}},
+    },
+    "Transcription": {
+        "description": "The transcribed text (and usage), as the upstream sent it.",
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "usage": {"type": "object"}},
+    },
     "Model": {
         "description": "A model this gateway accepts for the calling key.",
         "type": "object",
@@ -155,6 +169,7 @@ SSE_EVENT = {
 FORMAT_SCHEMAS = {
     "sse": SSE_EVENT,
     "ndjson": {"type": "string", "description": "One JSON object per line, relayed as the upstream sends them."},
+    "audio": {**BINARY, "description": "Audio bytes (the content type follows `response_format`), as they arrive."},
 }
 
 REQUEST_ID = {
@@ -199,6 +214,11 @@ def _request_schema(spec: RouteSpec, settings: Settings) -> dict[str, Any]:
         model["description"] = f"A listed Claude model, or any id matching {patterns} (PROXY_ANTHROPIC_MODELS)."
         model = {"anyOf": [model, {"type": "string", "pattern": _glob_pattern(settings.anthropic_models)}]}
     schema["properties"]["model"] = model
+    if spec.path_model:  # in the path, not the body
+        del schema["properties"]["model"]
+        schema["required"] = [name for name in schema.get("required", ()) if name != "model"]
+    if spec.body_kind == "multipart":
+        _as_form(schema, getattr(spec.schema, "files", ()))
     return schema
 
 
@@ -208,8 +228,24 @@ def _glob_pattern(globs: Iterable[str]) -> str:
     return "^(" + "|".join(alternatives) + ")$"
 
 
+def _as_form(schema: dict[str, Any], files: tuple[str, ...]) -> None:
+    """A form's schema: file parts are binary (the check sees their sizes), and a field is sent or left out,
+    never null (a form has no null: `null` would be the text "null")."""
+    for field in schema["properties"].values():
+        branches = [branch for branch in field.get("anyOf", ()) if branch.get("type") != "null"]
+        if len(branches) == 1:
+            field.pop("anyOf")
+            field.pop("default", None)
+            field.update(branches[0])
+    for name in files:  # the list's bounds stay the schema's (one transcription file, up to 16 images)
+        schema["properties"][name]["items"] = BINARY
+
+
 def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = []
+    if spec.path_model:
+        model = {"type": "string", "enum": sorted(spec.models)}
+        parameters.append({"name": "model", "in": "path", "required": True, "schema": model})
     if spec.parameterized:
         parameters.append({"name": "id", "in": "path", "required": True, "schema": PATH_SCHEMA})
     parameters += [
@@ -260,7 +296,8 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
         media: dict[str, Any] = {"schema": _ref(body)}
         if spec.example is not None:
             media["examples"] = {"works": {"summary": "A request that works", "value": spec.example}}
-        operation["requestBody"] = {"required": True, "content": {JSON: media}}
+        kind = FORM if spec.body_kind == "multipart" else JSON
+        operation["requestBody"] = {"required": True, "content": {kind: media}}
     return {spec.method.lower(): operation}
 
 

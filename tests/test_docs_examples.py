@@ -27,7 +27,7 @@ SKIPPED = [
     (r"scripts/run( +#.*)?$", "starts the gateway and serves until stopped: the demo this test runs stands for it"),
     (r"scripts/run demo\b", "the demo itself, which this test starts once for every example"),
     (r"PROXY_KEYS_FILE=keys.toml scripts/run$", "starts the gateway and serves until stopped"),
-    (r"PROXY_KEYS_FILE=keys.toml PROXY_PRICES_FILE=\S+ scripts/run demo$", "the demo with keys and prices: serves until stopped"),
+    (r"PROXY_KEYS_FILE=keys.toml PROXY_PRICES_FILE=\S+ scripts/run demo$", "the demo with keys and prices"),
     (r"scripts/test\b", "runs the test suite this test is part of"),
     (r"echo 'ACEDATACLOUD_API_TOKEN=\.\.\.'", "needs a real AceData token"),
     (r"(ANTHROPIC_BASE_URL=.* )?claude$", "needs Claude Code (an npm install) and a real model behind the gateway"),

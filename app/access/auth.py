@@ -67,8 +67,9 @@ class KeyStore:
 
     def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> KeyEntry:
         """The key entry for the request's client key, or InvalidApiKey. The key comes as `Authorization: Bearer
-        sk-...` (OpenAI SDKs, Claude Code's ANTHROPIC_AUTH_TOKEN) or `x-api-key: sk-...` (Claude Code's
-        ANTHROPIC_API_KEY, the anthropic SDKs); a request carrying both is judged by its Authorization."""
+        sk-...` (OpenAI SDKs, Claude Code's ANTHROPIC_AUTH_TOKEN), `x-api-key: sk-...` (Claude Code's
+        ANTHROPIC_API_KEY, the anthropic SDKs) or `x-goog-api-key: sk-...` (google-genai); a request carrying
+        Authorization is judged by it, else by the first of the others it carries."""
         self._refresh()
         presented_key = _presented(headers)
         if presented_key is None:
@@ -84,11 +85,11 @@ class KeyStore:
 
 
 def _presented(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The client key a request presents: the Bearer credential, else the x-api-key value."""
+    """The client key a request presents: the Bearer credential, else the first x-api-key or x-goog-api-key."""
     api_key = None
     for name, value in headers:
         if name == b"authorization" and value[:7].lower() == b"bearer ":
             return value[7:].strip()
-        if name == b"x-api-key" and api_key is None:
+        if (name == b"x-api-key" or name == b"x-goog-api-key") and api_key is None:
             api_key = value.strip()
     return api_key

@@ -26,6 +26,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage
 from app.access.keys import KeyEntry
 from app.errors import BudgetExceeded
 from app.ledger import Ledger, Row
+from app.ledger.report import counted
 from app.money import MICROS, PriceList
 
 DAY = 86400
@@ -63,7 +64,7 @@ class BudgetHold:
 def priced_spend(rows: list[Row], prices: PriceList) -> int:
     """Millionths of the currency the ledger's rows cost; a row without a price counts nothing (a key with a money
     budget is refused unpriced models, so only a price removed since leaves such rows)."""
-    return sum(prices.micros(row[3], row[4], row[5], row[6]) or 0 for row in rows)
+    return sum(prices.micros(row[3], counted(row)) or 0 for row in rows)
 
 
 class Budgets:

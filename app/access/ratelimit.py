@@ -27,7 +27,8 @@ from app.access.keys import KeyEntry
 from app.context import RequestInfo
 from app.errors import BudgetExceeded, ModelNotAllowed, ProxyError, RateLimited, RateLimiterUnavailable
 from app.ledger import STORE_ERRORS, Ledger
-from app.money import MICROS, PriceList
+from app.money import MICROS, Counted, PriceList
+from app.proxy.table import unit_of
 from app.proxy.usage import Owner, Tokens
 from app.settings import Settings
 from app.types import Headers
@@ -114,7 +115,7 @@ class RateLimiter:
             if key.budget_tokens is not None and metered:
                 ticket.budget = await self.budgets.reserve(key, key.budget_tokens, estimate)
             if key.budget_amount is not None and metered:
-                reservation = self._cost(key, info.model, info.estimate)
+                reservation = self._cost(key, info)
                 ticket.money = await self.budgets.reserve(key, round(key.budget_amount * MICROS), reservation, True)
             if key.rpm is not None:
                 await self._count_request(key, key.rpm, headers)
@@ -125,12 +126,13 @@ class RateLimiter:
             raise
         return ticket
 
-    def _cost(self, key: KeyEntry, model: str | None, tokens: Tokens) -> int:
-        """Millionths of the currency `tokens` of `model` cost. A request that can spend nothing (no body) costs 0;
-        an unpriced model is refused to a key with a money budget, whose spend could not be counted."""
-        if not tokens.total:
+    def _cost(self, key: KeyEntry, info: RequestInfo) -> int:
+        """Millionths of the currency the request's estimate costs. A request that can spend nothing (no body)
+        costs 0; an unpriced model is refused to a key with a money budget, whose spend could not be counted."""
+        model, tokens = info.model, info.estimate
+        if not tokens.total and not tokens.units:
             return 0
-        cost = self.prices.micros(model or "-", 1, tokens.input, tokens.output) if self.prices is not None else None
+        cost = self._micros(model, info.route, 1, tokens)
         if cost is None:
             raise ModelNotAllowed(
                 f"Key '{key.name}' has a budget in money and model '{(model or '-')[:80]}' has no price in "
@@ -193,15 +195,21 @@ class RateLimiter:
             if key.budget_tokens is not None:
                 await self.budgets.adjust(key, charged.total - owner.reserved)
             if key.budget_amount is not None and self.prices is not None:
-                cost = self.prices.micros(owner.model, 1, charged.input, charged.output) or 0
+                cost = self._micros(owner.model, owner.route, 1, charged) or 0
                 await self.budgets.adjust(key, cost - owner.reserved_cost, money=True)
         except STORAGE_ERRORS as exc:
             log.warning("could not settle a background response's usage: %s", exc)
 
-    def cost(self, model: str | None, tokens: Tokens) -> tuple[int, int]:
-        """The tokens and millionths of the currency a reservation of `tokens` of `model` holds."""
-        priced = self.prices.micros(model or "-", 1, tokens.input, tokens.output) if self.prices is not None else None
-        return tokens.total, priced or 0
+    def cost(self, model: str | None, route: str, tokens: Tokens) -> tuple[int, int]:
+        """The tokens and millionths of the currency a reservation of `tokens` of `model` on `route` holds."""
+        return tokens.total, self._micros(model, route, 1, tokens) or 0
+
+    def _micros(self, model: str | None, route: str, requests: int, tokens: Tokens) -> int | None:
+        """What `tokens` (and units, in the route's unit) of `model` cost; None: no price file, or no price."""
+        if self.prices is None:
+            return None
+        counted = Counted(requests, tokens.input, tokens.output, tokens.units, unit_of(route))
+        return self.prices.micros(model or "-", counted)
 
     def _charged_cost(self, info: RequestInfo) -> int:
         """What the ledger records for the request, priced as reports price it (a background response's usage
@@ -209,7 +217,7 @@ class RateLimiter:
         charged = info.charged
         if charged is None or info.charged_to is not None or self.prices is None:
             return 0
-        return self.prices.micros(info.model or "-", 1, charged.input, charged.output) or 0
+        return self._micros(info.model, info.route, 1, charged) or 0
 
     async def _give_back(self, ticket: Ticket) -> None:
         """A request refused after some of its reservations were made returns them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from app.types import Headers
+from app.types import Body, Headers
 
 # bounded: these are the `kind` label of acedata_proxy_upstream_errors_total
 FailureKind = Literal["connect", "timeout", "reset", "protocol"]
@@ -57,7 +57,7 @@ class UpstreamResponse(Protocol):
 
 
 class UpstreamClient(Protocol):
-    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> UpstreamResponse:
+    async def request(self, method: str, path: bytes, headers: Headers, body: Body) -> UpstreamResponse:
         """Send the request; return once the response headers arrived. Raises UpstreamFailure."""
 
     async def aclose(self) -> None: ...

@@ -26,6 +26,7 @@ import httptools
 from app.clients import FailureKind, UpstreamFailure
 from app.clients.flow_control import FlowControl
 from app.clients.response import Response
+from app.types import Body
 
 INLINE_BODY = 64 * 1024  # smaller bodies go out in one write with the head
 RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s
@@ -168,7 +169,7 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ what the pool asks of it
 
-    def send(self, head: bytes, body: bytes) -> Response:
+    def send(self, head: bytes, body: Body) -> Response:
         """Write a request; its response, to wait on with `Response.started`."""
         assert self.state is not ACTIVE
         response = self.response = Response(self)

@@ -23,7 +23,7 @@ from app.clients.connection import IDLE, NEW, Connection
 from app.clients.flow_control import HIGH_WATER
 from app.clients.origin import parse_origin, proxy_for, tls_context
 from app.clients.response import Response
-from app.types import Headers
+from app.types import Body, Headers
 
 __all__ = ["HIGH_WATER", "Http1Client"]  # the backpressure mark, for the client's tests
 
@@ -52,7 +52,7 @@ class Http1Client:
         self.waiting: deque[asyncio.Future[Connection | None]] = deque()  # None: a free slot to open one
         self.closed = False
 
-    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> Response:
+    async def request(self, method: str, path: bytes, headers: Headers, body: Body) -> Response:
         head = b"".join(
             [self.head_starts[method], path, self.head_host]
             + [name + b": " + value + b"\r\n" for name, value in headers]

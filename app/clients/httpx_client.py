@@ -13,7 +13,7 @@ from h11 import _readers
 
 from app.clients import STALE_RETRIES, ClientOptions, FailureKind, UpstreamFailure
 from app.clients.origin import parse_origin, proxy_for, tls_context
-from app.types import Headers
+from app.types import Body, Headers
 
 
 def failure(exc: httpx.HTTPError) -> UpstreamFailure:
@@ -124,11 +124,11 @@ class HttpxClient:
             trust_env=False,
         )  # fmt: skip
 
-    async def request(self, method: str, path: bytes, headers: Headers, body: bytes) -> HttpxResponse:
+    async def request(self, method: str, path: bytes, headers: Headers, body: Body) -> HttpxResponse:
         url = self.base_url + path.decode()
         connecting = Connecting()
         request = self.client.build_request(
-            method, url, content=body or None, headers=headers, extensions={"trace": connecting}
+            method, url, content=bytes(body) or None, headers=headers, extensions={"trace": connecting}
         )
         try:
             return HttpxResponse(await self._send(request, connecting))

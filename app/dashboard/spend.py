@@ -13,7 +13,8 @@ from app.access.budgets import period_of
 from app.access.keys import KeyEntry
 from app.ledger import DayRow
 from app.ledger.report import Spend
-from app.money import PriceList
+from app.money import Counted, PriceList
+from app.proxy.table import unit_of
 
 DAYS = 30
 HOURS_PER_DAY = 24
@@ -44,15 +45,18 @@ class KeyState:
 
 @dataclass(slots=True)
 class Summary:
-    """The ledger since `first_hour`, summed per (UTC day, key, model) by the store: a few thousand entries where
-    a busy team's hourly rows are tens of thousands, so each look reads and prices little."""
+    """The ledger since `first_hour`, summed per (UTC day, key, route, model) by the store: a few thousand entries
+    where a busy team's hourly rows are tens of thousands, so each look reads and prices little."""
 
     now: float
-    days: dict[tuple[int, str, str], list[int]] = field(default_factory=dict)  # requests, input, output tokens
+    # (day, key, route, model) -> requests, input tokens, output tokens, units (in the route's unit)
+    days: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
     last_hour: dict[str, int] = field(default_factory=dict)
 
-    def cost(self, model: str, counts: list[int], prices: PriceList | None) -> float | None:
-        return prices.cost(model, counts[0], counts[1], counts[2]) if prices is not None else None
+    def cost(self, route: str, model: str, counts: list[int], prices: PriceList | None) -> float | None:
+        if prices is None:
+            return None
+        return prices.cost(model, Counted(counts[0], counts[1], counts[2], counts[3], unit_of(route)))
 
 
 def first_hour(now: float) -> int:
@@ -63,8 +67,8 @@ def first_hour(now: float) -> int:
 
 def summarize(rows: list[DayRow], now: float) -> Summary:
     summary = Summary(now)
-    for day, key, model, requests, inputs, outputs, last in rows:
-        summary.days[(day, key, model)] = [requests, inputs, outputs]
+    for day, key, route, model, requests, inputs, outputs, units, last in rows:
+        summary.days[(day, key, route, model)] = [requests, inputs, outputs, units]
         summary.last_hour[key] = max(summary.last_hour.get(key, last), last)
     return summary
 
@@ -79,9 +83,9 @@ def daily(summary: Summary, prices: PriceList | None) -> tuple[Series, Series]:
     labels = day_labels(summary.now)
     first_day = int(summary.now // 3600) // HOURS_PER_DAY - (DAYS - 1)
     by_key, by_model = Series(labels), Series(labels)
-    for (day, key, model), counts in summary.days.items():
+    for (day, key, route, model), counts in summary.days.items():
         if 0 <= day - first_day < DAYS:
-            cost = summary.cost(model, counts, prices)
+            cost = summary.cost(route, model, counts, prices)
             by_key.add(key, day - first_day, cost, counts[0])
             by_model.add(model, day - first_day, cost, counts[0])
     return by_key, by_model
@@ -93,10 +97,10 @@ def key_states(entries: tuple[KeyEntry, ...], summary: Summary, prices: PriceLis
     first_day = {entry.name: int(periods[entry.budget_period].start // 86400) for entry in entries}
     tokens: dict[str, int] = dict.fromkeys(first_day, 0)
     spend = {name: Spend() for name in first_day}
-    for (day, key, model), counts in summary.days.items():
+    for (day, key, route, model), counts in summary.days.items():
         if key in first_day and day >= first_day[key]:
             tokens[key] += counts[1] + counts[2]
-            spend[key].add(summary.cost(model, counts, prices), counts[0])
+            spend[key].add(summary.cost(route, model, counts, prices), counts[0])
     return [
         KeyState(entry, periods[name].label, tokens[entry.name], spend[entry.name], summary.last_hour.get(entry.name))
         for entry in entries

@@ -9,56 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-from app.fakes import answers, messages
+from app.fakes import answers, gemini, media, messages
+from app.fakes.exchange import Behaviour, Exchange, Sender
 from app.proxy.table import ROUTES
-from app.types import Headers, Receive, Scope, Send
+from app.types import Receive, Scope, Send
 
-UPSTREAM_ERRORS = {
-    400: "bad_request", 401: "invalid_token", 403: "used_up", 404: "no_api", 413: "request_too_large",
-    429: "too_many_requests", 500: "api_error", 504: "timeout",
-}  # fmt: skip
-
-
-@dataclass
-class Behaviour:
-    deltas: int = 5  # stream pieces (text deltas) per answer
-    delay: float = 0.0  # seconds between stream chunks
-    headers_delay: float = 0.0  # seconds before the status line (a slow or hanging upstream)
-    status: int | None = None  # answer every request with this upstream error status
-    cut_after: int | None = None  # drop the connection after this many body chunks
-    stall_after: int | None = None  # go silent (forever) after this many body chunks
-    sse_style: Literal["events", "data-only"] = "events"  # Responses streams with or without `event:` lines
-    done_marker: bool = False  # end Responses streams with `data: [DONE]` too
-    crlf: bool = False  # end NDJSON lines with \r\n
-    pad: int = 0  # characters added to each text delta (big streams at little CPU cost, for memory tests)
-
-
-@dataclass
-class Exchange:
-    method: str
-    path: str
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-    sent: bytearray = field(default_factory=bytearray)
-    chunk_times: list[float] = field(default_factory=list)
-    finished: bool = False
-    closed_early: bool = False
-    query: bytes = b""
-    parameter: str = ""  # the path parameter (a response id)
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.decode().lower() == name.lower():
-                return value.decode()
-        return None
+__all__ = ["Behaviour", "Exchange", "FakeUpstream", "Sender"]  # the handlers' types, where the fake is
 
 
 def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
@@ -75,7 +37,7 @@ def _for_request(behaviour: Behaviour, request_id: str | None) -> Behaviour:
     return behaviour
 
 
-Handler = Callable[[dict[str, Any], "Exchange", "_Sender"], Awaitable[None]]
+Handler = Callable[[dict[str, Any], "Exchange", "Sender"], Awaitable[None]]
 
 
 class FakeUpstream:
@@ -101,6 +63,11 @@ class FakeUpstream:
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/openai/embeddings"): self._embeddings,
             ("POST", "/openai/images/generations"): self._images,
+            ("POST", "/openai/images/edits"): media.image_edits,
+            ("POST", "/openai/audio/speech"): media.speech,
+            ("POST", "/openai/audio/transcriptions"): media.transcriptions,
+            ("POST", "/v1beta/models/{model}:generateContent"): gemini.generate,
+            ("POST", "/v1beta/models/{model}:streamGenerateContent"): gemini.stream,
             ("GET", "/openai/models"): self._models,
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
@@ -132,7 +99,7 @@ class FakeUpstream:
         if self.record:
             self.exchanges.append(exchange)
         behaviour = _for_request(self.behaviour, exchange.header("x-request-id"))
-        serving = asyncio.create_task(self._serve(scope, exchange, _Sender(send, exchange, behaviour)))
+        serving = asyncio.create_task(self._serve(scope, exchange, Sender(send, exchange, behaviour)))
         watcher = asyncio.create_task(_until_disconnect(receive))
         await asyncio.wait((serving, watcher), return_when=asyncio.FIRST_COMPLETED)
         if serving.done():
@@ -143,7 +110,7 @@ class FakeUpstream:
         exchange.closed_early = True  # the gateway closed the request before the answer was complete
         serving.cancel()
 
-    async def _serve(self, scope: Scope, exchange: Exchange, out: _Sender) -> None:
+    async def _serve(self, scope: Scope, exchange: Exchange, out: Sender) -> None:
         behaviour = out.behaviour
         if behaviour.headers_delay:
             await asyncio.sleep(behaviour.headers_delay)
@@ -156,18 +123,22 @@ class FakeUpstream:
         path = scope["path"]
         if path.startswith("/openai/responses/"):
             path, exchange.parameter = "/openai/responses/{id}", path.rsplit("/", 1)[1]
+        elif path.startswith("/v1beta/models/"):
+            exchange.parameter, _, action = path.rsplit("/", 1)[1].partition(":")
+            path = "/v1beta/models/{model}:" + action
         route = self.routes.get((scope["method"], path))
         if route is None:
             await out.error(404, "The API does not exist.")
             return
+        multipart = (exchange.header("content-type") or "").startswith("multipart/")
         try:
-            request = orjson.loads(exchange.body) if exchange.body else {}
+            request = orjson.loads(exchange.body) if exchange.body and not multipart else {}
         except orjson.JSONDecodeError:
             await out.error(400, "The request body is not JSON.")
             return
         await route(request, exchange, out)
 
-    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _responses(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         if body.get("background"):
             final = answers.response(body, pieces)
@@ -179,7 +150,7 @@ class FakeUpstream:
             return
         await self._stream_events(body, pieces, out)
 
-    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: _Sender) -> None:
+    async def _stream_events(self, body: dict[str, Any], pieces: list[str], out: Sender) -> None:
         await out.start(200, b"text/event-stream; charset=utf-8")
         for event in answers.responses_events(body, pieces):
             data = orjson.dumps(event if self.behaviour.sse_style == "events" else {**event, "model": body["model"]})
@@ -189,7 +160,7 @@ class FakeUpstream:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _retrieve(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         stored = self.stored.get(exchange.parameter)
         if stored is None:
             await out.error(404, f"No response with id '{exchange.parameter}'.")
@@ -198,7 +169,7 @@ class FakeUpstream:
         else:
             await out.json(200, stored["response"])
 
-    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _chat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, answers.chat_completion(body, pieces))
@@ -209,13 +180,13 @@ class FakeUpstream:
         await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _embeddings(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         await out.json(200, answers.embeddings(body))
 
-    async def _images(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _images(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         await out.json(200, answers.images(body))
 
-    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         conversation = body.get("id") or str(uuid.uuid4())
         accept = exchange.header("accept") or ""
@@ -234,7 +205,7 @@ class FakeUpstream:
             await out.chunk(b"data: [DONE]\n\n")
         await out.end()
 
-    async def _messages(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _messages(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, messages.message(body, pieces))
@@ -244,65 +215,21 @@ class FakeUpstream:
             await out.chunk(b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
         await out.end()
 
-    async def _count_tokens(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _count_tokens(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         await out.json(200, messages.count_tokens(body))
 
-    async def _models(self, body: dict[str, Any], exchange: Exchange, out: _Sender) -> None:
+    async def _models(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
         model = {"id": "gpt-5.5", "object": "model", "created": 0, "owned_by": "acedata"}
         await out.json(200, {"object": "list", "data": [model]})
 
 
-class _Sender:
-    """Sends one answer, applying the behaviour's pacing and faults to its body chunks."""
-
-    def __init__(self, send: Send, exchange: Exchange, behaviour: Behaviour):
-        self.send = send
-        self.exchange = exchange
-        self.behaviour = behaviour
-        self.chunks = 0
-
-    async def start(self, status: int, content_type: bytes, extra: Headers | None = None) -> None:
-        headers = [
-            (b"content-type", content_type),
-            (b"x-request-id", b"upstream-" + uuid.uuid4().hex[:8].encode()),
-        ]
-        await self.send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
-
-    async def chunk(self, data: bytes) -> None:
-        behaviour = self.behaviour
-        if self.chunks and behaviour.delay:
-            await asyncio.sleep(behaviour.delay)
-        if behaviour.cut_after is not None and self.chunks >= behaviour.cut_after:
-            raise ConnectionResetError("fake upstream cut the stream on purpose")
-        if behaviour.stall_after is not None and self.chunks >= behaviour.stall_after:
-            await asyncio.sleep(3600)
-        self.chunks += 1
-        self.exchange.sent += data
-        self.exchange.chunk_times.append(time.monotonic())
-        await self.send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def end(self) -> None:
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def json(self, status: int, payload: dict[str, Any]) -> None:
-        data = orjson.dumps(payload)
-        length = str(len(data)).encode()
-        await self.start(status, b"application/json", [(b"content-length", length)])
-        await self.chunk(data)
-        await self.end()
-
-    async def error(self, status: int, message: str) -> None:
-        code = UPSTREAM_ERRORS.get(status, "api_error")
-        await self.json(status, {"error": {"code": code, "message": message}, "trace_id": uuid.uuid4().hex})
-
-
 async def _read(receive: Receive) -> bytes:
-    body = b""
+    body = bytearray()  # grown in place: a 25 MB upload arrives in hundreds of chunks
     while True:
         message = await receive()
-        body += bytes(message.get("body", b""))
+        body += message.get("body", b"")
         if not message.get("more_body"):
-            return body
+            return bytes(body)
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -51,23 +51,25 @@ class Ledger:
             return
         row = (int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
         if info.charged_to is None:
-            self._add(row, [1, charged.input, charged.output])
+            self._add(row, [1, charged.input, charged.output, charged.units])
             return
-        self._add(row, [1, 0, 0])
+        self._add(row, [1, 0, 0, 0])
         owner = info.charged_to
         self.charge(owner.key, owner.route, owner.model, charged)
 
     def charge(self, key: str, route: str, model: str, tokens: Tokens) -> None:
         """Add tokens to a key's row without a request: a background response's usage, charged when it completes."""
         if tokens.total:
-            self._add((int(time.time() // 3600), key, route, model[:MODEL_CHARS]), [0, tokens.input, tokens.output])
+            self._add(
+                (int(time.time() // 3600), key, route, model[:MODEL_CHARS]),
+                [0, tokens.input, tokens.output, tokens.units],
+            )
 
     def _add(self, row: RowKey, counts: Counts) -> None:
         current = self.pending.get(row)
         if current is not None:
-            current[0] += counts[0]
-            current[1] += counts[1]
-            current[2] += counts[2]
+            for index, count in enumerate(counts):
+                current[index] += count
         elif len(self.pending) < MAX_PENDING_ROWS:
             self.pending[row] = counts
         else:

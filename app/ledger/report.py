@@ -1,8 +1,10 @@
 """Usage reports from ledger rows: grouped by day, model or key, rendered as a table, CSV or JSON. The CLI's
-`acedata-proxy usage` and GET /admin/usage share this, so both say the same thing.
+`acedata-proxy usage` and GET /admin/usage share this, so both say the same thing. Grouped by route, each line
+also names the route's billing unit (token, character, second, image) and how many it counted.
 
 With a price file, each row also has `cost`: what its priced requests cost, null when none of them has a price
-(never 0 for "unknown"), and `unpriced_requests`, how many requests had no price; the report names the file."""
+(never 0 for "unknown"), and `unpriced_requests`, how many requests had no price; the report names the file.
+A route billed by units is priced by its model's `per_unit` price in that unit (app/money/prices.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ from typing import Any, Literal, cast
 import orjson
 
 from app.ledger.store import Row
-from app.money import PriceList, shown
+from app.money import Counted, PriceList, shown
+from app.proxy.table import unit_of
 
-GROUPS = ("day", "model", "key")
+GROUPS = ("day", "model", "key", "route")
 FORMATS = ("table", "csv", "json")
-Group = Literal["day", "model", "key"]
+Group = Literal["day", "model", "key", "route"]
 COLUMNS = ("requests", "input_tokens", "output_tokens", "total_tokens")
 MONEY = ("cost", "unpriced_requests")
+UNIT_COLUMNS = ("unit", "units")  # by route only: units of different routes do not add up
 
 
 class ReportError(ValueError):
@@ -54,7 +58,7 @@ def group(by: str) -> Group:
 def _label(row: Row, by: Group) -> str:
     if by == "day":
         return dt.datetime.fromtimestamp(row[0] * 3600, dt.UTC).strftime("%Y-%m-%d")
-    return row[3] if by == "model" else row[1]
+    return {"model": row[3], "key": row[1], "route": row[2]}[by]
 
 
 class Spend:
@@ -76,21 +80,29 @@ class Spend:
         return {"cost": None if self.cost is None else round(self.cost, 10), "unpriced_requests": self.unpriced}
 
 
+def counted(row: Row) -> Counted:
+    """A ledger row's counts as prices read them: its units are in its route's unit."""
+    return Counted(row[4], row[5], row[6], row[7], unit_of(row[2]))
+
+
 def row_cost(row: Row, prices: PriceList | None) -> float | None:
-    return prices.cost(row[3], row[4], row[5], row[6]) if prices is not None else None
+    return prices.cost(row[3], counted(row)) if prices is not None else None
 
 
 def build(rows: Iterable[Row], by: Group, prices: PriceList | None = None) -> dict[str, Any]:
     """{"by": ..., "prices": {file, currency} | None, "rows": [{by: label, requests, input_tokens, output_tokens,
-    total_tokens, cost, unpriced_requests}], "total": {...}}"""
+    total_tokens, cost, unpriced_requests}], "total": {...}}; by route, each row also has `unit` and `units` (a
+    token route's units are its tokens)."""
     sums: dict[str, tuple[list[int], Spend]] = {}
     for row in rows:
-        counts, spend = sums.setdefault(_label(row, by), ([0, 0, 0], Spend()))
-        counts[0] += row[4]
-        counts[1] += row[5]
-        counts[2] += row[6]
+        counts, spend = sums.setdefault(_label(row, by), ([0, 0, 0, 0], Spend()))
+        for index, count in enumerate(row[4:]):
+            counts[index] += count
         spend.add(row_cost(row, prices), row[4])
-    lines = [{by: label, **_counts(counts, spend)} for label, (counts, spend) in sorted(sums.items())]
+    lines = [
+        {by: label, **_counts(counts, spend), **_units(label, counts, by)}
+        for label, (counts, spend) in sorted(sums.items())
+    ]
     total = Spend()
     for _, spend in sums.values():
         total.add(spend.cost, 0)
@@ -101,12 +113,20 @@ def build(rows: Iterable[Row], by: Group, prices: PriceList | None = None) -> di
 
 
 def _counts(counts: list[int], spend: Spend) -> dict[str, Any]:
-    return {**dict(zip(COLUMNS, [*counts, counts[1] + counts[2]], strict=True)), **spend.fields()}
+    return {**dict(zip(COLUMNS, [*counts[:3], counts[1] + counts[2]], strict=True)), **spend.fields()}
+
+
+def _units(route: str, counts: list[int], by: Group) -> dict[str, Any]:
+    if by != "route":
+        return {}
+    unit = unit_of(route)
+    return {"unit": unit, "units": counts[3] if unit != "token" else counts[1] + counts[2]}
 
 
 def render(report: dict[str, Any], fmt: str) -> str:
     by = report["by"]
-    header = [by, *COLUMNS, *MONEY]
+    units = UNIT_COLUMNS if by == "route" else ()
+    header = [by, *COLUMNS, *units, *MONEY]
     lines = [[line[name] for name in header] for line in report["rows"]]
     if fmt == "json":
         return orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
@@ -114,7 +134,8 @@ def render(report: dict[str, Any], fmt: str) -> str:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows([header, *([_blank(c) for c in line] for line in lines)])
         return out.getvalue()
-    lines.append(["total", *(report["total"][name] for name in (*COLUMNS, *MONEY))])
+    total = report["total"]
+    lines.append(["total", *(total[name] for name in COLUMNS), *("" for _ in units), *(total[name] for name in MONEY)])
     cells = [[_shown(cell) for cell in line] for line in [header, *lines]]
     widths = [max(len(cell) for cell in column) for column in zip(*cells, strict=True)]
     return "".join(_aligned(line, widths) for line in cells) + _priced_by(report["prices"])

@@ -1,6 +1,7 @@
 """Where the usage ledger lives: SQLite under PROXY_DATA_DIR (default), or Redis with PROXY_REDIS_URL.
 
-Both hold one row per UTC hour, key, route and model: requests, input tokens, output tokens. Writes add to a
+Both hold one row per UTC hour, key, route and model: requests, input tokens, output tokens, and units (what the
+route bills besides tokens: characters, audio seconds or images; its RouteSpec's `unit`). Writes add to a
 row atomically (an SQLite upsert inside one transaction; Redis HINCRBY inside MULTI/EXEC), so any number of
 workers and replicas can write at once. Both classes are synchronous: the gateway calls them from its ledger
 thread, the CLI directly.
@@ -16,18 +17,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from app.proxy.table import ROUTES
 from app.proxy.usage import Owner
 from app.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
-# (hour, key, route, model) -> [requests, input tokens, output tokens]; hour = unix seconds // 3600 (UTC)
+# (hour, key, route, model) -> [requests, input tokens, output tokens, units]; hour = unix seconds // 3600 (UTC)
 RowKey = tuple[int, str, str, str]
 Counts = list[int]
-Row = tuple[int, str, str, str, int, int, int]
-# (day, key, model, requests, input tokens, output tokens, last hour): rows summed per UTC day, key and model
-DayRow = tuple[int, str, str, int, int, int, int]
+Row = tuple[int, str, str, str, int, int, int, int]
+FIELDS = "riou"  # the Redis field suffix of each count
+# (day, key, route, model, requests, input tokens, output tokens, units, last hour): rows summed per UTC day, key,
+# route and model (the route names what its units count)
+DayRow = tuple[int, str, str, str, int, int, int, int, int]
 
 
 class StoreUnavailable(Exception):
@@ -67,6 +71,7 @@ CREATE TABLE IF NOT EXISTS usage (
     requests INTEGER NOT NULL,
     input_tokens INTEGER NOT NULL,
     output_tokens INTEGER NOT NULL,
+    units INTEGER NOT NULL DEFAULT 0,  -- characters, audio seconds or images, by the route's unit
     PRIMARY KEY (hour, key, route, model)
 ) WITHOUT ROWID
 """
@@ -85,12 +90,15 @@ CREATE TABLE IF NOT EXISTS background (
 """
 BACKGROUND_RETENTION = 30 * 86400  # seconds: how long the upstream keeps a response (OpenAI's 30 days)
 UPSERT = """
-INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO usage (hour, key, route, model, requests, input_tokens, output_tokens, units)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (hour, key, route, model) DO UPDATE SET
     requests = requests + excluded.requests,
     input_tokens = input_tokens + excluded.input_tokens,
-    output_tokens = output_tokens + excluded.output_tokens
+    output_tokens = output_tokens + excluded.output_tokens,
+    units = units + excluded.units
 """
+COLUMNS = "hour, key, route, model, requests, input_tokens, output_tokens, units"
 
 
 class SqliteStore:
@@ -106,7 +114,21 @@ class SqliteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA cache_size=-256")  # KiB: batches are small, and every worker holds a connection
         self.db.execute(SCHEMA)
+        self._migrate()
         self.db.execute(BACKGROUND_SCHEMA)
+
+    def _migrate(self) -> None:
+        """A ledger written before units were counted gains the column. Its image rows count one image a request,
+        as prices read them until then (`n` was not recorded); other rows count none. One transaction: a racing
+        worker waits, then finds the column added."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            if any(column[1] == "units" for column in self.db.execute("PRAGMA table_info(usage)")):
+                return
+            self.db.execute("ALTER TABLE usage ADD COLUMN units INTEGER NOT NULL DEFAULT 0")
+            images = [spec.name for spec in ROUTES if spec.unit == "image"]
+            marks = ", ".join("?" * len(images))
+            self.db.execute(f"UPDATE usage SET units = requests WHERE route IN ({marks})", images)  # placeholders only
 
     def add(self, batch: Mapping[RowKey, Counts]) -> None:
         with self.db:  # one transaction: the whole batch or nothing
@@ -114,7 +136,7 @@ class SqliteStore:
             self.db.executemany(UPSERT, [(*row, *counts) for row, counts in batch.items()])
 
     def rows(self, key: str | None, since_hour: int) -> list[Row]:
-        query = "SELECT * FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
+        query = f"SELECT {COLUMNS} FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
         params = (since_hour, key) if key is not None else (since_hour,)
         return list(self.db.execute(query + " ORDER BY hour", params))
 
@@ -124,8 +146,9 @@ class SqliteStore:
 
     def days(self, since_hour: int) -> list[DayRow]:
         """Summed by SQLite itself: a few thousand rows leave the database where hourly ones are tens of thousands."""
-        query = """SELECT hour / 24, key, model, SUM(requests), SUM(input_tokens), SUM(output_tokens), MAX(hour)
-                   FROM usage WHERE hour >= ? GROUP BY hour / 24, key, model"""
+        query = """SELECT hour / 24, key, route, model, SUM(requests), SUM(input_tokens), SUM(output_tokens),
+                          SUM(units), MAX(hour)
+                   FROM usage WHERE hour >= ? GROUP BY hour / 24, key, route, model"""
         return list(self.db.execute(query, (since_hour,)))
 
     def describe(self) -> dict[str, str]:
@@ -171,7 +194,7 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=True)
         hours = set()
         for (hour, key, route, model), counts in batch.items():
-            for field, amount in zip("rio", counts, strict=True):
+            for field, amount in zip(FIELDS, counts, strict=True):
                 if amount:
                     pipe.hincrby(f"{REDIS_PREFIX}{hour}", orjson.dumps([key, route, model, field]).decode(), amount)
             hours.add(hour)
@@ -235,16 +258,15 @@ def _rows(hour: int, fields: Mapping[bytes, bytes], only: str | None) -> Iterabl
     for raw, value in fields.items():
         key, route, model, field = orjson.loads(raw)
         if only is None or key == only:
-            counts.setdefault((key, route, model), [0, 0, 0])["rio".index(field)] += int(value)
-    return [(hour, k, r, m, c[0], c[1], c[2]) for (k, r, m), c in sorted(counts.items())]
+            counts.setdefault((key, route, model), [0, 0, 0, 0])[FIELDS.index(field)] += int(value)
+    return [(hour, k, r, m, c[0], c[1], c[2], c[3]) for (k, r, m), c in sorted(counts.items())]
 
 
 def by_day(rows: Iterable[Row]) -> list[DayRow]:
-    sums: dict[tuple[int, str, str], list[int]] = {}
-    for hour, key, _route, model, requests, inputs, outputs in rows:
-        counts = sums.setdefault((hour // 24, key, model), [0, 0, 0, hour])
-        counts[0] += requests
-        counts[1] += inputs
-        counts[2] += outputs
-        counts[3] = max(counts[3], hour)
-    return [(day, key, model, *counts) for (day, key, model), counts in sums.items()]  # type: ignore[misc]
+    sums: dict[tuple[int, str, str, str], list[int]] = {}
+    for hour, key, route, model, *row_counts in rows:
+        counts = sums.setdefault((hour // 24, key, route, model), [0, 0, 0, 0, hour])
+        for index, count in enumerate(row_counts):
+            counts[index] += count
+        counts[4] = max(counts[4], hour)
+    return [(*day, *counts) for day, counts in sums.items()]  # type: ignore[misc]

@@ -1,7 +1,7 @@
 """The price file (`PROXY_PRICES_FILE`): TOML with a `currency` and `[[prices]]` tables, each naming a model id or
 glob pattern (the first match wins) and its price per million input, output and cached-input tokens, or per unit
-for routes that report no tokens. The ledger keeps tokens; money is computed from the file in force when asked,
-so a price change re-prices history rather than rewriting it.
+for routes billed by requests, images, characters or audio seconds. The ledger keeps tokens and units; money is
+computed from the file in force when asked, so a price change re-prices history rather than rewriting it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from pathlib import Path
 
 from app import tomlfile
 
-# Counted per request by the ledger: `request`, and `image` (one per request; `n` is not recorded). The ledger has
-# no count of characters or audio seconds yet, so a model priced in those units reports as unpriced.
+# What a `per_unit` price counts: requests, or the units the ledger keeps on a route billed by them (the images a
+# request asked for, a speech's input characters, a transcription's audio seconds: its RouteSpec's `unit`).
 UNITS = ("request", "image", "character", "second")
-COUNTED_UNITS = frozenset({"request", "image"})
 FIELDS = ("model", "input", "output", "cached_input", "per_unit", "unit")
 MICROS = 1_000_000  # budgets count money in millionths of the currency: integers, so Redis INCRBY adds them
 CURRENCY = re.compile(r"[A-Za-z]{3,8}")
@@ -25,6 +24,18 @@ CURRENCY = re.compile(r"[A-Za-z]{3,8}")
 
 class PricesFileError(ValueError):
     """The price file cannot be used as it is; the message says which entry and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What a ledger row or a request counted, as a price reads it: requests, tokens, and `units` of the route's
+    billing `unit` (a token route's `unit` is "token" and it counts none)."""
+
+    requests: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    units: int = 0
+    unit: str = "token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +47,17 @@ class Price:
     per_unit: float | None = None
     unit: str | None = None
 
-    def cost(self, requests: int, input_tokens: int, output_tokens: int) -> float | None:
-        """What these counts cost, or None when this price cannot say (a unit the ledger does not count)."""
-        if self.per_unit is not None:
-            if self.unit not in COUNTED_UNITS:
-                return None
-            return requests * self.per_unit + self._tokens(input_tokens, output_tokens)
-        return self._tokens(input_tokens, output_tokens)
+    def cost(self, counted: Counted) -> float | None:
+        """What these counts cost, or None when this price cannot say: it is per a unit the route does not count
+        (a price per character for a model used on a route counting images)."""
+        tokens = self._tokens(counted.input_tokens, counted.output_tokens)
+        if self.per_unit is None:
+            return tokens
+        if self.unit == "request":
+            return counted.requests * self.per_unit + tokens
+        if self.unit != counted.unit:
+            return None
+        return counted.units * self.per_unit + tokens
 
     def _tokens(self, input_tokens: int, output_tokens: int) -> float:
         # every input token at the `input` price: an upper bound while cached input is not recorded apart
@@ -65,16 +80,17 @@ class PriceList:
             self._found[model] = match
         return match
 
-    def cost(self, model: str, requests: int, input_tokens: int, output_tokens: int) -> float | None:
-        """None: unpriced. A row with no model and no tokens (a retrieval) charged nothing, so costs 0."""
+    def cost(self, model: str, counted: Counted) -> float | None:
+        """None: unpriced. A row with no model and nothing counted (a retrieval) charged nothing, so costs 0."""
         price = self.price(model)
         if price is None:
-            return 0.0 if model == "-" and not input_tokens and not output_tokens else None
-        return price.cost(requests, input_tokens, output_tokens)
+            nothing = not (counted.input_tokens or counted.output_tokens or counted.units)
+            return 0.0 if model == "-" and nothing else None
+        return price.cost(counted)
 
-    def micros(self, model: str, requests: int, input_tokens: int, output_tokens: int) -> int | None:
+    def micros(self, model: str, counted: Counted) -> int | None:
         """The cost in millionths of the currency, rounded up, for budgets."""
-        cost = self.cost(model, requests, input_tokens, output_tokens)
+        cost = self.cost(model, counted)
         return None if cost is None else math.ceil(round(cost * MICROS, 6))
 
     def describe(self) -> dict[str, str]:

@@ -63,7 +63,7 @@ class Background:
     async def created(self, info: RequestInfo, response_id: str) -> None:
         """A background request was answered with this id: remember its creator. Its usage waits for a retrieval,
         unless the answer already carried it (a background stream followed to its end)."""
-        reserved_cost = self.limiter.cost(info.model, info.estimate)
+        reserved_cost = self.limiter.cost(info.model, info.route, info.estimate)
         owner = Owner(info.key_name or "-", info.route, info.model or "-", info.model_label, *reserved_cost)
         await self.ledger.remember(response_id, owner)
         if info.input_tokens is not None:

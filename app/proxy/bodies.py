@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from app.errors import InvalidRequest
+from app.types import Body
 
 MAX_SEPARATORS = 1_000_000  # commas: about one per value (ints cost ~36 bytes each once parsed)
 MAX_CONTAINERS = 200_000  # objects and arrays: the costly values (~60 ms of parsing at the ceiling)
@@ -20,7 +21,7 @@ MAX_FIELDS = 512  # top-level keys: the widest request schema has under a hundre
 WALK_FROM = 1024 * 1024  # bodies this large skip the per-key scans and walk their top level at once
 
 
-def check_structure(body: bytes) -> None:
+def check_structure(body: Body) -> None:
     """InvalidRequest when the body holds more JSON values than any request needs."""
     if body.count(b",") > MAX_SEPARATORS or body.count(b"{") + body.count(b"[") > MAX_CONTAINERS:
         raise InvalidRequest(
@@ -29,7 +30,7 @@ def check_structure(body: bytes) -> None:
         )
 
 
-def check_unique_keys(body: bytes, document: dict[str, object]) -> None:
+def check_unique_keys(body: Body, document: dict[str, object]) -> None:
     """InvalidRequest when a top-level key appears twice. Cheap when it cannot: every key's literal appears
     exactly once in the body and nothing could spell a key another way (a \\u escape, or a key with characters
     that have escapes of their own). Otherwise, or for large bodies, the top level is walked."""
@@ -45,7 +46,7 @@ _literals: dict[str, bytes | None] = {}  # a key's literal as written, None when
 LITERALS_KEPT = 1024
 
 
-def _once(body: bytes, key: str) -> bool:
+def _once(body: Body, key: str) -> bool:
     literal = _literals.get(key, b"")
     if literal == b"":
         unsafe = "/" in key or '"' in key or "\\" in key or not key.isprintable()
@@ -63,7 +64,7 @@ COLON_NEXT = re.compile(rb"[ \t\r\n]*+:")
 QUOTE, OPENING = ord('"'), b"{["
 
 
-def _top_level_key_count(body: bytes) -> int:
+def _top_level_key_count(body: Body) -> int:
     """How many keys a valid JSON object (the body already parsed whole) has at its top level, duplicates
     included: the strings at depth 1 that a colon follows. Byte offsets throughout (non-ASCII text cannot shift
     them), in linear time: nested values are skipped bracket to bracket in the regex engine."""

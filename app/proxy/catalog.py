@@ -216,6 +216,17 @@ IMAGE_MODELS = frozenset(
     }
 )  # fmt: skip
 
+# AceData's audio and image-edit guides (AceDataCloud/OpenAIAPI docs/openai_*_api_integration_guide.md)
+SPEECH_MODELS = frozenset({"tts-1", "tts-1-hd"})
+TRANSCRIPTION_MODELS = frozenset({"whisper-1", "gpt-transcribe"})
+IMAGE_EDIT_MODELS = frozenset({"gpt-image-1", "dall-e-2"})
+
+# AceData's Gemini guide (AceDataCloud/GeminiAPI docs/gemini_generate_content_api_integration_guide.md)
+GEMINI_MODELS = frozenset(
+    {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-3-flash-preview", "gemini-3.1-pro",
+     "gemini-2.0-flash"}
+)  # fmt: skip
+
 
 # models a route refuses but another route serves: the refusal says where (Claude on /openai/... → the /v1 base)
 SERVED_ELSEWHERE = ((V1_CHAT_MODELS, "POST /v1/chat/completions", "use the /v1 base URL"),)

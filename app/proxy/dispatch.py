@@ -1,5 +1,6 @@
 """Which endpoint a request goes to. The route table's paths (forwarded) and the models routes (answered here) are
-looked up by exact path, or by prefix and one checked path parameter: the hot path, no framework in the way.
+looked up by exact path, by prefix and one checked path parameter, or (Gemini's `models/{model}:action`) by prefix
+and action around the model: dictionary lookups, no framework in the way and no pattern matched per request.
 Everything else (health, metrics, docs, unknown paths) goes to the FastAPI app."""
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ class Dispatcher:
         fallback: ASGIApp,
         labels: dict[str, str],
     ):
-        """`routes`: (path, method, label, envelope, endpoint); a path ending in "{id}" takes one path parameter.
+        """`routes`: (path, method, label, envelope, endpoint); a path ending in "{id}" takes one path parameter,
+        and one with "{model}:" a model between its prefix and its action (the endpoint checks the model).
         `labels`: the metrics label of the fallback's own paths."""
         self.exact: dict[str, Route] = {}
         self.prefixed: dict[str, Route] = {}
+        self.actions: dict[tuple[str, str], Route] = {}  # (prefix, ":action")
         # unknown paths under a route of another envelope get that envelope (a 404 under /v1/messages/...)
         self.families: list[tuple[str, Envelope]] = []
         for path, method, name, envelope, endpoint in routes:
+            if "{model}:" in path:
+                prefix, _, action = path.partition("{model}")
+                self.actions.setdefault((prefix, action), Route(name, envelope, {})).endpoints[method] = endpoint
+                continue
             table, key = (self.prefixed, path[:-4]) if path.endswith("{id}") else (self.exact, path)
             table.setdefault(key, Route(name, envelope, {})).endpoints[method] = endpoint
             if envelope != "openai":
@@ -48,6 +55,9 @@ class Dispatcher:
         route = self.exact.get(path)
         if route is None:
             prefix, _, parameter = path.rpartition("/")
+            model, colon, action = parameter.rpartition(":")
+            if colon and model and (route := self.actions.get((prefix + "/", ":" + action))) is not None:
+                return route
             route = self.prefixed.get(prefix + "/")
             if route is not None and not PATH_PARAMETER.fullmatch(parameter):
                 return None
@@ -64,10 +74,15 @@ class Dispatcher:
 
     def served(self) -> list[str]:
         """Every "METHOD /path" this dispatcher serves itself, for the unknown-route message and the docs."""
-        return [
+        served = [
             f"{method} {path}{'{id}' if table is self.prefixed else ''}"
             for table in (self.exact, self.prefixed)
             for path, route in table.items()
+            for method in route.endpoints
+        ]
+        return served + [
+            f"{method} {prefix}{{model}}{action}"
+            for (prefix, action), route in self.actions.items()
             for method in route.endpoints
         ]
 

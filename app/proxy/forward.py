@@ -29,13 +29,14 @@ from app.ledger import Ledger, Owner
 from app.proxy.background import Background, IdTap
 from app.proxy.catalog import ModelCatalog
 from app.proxy.headers import FORWARDED_REQUEST_HEADERS, header, request_headers, response_headers, unrelayable
-from app.proxy.schemas import RequestBody, parse_body
+from app.proxy.multipart import read_form
+from app.proxy.schemas import RequestBody, parse_body, validate
 from app.proxy.streams import StreamFormat, stream_format
 from app.proxy.table import RouteSpec
 from app.proxy.upstream import StreamBroken, StreamFailed, UpstreamPool, relay, translate
 from app.proxy.usage import TextMeter, UsageTap, charge
 from app.settings import Settings
-from app.types import Receive, Scope, Send
+from app.types import Body, Receive, Scope, Send
 
 log = logging.getLogger("acedata_proxy.forward")
 
@@ -77,6 +78,18 @@ def _query(raw: bytes, allowed: frozenset[str]) -> str:
     return "?" + urlencode(pairs)
 
 
+def _path_model(scope: Scope, spec: RouteSpec) -> str | None:
+    """The model of a `models/{model}:action` path, when it is one plain segment (letters, digits, `-`, `.`, `_`:
+    nothing that could move the upstream path, even with PROXY_ALLOW_ANY_MODEL); InvalidRequest if not."""
+    if not spec.path_model:
+        return None
+    path: str = scope["path"]
+    model = path.rpartition("/")[2].rpartition(":")[0]
+    if not (model.isascii() and model.replace("-", "").replace(".", "").replace("_", "").isalnum()) or model[0] == ".":
+        raise InvalidRequest(f"Invalid model in the path: '{model[:80]}'.", param="model")
+    return model
+
+
 def _is_json(content_type: bytes | None) -> bool:
     if content_type is None:
         return True
@@ -93,24 +106,28 @@ def _large(scope: Scope) -> bool:
     return length is None or not length.isdigit() or int(length) >= EARLY_CHECK_FROM
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it is known to be over `limit`."""
+async def read_body(scope: Scope, receive: Receive, limit: int) -> Body:
+    """The whole request body, refusing (413) as soon as it is known to be over `limit`. A body in several chunks
+    grows one buffer in place (a large one is remapped, not copied): a 25 MB upload is held once, not twice."""
     length = header(scope["headers"], b"content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
-    chunks: list[bytes] = []
-    size = 0
+        raise RequestTooLarge(f"Request body is over this route's limit of {limit} bytes.")
+    body: Body = b""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"Request body is over the gateway's limit of {limit} bytes.")
-        chunks.append(chunk)
+        if len(body) + len(chunk) > limit:
+            raise RequestTooLarge(f"Request body is over this route's limit of {limit} bytes.")
+        if not body:
+            body = chunk
+        else:
+            if not isinstance(body, bytearray):
+                body = bytearray(body)
+            body += chunk
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return body  # a bytearray passes for bytes everywhere the body goes (orjson, the socket)
 
 
 class _Exchange:
@@ -118,7 +135,7 @@ class _Exchange:
 
     __slots__ = ("body", "creates", "owner", "response_id", "target", "ticket")
 
-    def __init__(self, body: bytes, target: bytes):
+    def __init__(self, body: Body, target: bytes):
         self.body = body
         self.target = target
         self.ticket = Ticket()
@@ -196,19 +213,20 @@ class ForwardEndpoint:
         if self.keys is not None:
             key = self.keys.authenticate(scope["headers"])
             info.key_name = key.name
-        body, parsed = b"", None
+        body: Body = b""
+        parsed, size = None, 0
         if self.spec.schema is not None:
             if _large(scope):  # a refused key costs no large read or parse; a small one costs less than a check
                 await self.limiter.refuse_early(key)
-            body = await read_body(scope, receive, self.settings.max_request_bytes)
-            parsed = self._parse(self.spec.schema, scope, body, info)
+            body = await read_body(scope, receive, self.spec.max_body or self.settings.max_request_bytes)
+            parsed, size = self._parse(self.spec.schema, scope, body, info)
         exchange = _Exchange(body, self._target(scope))
         if key is not None and parsed is not None and not key.allows(parsed.model):
             raise ModelNotAllowed(
                 f"Key '{key.name}' may not use model '{parsed.model}'.", param="model", headers=NO_RETRY
             )
         await self._background(scope, key, parsed, exchange)
-        info.estimate = self.spec.estimate(body, parsed, self.settings.tpm_output_reservation)
+        info.estimate = self.spec.estimate(size, parsed, self.settings.tpm_output_reservation)
         exchange.ticket = await self.limiter.admit(key, info, metered=self.spec.metered)
         return exchange
 
@@ -224,20 +242,28 @@ class ForwardEndpoint:
             exchange.response_id = scope["path"].rpartition("/")[2]
             exchange.owner = await self.background.owner(key, exchange.response_id)
 
-    def _parse(self, schema: type[RequestBody], scope: Scope, body: bytes, info: RequestInfo) -> RequestBody:
-        if not _is_json(header(scope["headers"], b"content-type")):
+    def _parse(self, schema: type[RequestBody], scope: Scope, body: Body, info: RequestInfo) -> tuple[RequestBody, int]:
+        """The checked body, and its size as the estimate counts it (a form's text fields, not its files)."""
+        content_type = header(scope["headers"], b"content-type")
+        if self.spec.body_kind == "multipart":
+            document, size = read_form(content_type, body)
+            parsed = validate(schema, document, self.catalog)
+        elif not _is_json(content_type):
             raise InvalidRequest("Content-Type must be application/json.")
-        parsed = parse_body(schema, body, self.catalog)
+        else:
+            parsed, size = parse_body(schema, body, self.catalog, _path_model(scope, self.spec)), len(body)
         info.model, info.model_label = parsed.model, self.catalog.label(parsed.model)
-        return parsed
+        return parsed, size
 
     def _target(self, scope: Scope) -> bytes:
         """The upstream path (and query) for this request: fixed by the route; only a checked path parameter and
         the route's own query parameters come from the client."""
-        if not self.spec.query and not self.spec.parameterized:
-            return self.path
+        if not self.spec.query and not self.spec.parameterized and not self.spec.path_model:
+            return self.path  # a query string here is not the route's: it never goes upstream
         target = self.spec.upstream_path
-        if self.spec.parameterized:
+        if self.spec.path_model:
+            target = target.replace("{model}", _path_model(scope, self.spec) or "")
+        elif self.spec.parameterized:
             parameter = scope["path"].rpartition("/")[2]  # checked by the dispatcher against PATH_PARAMETER
             target = target.replace("{id}", parameter)
         return (target + _query(scope.get("query_string", b""), self.spec.query)).encode()
@@ -299,6 +325,7 @@ class ForwardEndpoint:
         finally:
             if readers is not None and readers.usage is not None:
                 info.input_tokens, info.output_tokens = readers.usage.input_tokens, readers.usage.output_tokens
+                info.units = readers.usage.units
         await self._settle_background(exchange, readers, info)
         watch.finished = True
         await send({"type": "http.response.body", "body": last, "more_body": False})

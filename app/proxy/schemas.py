@@ -6,7 +6,7 @@ Fields not listed here are allowed and forwarded untouched.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 from app.errors import InvalidRequest
 from app.proxy.bodies import check_structure, check_unique_keys
 from app.proxy.catalog import ModelCatalog
+from app.types import Body
 
 
 class RequestBody(BaseModel):
@@ -102,6 +103,49 @@ class MessagesCreate(MessagesCountTokens):
     stop_sequences: list[str] | None = None
 
 
+Voice = Literal["alloy", "echo", "fable", "onyx", "nova", "shimmer"]
+
+
+class SpeechCreate(RequestBody):
+    model: str = "tts-1-hd"  # AceData's default: the key's allowlist and the ledger see it when none is sent
+    input: Annotated[str, Field(min_length=1)]
+    voice: Voice | None = None
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | None = None
+    speed: Annotated[float, Field(ge=0.25, le=4)] | None = None
+
+
+class GenerateContent(RequestBody):
+    """Gemini's native body; `model` is not in it but in the path, and is checked as if it were."""
+
+    contents: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    systemInstruction: dict[str, Any] | None = None
+    generationConfig: dict[str, Any] | None = None
+
+
+class FormBody(RequestBody):
+    """A multipart form (app/proxy/multipart.py): every field arrives as text, so values are converted (lax
+    mode); a file part is the list of its sizes in bytes."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+    files: ClassVar[tuple[str, ...]] = ()  # the file parts' names
+
+
+class TranscriptionCreate(FormBody):
+    files = ("file",)
+    model: str = "whisper-1"
+    file: Annotated[list[int], Field(min_length=1, max_length=1)]
+    stream: bool | None = None
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+class ImageEdit(FormBody):
+    files = ("image",)
+    model: str = "dall-e-2"  # OpenAI's default for edits
+    image: Annotated[list[int], Field(min_length=1, max_length=16)]
+    prompt: Annotated[str, Field(min_length=1, max_length=32000)]
+    n: Annotated[int, Field(ge=1, le=10)] | None = None
+
+
 # Unions report one error per branch; one sentence reads better than pydantic's two.
 _FIELD_HINTS = {
     "input": "must be a string or a list of at least one item",
@@ -117,7 +161,7 @@ def _describe(error: ErrorDetails) -> InvalidRequest:
     return InvalidRequest(f"Invalid '{field}': {hint}.", param=field)
 
 
-def parse_body(schema: type[RequestBody], body: bytes, catalog: ModelCatalog) -> RequestBody:
+def parse_body(schema: type[RequestBody], body: Body, catalog: ModelCatalog, model: str | None = None) -> RequestBody:
     """The validated body, or InvalidRequest naming the first offending field.
 
     orjson parses (strict RFC 8259: no NaN or Infinity, which pydantic's parser accepts and the upstream may
@@ -131,6 +175,13 @@ def parse_body(schema: type[RequestBody], body: bytes, catalog: ModelCatalog) ->
     if not isinstance(document, dict):
         raise InvalidRequest("Request body must be a JSON object.")
     check_unique_keys(body, document)
+    if model is not None:  # the route takes it from the path (Gemini): checked like a body's, never forwarded
+        document = {**document, "model": model}
+    return validate(schema, document, catalog)
+
+
+def validate(schema: type[RequestBody], document: dict[str, Any], catalog: ModelCatalog) -> RequestBody:
+    """The body's fields checked (JSON and form bodies alike), or InvalidRequest naming the first offending one."""
     try:
         parsed = schema.model_validate(document)
     except ValidationError as exc:

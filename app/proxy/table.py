@@ -7,6 +7,8 @@ app/proxy/catalog.py, and its tests. Which upstream path serves each client path
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -17,13 +19,16 @@ from app.proxy.usage import (
     BYTES_PER_TOKEN,
     CHAT_USAGE,
     EMBEDDINGS_USAGE,
+    GEMINI_USAGE,
     MESSAGES_USAGE,
     RESPONSES_USAGE,
+    TRANSCRIPTION_USAGE,
     Tokens,
     UsageFields,
 )
 
-Format = Literal["json", "sse", "ndjson"]
+Format = Literal["json", "sse", "ndjson", "audio"]
+Unit = Literal["token", "character", "second", "image"]
 
 # No model writes more than this in one answer; an output cap beyond it (a client may send 2**63 - 1) reserves
 # this much, so a reservation stays a sane number in every counter it is added to (Redis' INCRBY included).
@@ -31,6 +36,14 @@ MAX_OUTPUT_TOKENS = 1_000_000
 # What one gpt-image-1 image costs at most (high quality, 1536x1024: OpenAI's image token table): an image route
 # reserves this per image, so a burst of images stays within the documented budget bound.
 IMAGE_OUTPUT_TOKENS = 6240
+
+# Audio seconds before the upstream reports them: an upload's bytes at 128 kbit/s (a typical MP3; WAV and FLAC are
+# larger, so they are overestimated, never under), and what a second counts as in tokens for TPM and budgets
+# (OpenAI's audio models read about ten tokens a second).
+AUDIO_BYTES_PER_SECOND = 16_000
+AUDIO_TOKENS_PER_SECOND = 10
+MiB = 1 << 20
+UPLOAD_BYTES = 25 * MiB + 64 * 1024  # AceData's 25 MB file limit, and room for the form's other fields
 
 # A path parameter (a response id, a model name): one segment of letters, digits, `_`, `-`, `.` and `:`, never a
 # dot-segment, so nothing a client sends can move the upstream path outside its route.
@@ -67,16 +80,34 @@ class RouteSpec:
     headers: frozenset[bytes] = frozenset()  # client headers forwarded beyond the ones every route forwards
     metered: bool = True  # False: never charged, never held by TPM or budgets (RPM still applies)
     anthropic_models: bool = False  # also accepts any model matching PROXY_ANTHROPIC_MODELS
+    body_kind: Literal["json", "multipart"] = "json"  # multipart: app/proxy/multipart.py reads the form
+    max_body: int | None = None  # the route's request body limit; None: PROXY_MAX_REQUEST_BYTES
+    # what the route is billed by besides tokens, counted in `Tokens.units`: the characters of a speech's `input`,
+    # the seconds of a transcription's audio, the images asked for
+    unit: Unit = "token"
 
-    def estimate(self, body: bytes, parsed: schemas.RequestBody | None, default_output: int) -> Tokens:
+    def estimate(self, size: int, parsed: schemas.RequestBody | None, default_output: int) -> Tokens:
         """The tokens a request may spend, reserved at admission (TPM, budgets) and charged when the upstream
-        reports none: the body's size in tokens, and its output cap (the first one the body sets, else the
-        route's default, else `default_output`; at most MAX_OUTPUT_TOKENS) for each choice it asks for (`n`).
+        reports none: `size` (the body's bytes; a form's text fields only) in tokens, and its output cap (the
+        first one the body sets, else the route's default, else `default_output`; at most MAX_OUTPUT_TOKENS) for
+        each choice it asks for (`n`); audio seconds at AUDIO_TOKENS_PER_SECOND more input, and its units.
         A route without a body, or one that produces no output (embeddings), reserves none; nor does one that is
         not metered."""
         if parsed is None or not self.metered:
             return Tokens()
-        return Tokens(max(1, len(body) // BYTES_PER_TOKEN), self._output(parsed, default_output) * _choices(parsed))
+        units = self._units(parsed)
+        audio = units * AUDIO_TOKENS_PER_SECOND if self.unit == "second" else 0
+        output = self._output(parsed, default_output) * _choices(parsed)
+        return Tokens(max(1, size // BYTES_PER_TOKEN) + audio, output, units)
+
+    def _units(self, body: schemas.RequestBody) -> int:
+        if self.unit == "character":
+            return len(getattr(body, "input", ""))
+        if self.unit == "image":
+            return _choices(body)
+        if self.unit == "second":  # estimated from the upload's size until the upstream reports its duration
+            return max(1, math.ceil(sum(getattr(body, "file", ())) / AUDIO_BYTES_PER_SECOND))
+        return 0
 
     def _output(self, body: schemas.RequestBody, default: int) -> int:
         if self.output_cap is None:
@@ -93,6 +124,11 @@ class RouteSpec:
     @property
     def parameterized(self) -> bool:
         return self.paths[0].endswith("{id}")
+
+    @property
+    def path_model(self) -> bool:
+        """The model is a path segment (`models/{model}:action`), not a body field."""
+        return "{model}" in self.paths[0]
 
 
 def _count(value: object) -> int | None:
@@ -204,6 +240,7 @@ IMAGES = RouteSpec(
     answer="ImagesResponse",
     usage=RESPONSES_USAGE,
     default_output=IMAGE_OUTPUT_TOKENS,
+    unit="image",
     example={"model": "gpt-image-1", "prompt": "A lighthouse at dawn", "size": "1024x1024"},
 )
 
@@ -249,6 +286,72 @@ COUNT_TOKENS = replace(
     metered=False,
 )
 
+SPEECH = RouteSpec(
+    name="openai.audio.speech",
+    paths=("/openai/audio/speech", "/v1/audio/speech"),
+    upstream_path="/openai/audio/speech",
+    summary="OpenAI text to speech: audio bytes, relayed as they arrive",
+    schema=schemas.SpeechCreate,
+    models=catalog.SPEECH_MODELS,
+    formats=("audio",),
+    output_cap=None,  # audio, not tokens: billed by the characters of `input`
+    unit="character",
+    example={"model": "tts-1", "input": "Say hello", "voice": "alloy"},
+)
+
+TRANSCRIPTIONS = RouteSpec(
+    name="openai.audio.transcriptions",
+    paths=("/openai/audio/transcriptions", "/v1/audio/transcriptions"),
+    upstream_path="/openai/audio/transcriptions",
+    summary="OpenAI speech to text (multipart/form-data, 25 MB; `stream=true` with gpt-transcribe streams SSE)",
+    schema=schemas.TranscriptionCreate,
+    models=catalog.TRANSCRIPTION_MODELS,
+    formats=("json", "sse"),
+    answer="Transcription",
+    usage=TRANSCRIPTION_USAGE,
+    output_cap=None,  # billed by audio seconds; gpt-transcribe's reported tokens are charged when they come
+    body_kind="multipart",
+    max_body=UPLOAD_BYTES,
+    unit="second",
+)
+
+IMAGE_EDITS = replace(
+    IMAGES,
+    name="openai.images.edits",
+    paths=("/openai/images/edits", "/v1/images/edits"),
+    upstream_path="/openai/images/edits",
+    summary="OpenAI image edits (multipart/form-data: `image` or `image[]`, `prompt`, `model`)",
+    schema=schemas.ImageEdit,
+    models=catalog.IMAGE_EDIT_MODELS,
+    body_kind="multipart",
+    max_body=UPLOAD_BYTES,  # AceData documents no edit limit: images as large as its largest upload
+    example=None,  # a form, not JSON
+)
+
+GEMINI_GENERATE = RouteSpec(
+    name="gemini.generate_content",
+    # google-genai calls /v1beta by default, and /v1 with http_options.api_version="v1": both go to /v1beta
+    paths=("/v1beta/models/{model}:generateContent", "/v1/models/{model}:generateContent"),
+    upstream_path="/v1beta/models/{model}:generateContent",
+    summary="Gemini's native API (google-genai's generate_content); the model is in the path",
+    schema=schemas.GenerateContent,
+    models=catalog.GEMINI_MODELS,
+    answer="GenerateContentResponse",
+    usage=GEMINI_USAGE,
+    text=("text",),
+    example={"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]},
+)
+
+GEMINI_STREAM = replace(
+    GEMINI_GENERATE,
+    name="gemini.stream_generate_content",
+    paths=("/v1beta/models/{model}:streamGenerateContent", "/v1/models/{model}:streamGenerateContent"),
+    upstream_path="/v1beta/models/{model}:streamGenerateContent",
+    summary="Gemini's native streaming API (`?alt=sse`: server-sent events, each a GenerateContentResponse)",
+    formats=("json", "sse"),
+    query=frozenset({"alt"}),
+)
+
 ROUTES: tuple[RouteSpec, ...] = (
     CONVERSATIONS,
     RESPONSES,
@@ -259,4 +362,16 @@ ROUTES: tuple[RouteSpec, ...] = (
     IMAGES,
     MESSAGES,
     COUNT_TOKENS,
+    IMAGE_EDITS,
+    SPEECH,
+    TRANSCRIPTIONS,
+    GEMINI_GENERATE,
+    GEMINI_STREAM,
 )
+
+
+@functools.cache
+def unit_of(route: str) -> Unit:
+    """What a route bills by, from its name (a ledger row's or a metric's `route`): "token" for any other name.
+    Remembered: route names are a bounded set."""
+    return next((spec.unit for spec in ROUTES if spec.name == route), "token")

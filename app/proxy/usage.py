@@ -34,10 +34,13 @@ class Tap(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Tokens:
-    """Input and output tokens: an estimate, a reservation, a reported usage or a charge."""
+    """Input and output tokens: an estimate, a reservation, a reported usage or a charge. `units` counts what a
+    route bills besides tokens (its RouteSpec's `unit`: characters, audio seconds, images); the tokens remain
+    what TPM and budgets count, on every route."""
 
     input: int = 0
     output: int = 0
+    units: int = 0
 
     @property
     def total(self) -> int:
@@ -71,6 +74,8 @@ class Outcome(Protocol):
     @property
     def output_tokens(self) -> int | None: ...
     @property
+    def units(self) -> int | None: ...
+    @property
     def upstream_error(self) -> str | None: ...
     @property
     def deferred(self) -> bool: ...
@@ -89,17 +94,20 @@ def charge(info: Outcome) -> Tokens | None:
     - on a route whose text is measured (`TextMeter`): the input estimate and the output relayed, at least one
       token per text piece and at least its bytes at BYTES_PER_TOKEN, every choice counted;
     - otherwise the admission estimate (its input, and its output cap as reserved).
+    Units (characters, audio seconds, images) are the upstream's report when it gives one (a transcription's
+    `seconds`), else the admission's count.
     A background response's creation is charged nothing here: its usage is charged once, to the key that
     created it, when a retrieval first reports it completed (app/proxy/background.py)."""
     if info.upstream_ttfb is None:
         return None
+    units = info.units if info.units is not None else info.estimate.units
     if info.input_tokens is not None:
-        return Tokens(info.input_tokens, info.output_tokens or 0)
+        return Tokens(info.input_tokens, info.output_tokens or 0, units)
     if info.upstream_error == "status" or info.deferred:
         return NO_TOKENS
     if info.text is not None:
-        return Tokens(info.estimate.input, info.text.tokens)
-    return info.estimate
+        return Tokens(info.estimate.input, info.text.tokens, units)
+    return Tokens(info.estimate.input, info.estimate.output, units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,8 @@ class UsageFields:
     output: str | None  # None: the route reports input tokens only (embeddings); output counts as 0
     input_extra: tuple[str, ...] = ()  # counts added to `input` when present (Anthropic's cache tokens)
     partial: bool = False  # a usage object may carry either count alone; each is taken where it appears
+    units: str | None = None  # the usage key that reports the route's units (a transcription's `seconds`)
+    container: bytes = b'"usage"'  # the key of the usage object
 
 
 RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens")  # images (gpt-image-1) too
@@ -120,6 +130,13 @@ MESSAGES_USAGE = UsageFields(
     b'"output_tokens"', "input_tokens", "output_tokens",
     input_extra=("cache_creation_input_tokens", "cache_read_input_tokens"), partial=True,
 )  # fmt: skip
+# gpt-transcribe reports `{"type": "tokens", "input_tokens", ...}`, whisper-1 `{"type": "duration", "seconds"}`:
+# `"type"` is the one key both carry (an event's own `"type"` has no `"usage"` before it, and is passed over)
+TRANSCRIPTION_USAGE = UsageFields(b'"type"', "input_tokens", "output_tokens", units="seconds")
+# Gemini: every streamed chunk may carry `usageMetadata`; the last one read wins
+GEMINI_USAGE = UsageFields(
+    b'"candidatesTokenCount"', "promptTokenCount", "candidatesTokenCount", container=b'"usageMetadata"'
+)
 
 
 def _closing_brace(data: bytes, start: int) -> int:
@@ -139,7 +156,7 @@ def _closing_brace(data: bytes, start: int) -> int:
 
 
 class UsageTap:
-    __slots__ = ("_open", "_tail", "fields", "input_tokens", "output_tokens")
+    __slots__ = ("_open", "_tail", "fields", "input_tokens", "output_tokens", "units")
 
     def __init__(self, fields: UsageFields) -> None:
         self.fields = fields
@@ -147,6 +164,7 @@ class UsageTap:
         self._open: bytes | None = None  # bytes from just before a usage object, while it is incomplete
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
+        self.units: int | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self._open is not None:
@@ -165,7 +183,7 @@ class UsageTap:
         assert data is not None
         self._open, start = None, 0
         while (marker := data.find(self.fields.marker, start)) >= 0:
-            key = data.rfind(b'"usage"', 0, marker)
+            key = data.rfind(self.fields.container, 0, marker)
             opening = data.find(b"{", key) if key >= 0 else -1
             if opening < 0 or opening > marker:
                 start = marker + 1  # not a usage object we can place; count nothing rather than guess
@@ -186,6 +204,8 @@ class UsageTap:
         if not isinstance(usage, dict):
             return
         fields = self.fields
+        if fields.units is not None and isinstance(units := usage.get(fields.units), int | float):
+            self.units = max(1, math.ceil(units))  # AceData bills a started second as a whole one
         inputs = usage.get(fields.input)
         outputs = usage.get(fields.output) if fields.output is not None else 0
         if isinstance(inputs, int):

@@ -19,13 +19,16 @@ def store(tmp_path: Path) -> tuple[KeyStore, str, str]:
     return KeyStore(path), first, second
 
 
-def test_bearer_or_x_api_key(store: tuple[KeyStore, str, str]):
+def test_bearer_x_api_key_or_x_goog_api_key(store: tuple[KeyStore, str, str]):
     keystore, first, second = store
     assert keystore.authenticate([(b"authorization", b"Bearer " + first.encode())]).name == "first"
     assert keystore.authenticate([(b"authorization", b"bearer  " + first.encode())]).name == "first"
     assert keystore.authenticate([(b"x-api-key", second.encode())]).name == "second"
     both = [(b"x-api-key", second.encode()), (b"authorization", b"Bearer " + first.encode())]
     assert keystore.authenticate(both).name == "first"  # Authorization decides when both are sent
+    assert keystore.authenticate([(b"x-goog-api-key", second.encode())]).name == "second"  # google-genai
+    google = [(b"x-goog-api-key", first.encode()), (b"authorization", b"Bearer " + second.encode())]
+    assert keystore.authenticate(google).name == "second"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,7 @@ def test_bearer_or_x_api_key(store: tuple[KeyStore, str, str]):
         ([], "Missing client key"),
         ([(b"authorization", b"Basic abc")], "Missing client key"),
         ([(b"x-api-key", b"sk-wrong")], "Invalid client key."),
+        ([(b"x-goog-api-key", b"sk-wrong")], "Invalid client key."),
         ([(b"authorization", b"Bearer sk-wrong")], "Invalid client key."),
     ],
 )

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.fakes.media import AUDIO_CHUNK
 from app.fakes.upstream import FakeUpstream
 from tests.helpers.compat import JS_DIR, KeyedGateway
 
@@ -54,6 +55,7 @@ def test_openai_node_calls_through_the_gateway(results: dict[str, Any], prefix: 
     assert got["chat_stream"]["usage"]["completion_tokens"] == 5
     assert got["embeddings"]["count"] == 2
     assert got["embeddings"]["first"] == pytest.approx([1.0, 2 / 3], rel=1e-6)  # base64 float32s, decoded
+    assert got["speech"] == {"type": "audio/mpeg", "bytes": len(AUDIO_CHUNK) * fake.behaviour.deltas}
     assert "gpt-4.1" in got["models"]
     assert ("claude-sonnet-4-5-20250929" in got["models"]) == (prefix == "/v1")
 
@@ -72,7 +74,7 @@ def test_openai_node_requests_reach_the_right_upstream_routes(results: dict[str,
     paths = {path for _, path, _ in results["upstream"]}
     assert paths == {
         "/openai/responses", "/v1/chat/completions", "/openai/chat/completions", "/openai/embeddings",
-        "/v1/messages", "/v1/messages/count_tokens",
+        "/v1/messages", "/v1/messages/count_tokens", "/openai/audio/speech",
     }  # fmt: skip
     embeddings = [body for _, path, body in results["upstream"] if path == "/openai/embeddings"]
     assert [body["encoding_format"] for body in embeddings] == ["base64", "base64"]  # the package's default

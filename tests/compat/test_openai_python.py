@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import GatewayFactory
+from tests.helpers import GatewayFactory, png, wav
 from tests.helpers.compat import MAX_REQUEST_BYTES, KeyedGateway, collect, resolve
 
 Client = openai.OpenAI | openai.AsyncOpenAI
@@ -135,6 +135,36 @@ async def test_images_generate(sdk: ClientFactory, fake: FakeUpstream, prefix: s
     result = await resolve(sdk(prefix).images.generate(model="gpt-image-1", prompt="a red circle", n=2))
     assert len(result.data) == 2
     assert result.data[0].b64_json.startswith("iVBOR")  # a PNG
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_speech_streams_audio(sdk: ClientFactory, fake: FakeUpstream, prefix: str):
+    manager = sdk(prefix).audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input="Hello")
+    is_async = hasattr(manager, "__aenter__")
+    response = await manager.__aenter__() if is_async else manager.__enter__()
+    try:
+        assert response.headers["content-type"] == "audio/mpeg"
+        audio = b"".join(await collect(response.iter_bytes()))
+    finally:
+        await resolve(manager.__aexit__(None, None, None) if is_async else manager.__exit__(None, None, None))
+    assert audio == bytes(fake.exchanges[0].sent)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_transcription_of_a_wav(sdk: ClientFactory, fake: FakeUpstream, prefix: str):
+    audio = wav(1.5)
+    result = await resolve(sdk(prefix).audio.transcriptions.create(model="whisper-1", file=("a.wav", audio)))
+    assert result.text.startswith("Hello")
+    [exchange] = fake.exchanges
+    assert (exchange.path, audio in exchange.body) == ("/openai/audio/transcriptions", True)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+async def test_image_edit_of_a_png(sdk: ClientFactory, fake: FakeUpstream, prefix: str):
+    image = ("a.png", png(), "image/png")
+    result = await resolve(sdk(prefix).images.edit(model="gpt-image-1", image=[image], prompt="add a hat"))
+    assert result.data[0].b64_json.startswith("iVBOR")
+    assert fake.exchanges[0].path == "/openai/images/edits"
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

@@ -9,6 +9,7 @@ import openai
 
 from tests.helpers.gateways import start_gateway, stop_gateway
 from tests.helpers.ledger import admin_report, wait_for_report
+from tests.helpers.media import png, wav
 from tests.helpers.metrics import Samples, delta, inflight, scrape, value
 from tests.helpers.raw import RawResponse, raw_exchange, read_response
 from tests.helpers.redis import RedisServer
@@ -57,6 +58,7 @@ __all__ = [
     "inflight",
     "listening_ports",
     "listening_socket",
+    "png",
     "raw_exchange",
     "read_response",
     "refused_port",
@@ -73,4 +75,5 @@ __all__ = [
     "wait_for_async",
     "wait_for_report",
     "wait_healthy",
+    "wav",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +27,11 @@ def hour(text: str) -> int:
 def data_dir(tmp_path: Path) -> Path:
     store = SqliteStore(tmp_path / "ledger.sqlite3")
     store.add({
-        (hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): [2, 10, 20],
-        (hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): [1, 5, 1024],
+        (hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): [2, 10, 20, 0],
+        (hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): [1, 5, 1024, 0],
     })  # fmt: skip
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [3, 30, 40]})
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [1, 1, 1]})  # adds to the row
+    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [3, 30, 40, 0]})
+    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [1, 1, 1, 0]})  # adds to the row
     store.close()
     return tmp_path
 
@@ -114,7 +115,7 @@ def test_bad_filters_and_an_empty_ledger(data_dir: Path, tmp_path: Path):
     refused = usage(data_dir, "--since", "last week")
     assert refused.returncode != 0
     assert "since must be a date" in refused.stderr
-    assert usage(data_dir, "--by", "route").returncode != 0
+    assert usage(data_dir, "--by", "week").returncode != 0
     missing = tmp_path / "missing"
     missing.mkdir()
     assert usage(missing, "--format", "json").returncode == 1  # said as such: tests/test_cli_ledger.py
@@ -137,7 +138,8 @@ def test_since_is_the_first_whole_utc_hour(text: str, first: str):
 
 
 def test_both_stores_sum_the_same_days(data_dir: Path, redis_server: RedisServer):
-    """The dashboard reads days (summed by key and model) rather than hours: SQLite sums in SQL, Redis in Python."""
+    """The dashboard reads days (summed by key, route and model) rather than hours: SQLite sums in SQL, Redis in
+    Python."""
     sqlite = SqliteStore(data_dir / "ledger.sqlite3")
     redis = RedisStore(redis_server.url)
     try:
@@ -145,12 +147,80 @@ def test_both_stores_sum_the_same_days(data_dir: Path, redis_server: RedisServer
         redis.add({row[:4]: list(row[4:]) for row in hourly})
         day = hour("2026-11-25T00:00") // 24
         expected = [
-            (day - 1, "alice", "gpt-4.1", 2, 10, 20, hour("2026-11-24T10:00")),
-            (day - 1, "bob", "gpt-4o", 1, 5, 1024, hour("2026-11-24T23:00")),
-            (day, "alice", "gpt-4.1", 4, 31, 41, hour("2026-11-25T01:00")),
+            (day - 1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0, hour("2026-11-24T10:00")),
+            (day - 1, "bob", "aichat.conversations", "gpt-4o", 1, 5, 1024, 0, hour("2026-11-24T23:00")),
+            (day, "alice", "openai.responses", "gpt-4.1", 4, 31, 41, 0, hour("2026-11-25T01:00")),
         ]
         assert sorted(sqlite.days(0)) == sorted(redis.days(0)) == sorted(by_day(hourly)) == expected
         assert sqlite.days(hour("2026-11-25T00:00")) == expected[2:]
     finally:
         sqlite.close()
         redis.close()
+
+
+SPEECH_PRICE = """
+[[prices]]
+model = "tts-1"
+per_unit = 0.000015
+unit = "character"
+"""
+
+
+def test_by_route_names_each_route_s_unit_and_prices_its_units(data_dir: Path):
+    store = SqliteStore(data_dir / "ledger.sqlite3")
+    store.add({(hour("2026-11-25T02:00"), "alice", "openai.audio.speech", "tts-1"): [2, 6, 0, 21]})
+    store.add({(hour("2026-11-25T02:00"), "bob", "openai.audio.speech", "tts-1-hd"): [1, 3, 0, 10]})
+    store.close()
+    env = priced(data_dir)
+    with Path(env["PROXY_PRICES_FILE"]).open("a") as prices:
+        prices.write(SPEECH_PRICE)
+    report = json.loads(usage(data_dir, "--by", "route", "--format", "json", **env).stdout)
+    responses = (41 * 2.0 + 61 * 8.0) / 1e6
+    assert report["rows"] == [
+        {"route": "aichat.conversations", "requests": 1, "input_tokens": 5, "output_tokens": 1024,
+         "total_tokens": 1029, "cost": None, "unpriced_requests": 1, "unit": "token", "units": 1029},
+        {"route": "openai.audio.speech", "requests": 3, "input_tokens": 9, "output_tokens": 0, "total_tokens": 9,
+         "cost": pytest.approx(21 * 0.000015), "unpriced_requests": 1, "unit": "character", "units": 31},
+        {"route": "openai.responses", "requests": 6, "input_tokens": 41, "output_tokens": 61, "total_tokens": 102,
+         "cost": pytest.approx(responses), "unpriced_requests": 0, "unit": "token", "units": 102},
+    ]  # fmt: skip
+    table = usage(data_dir, "--by", "route", **env).stdout.splitlines()
+    assert table[0].split() == ["route", "requests", "input_tokens", "output_tokens", "total_tokens", "unit", "units",
+                                "cost", "unpriced_requests"]  # fmt: skip
+    assert table[-2].split() == ["total", "10", "55", "1085", "1140", "0.000885", "2"]  # no units total: units differ
+
+
+OLD_SCHEMA = """CREATE TABLE usage (hour INTEGER NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL,
+    requests INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+    PRIMARY KEY (hour, key, route, model)) WITHOUT ROWID"""
+
+
+def test_a_ledger_from_before_units_gains_the_column(tmp_path: Path):
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(OLD_SCHEMA)
+    old.execute("INSERT INTO usage VALUES (1, 'alice', 'openai.responses', 'gpt-4.1', 2, 10, 20)")
+    old.execute("INSERT INTO usage VALUES (1, 'bob', 'openai.images.generations', 'dall-e-3', 3, 30, 0)")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    store.add({(1, "alice", "openai.audio.speech", "tts-1"): [1, 3, 0, 12]})
+    store.add({(1, "bob", "openai.images.generations", "dall-e-3"): [1, 10, 0, 2]})
+    assert store.rows(None, 0) == [
+        (1, "alice", "openai.audio.speech", "tts-1", 1, 3, 0, 12),
+        (1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0),
+        (1, "bob", "openai.images.generations", "dall-e-3", 4, 40, 0, 3 + 2),  # one image per older request
+    ]
+    store.close()
+    again = SqliteStore(path)  # opened again: nothing to migrate, nothing counted twice
+    assert [row[-1] for row in again.rows(None, 0)] == [12, 0, 5]
+    again.close()
+
+
+def test_redis_counts_units_too(redis_server: RedisServer):
+    store = RedisStore(redis_server.url)
+    row = (1, "alice", "openai.audio.transcriptions", "whisper-1")
+    store.add({row: [1, 30, 0, 3]})
+    store.add({row: [1, 20, 0, 2]})
+    assert store.rows(None, 0) == [(*row, 2, 50, 0, 5)]
+    store.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import money
+from app.money import Counted
 from app.proxy import catalog
 from tests.helpers import ROOT
 
@@ -34,27 +35,51 @@ model = "gpt-4.1*"
 input = 2
 output = 8
 cached_input = 0.5
+""",
+    )
+    assert prices.currency == "EUR"
+    assert prices.cost("gpt-4.1-mini-2025-04-14", Counted(1, 1_000_000, 1_000_000)) == pytest.approx(2.0)
+    assert prices.cost("gpt-4.1", Counted(3, 500_000, 250_000)) == pytest.approx(1.0 + 2.0)
+    assert prices.cost("gpt-5.5", Counted(1, 10, 10)) is None  # no match: unpriced, never 0
+    assert prices.cost("-", Counted(1)) == 0.0  # a retrieval: no model, nothing charged
+    assert prices.micros("gpt-4.1", Counted(1, 1, 0)) == 2  # 0.000002: millionths, rounded up
+    assert prices.micros("gpt-4.1-mini", Counted(1, 1, 0)) == 1  # 0.0000004 rounds up to 1, never down to free
+    assert prices.micros("gpt-5.5", Counted(1, 1, 1)) is None
+    assert prices.describe() == {"file": str(tmp_path / "prices.toml"), "currency": "EUR"}
+
+
+def test_per_unit_prices_count_the_route_s_units(tmp_path: Path):
+    prices = prices_from(
+        tmp_path,
+        """currency = "USD"
 [[prices]]
 model = "dall-e-3"
 per_unit = 0.04
 unit = "image"
 [[prices]]
 model = "tts-1"
-per_unit = 15
+per_unit = 0.000015
 unit = "character"
+[[prices]]
+model = "whisper-1"
+per_unit = 0.0001
+unit = "second"
+[[prices]]
+model = "flat"
+per_unit = 0.5
+unit = "request"
+input = 1
 """,
     )
-    assert prices.currency == "EUR"
-    assert prices.cost("gpt-4.1-mini-2025-04-14", 1, 1_000_000, 1_000_000) == pytest.approx(2.0)
-    assert prices.cost("gpt-4.1", 3, 500_000, 250_000) == pytest.approx(1.0 + 2.0)
-    assert prices.cost("dall-e-3", 3, 40, 0) == pytest.approx(0.12)  # per image, one per request
-    assert prices.cost("gpt-5.5", 1, 10, 10) is None  # no match: unpriced, never 0
-    assert prices.cost("tts-1", 1, 10, 0) is None  # the ledger counts no characters yet
-    assert prices.cost("-", 1, 0, 0) == 0.0  # a retrieval: no model, nothing charged
-    assert prices.micros("gpt-4.1", 1, 1, 0) == 2  # 0.000002: millionths, rounded up
-    assert prices.micros("gpt-4.1-mini", 1, 1, 0) == 1  # 0.0000004 rounds up to 1, never down to free
-    assert prices.micros("gpt-5.5", 1, 1, 1) is None
-    assert prices.describe() == {"file": str(tmp_path / "prices.toml"), "currency": "EUR"}
+    assert prices.cost("dall-e-3", Counted(3, 40, 0, units=5, unit="image")) == pytest.approx(0.20)  # 5 images
+    assert prices.cost("tts-1", Counted(1, 3, 0, units=1000, unit="character")) == pytest.approx(0.015)
+    assert prices.cost("whisper-1", Counted(2, 0, 0, units=90, unit="second")) == pytest.approx(0.009)
+    assert prices.cost("flat", Counted(4, 1_000_000, 0, units=7, unit="image")) == pytest.approx(2.0 + 1.0)
+    # a price in a unit the route does not count cannot say: unpriced, never 0
+    assert prices.cost("tts-1", Counted(1, 3, 0, units=2, unit="image")) is None
+    assert prices.cost("whisper-1", Counted(1, 30, 20)) is None  # a token route
+    assert prices.micros("dall-e-3", Counted(1, 0, 0, units=2, unit="image")) == 80_000
+    assert prices.cost("dall-e-3", Counted(1, 0, 0, units=0, unit="image")) == 0.0  # a failed request: no image
 
 
 @pytest.mark.parametrize(
@@ -83,10 +108,14 @@ def test_mistakes_are_named(tmp_path: Path, text: str, message: str):
 def test_the_example_prices_catalog_models_and_leaves_variants_unpriced():
     prices = money.load(EXAMPLE)
     assert prices.currency == "USD"
-    assert prices.cost("gpt-4.1", 1, 1_000_000, 1_000_000) == pytest.approx(10.0)
-    assert prices.cost("claude-sonnet-4-20250514", 1, 1_000_000, 0) == pytest.approx(3.0)
-    assert prices.cost("o3-mini-high", 1, 1_000_000, 0) == pytest.approx(1.10)
-    assert prices.cost("gpt-4o-2024-05-13", 1, 0, 1_000_000) == pytest.approx(15.0)  # before the glob after it
+    assert prices.cost("gpt-4.1", Counted(1, 1_000_000, 1_000_000)) == pytest.approx(10.0)
+    assert prices.cost("claude-sonnet-4-20250514", Counted(1, 1_000_000, 0)) == pytest.approx(3.0)
+    assert prices.cost("o3-mini-high", Counted(1, 1_000_000, 0)) == pytest.approx(1.10)
+    assert prices.cost("gpt-4o-2024-05-13", Counted(1, 0, 1_000_000)) == pytest.approx(15.0)  # before the glob after it
+    assert prices.cost("tts-1-hd", Counted(1, 5, 0, units=1000, unit="character")) == pytest.approx(0.03)
+    assert prices.cost("whisper-1", Counted(1, 0, 0, units=60, unit="second")) == pytest.approx(0.006)
+    assert prices.cost("dall-e-2", Counted(1, 0, 0, units=2, unit="image")) == pytest.approx(0.04)
+    assert prices.cost("gpt-transcribe", Counted(1, 14, 3, units=2, unit="second")) is None
     for variant in ("o1-mini-all", "o3-mini-high-all", "gpt-4o-all", "gpt-4.1:free", "gpt-5.5"):
         assert prices.price(variant) is None, variant  # AceData's own variants, and models the file does not know
     every = set().union(*(v for k, v in vars(catalog).items() if k.endswith("_MODELS")))

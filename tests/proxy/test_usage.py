@@ -10,8 +10,10 @@ from app.fakes.messages import input_tokens, message, message_events
 from app.proxy.usage import (
     CHAT_USAGE,
     EMBEDDINGS_USAGE,
+    GEMINI_USAGE,
     MESSAGES_USAGE,
     RESPONSES_USAGE,
+    TRANSCRIPTION_USAGE,
     TextMeter,
     UsageFields,
     UsageTap,
@@ -202,3 +204,21 @@ def test_messages_json_body_and_later_objects_replace_earlier_counts():
     assert (tap.input_tokens, tap.output_tokens) == (input_tokens(CACHED), 2)
     tap.feed(b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\n')
     assert (tap.input_tokens, tap.output_tokens) == (input_tokens(CACHED), 9)  # output only: input kept
+
+
+def test_gemini_usage_is_the_last_usage_metadata_with_candidates():
+    first = b'data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}],"usageMetadata":{"promptTokenCount":7,'
+    rest = b'"totalTokenCount":7}}\r\n\r\n'
+    last = b'data: {"candidates":[],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":12}}\r\n\r\n'
+    tap = feed_all(first, rest, last[:50], last[50:], fields=GEMINI_USAGE)
+    assert (tap.input_tokens, tap.output_tokens) == (7, 12)
+
+
+def test_a_transcription_reports_seconds_or_tokens():
+    whisper = feed_all(b'{"text":"a \\"type\\"","usage":{"type":"duration","seconds":2.2}}', fields=TRANSCRIPTION_USAGE)
+    assert (whisper.units, whisper.input_tokens) == (3, None)  # a started second counts whole
+    delta = b'data: {"type":"transcript.text.delta","delta":"Hi"}\n\n'
+    usage = b'"usage":{"type":"tokens","input_tokens":14,"output_tokens":3}'
+    done = b'data: {"type":"transcript.text.done","text":"Hi",' + usage + b"}"
+    streamed = feed_all(delta, done + b"\n\n", fields=TRANSCRIPTION_USAGE)
+    assert (streamed.input_tokens, streamed.output_tokens, streamed.units) == (14, 3, None)

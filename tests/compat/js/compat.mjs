@@ -37,6 +37,8 @@ async function run(client) {
     chatUsage = chunk.usage ?? chatUsage;
   }
   const embeddings = await client.embeddings.create({ model: "text-embedding-3-small", input: ["a", "b"] });
+  const speech = await client.audio.speech.create({ model: "tts-1", voice: "alloy", input: "Hello" });
+  const audio = Buffer.from(await speech.arrayBuffer());
   const models = [];
   for await (const model of client.models.list()) models.push(model.id);
   return {
@@ -46,6 +48,7 @@ async function run(client) {
     chat_create: { text: chat.choices[0].message.content, usage: chat.usage },
     chat_stream: { text: chatText, usage: chatUsage },
     embeddings: { count: embeddings.data.length, first: embeddings.data[1].embedding.slice(0, 2) },
+    speech: { type: speech.headers.get("content-type"), bytes: audio.length },
     models,
     error_400: await failure(() => client.chat.completions.create({ model: "gpt-4o-mini", messages: [] })),
   };
