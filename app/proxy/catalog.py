@@ -229,7 +229,9 @@ GEMINI_MODELS = frozenset(
 
 
 # models a route refuses but another route serves: the refusal says where (Claude on /openai/... → the /v1 base)
-SERVED_ELSEWHERE = ((V1_CHAT_MODELS, "POST /v1/chat/completions", "use the /v1 base URL"),)
+# (models, the route that serves them, how a client gets there): said to a client on any other route, the Messages
+# routes included, so the advice names the SDK too
+SERVED_ELSEWHERE = ((V1_CHAT_MODELS, "POST /v1/chat/completions", "an OpenAI SDK with the /v1 base URL"),)
 
 
 class ModelCatalog:
@@ -270,7 +272,7 @@ class ModelCatalog:
         shown = model if len(model) <= 80 else model[:80] + "..."
         for models, route, advice in SERVED_ELSEWHERE:
             if model in models:
-                return f"Model '{shown}' is not served on this route; {route} serves it: {advice}."
+                return f"The model '{shown}' is not served on this route; {route} serves it ({advice})."
         return (
             f"Unknown model '{shown}' for this route. Set PROXY_EXTRA_MODELS to add models the upstream "
             "has published since this release, or PROXY_ALLOW_ANY_MODEL=true."

@@ -122,8 +122,8 @@ def test_a_model_served_on_the_other_base_url_says_which(client: httpx.Client, f
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "model"
     assert refused.json()["error"]["message"] == (
-        "Model 'claude-sonnet-4-20250514' is not served on this route; POST /v1/chat/completions serves it: "
-        "use the /v1 base URL."
+        "The model 'claude-sonnet-4-20250514' is not served on this route; POST /v1/chat/completions serves it "
+        "(an OpenAI SDK with the /v1 base URL)."
     )
     assert (
         "Unknown model 'no-such-model'"
