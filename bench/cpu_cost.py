@@ -39,12 +39,12 @@ from bench.servers import RESPONSES_PATH, start_gateway, start_nginx_upstream
 Gateways = dict[str, tuple[Proc, str | None]]  # name -> the process and the Authorization it is sent
 
 
-def keys_file(workdir: Path, name: str, **limits: int | bool) -> tuple[Path, str]:
+def keys_file(workdir: Path, name: str, budget: bool) -> tuple[Path, str]:
     """A keys file with one key, in the work tree's format: every revision reads it when it sets no budget."""
     from app.access import keys
 
     path = workdir / f"{name}.toml"
-    return path, keys.create(path, "bench", **limits)
+    return path, keys.create(path, "bench", budget_tokens=10**15) if budget else keys.create(path, "bench")
 
 
 def cpu_rounds(
@@ -92,9 +92,9 @@ def main() -> int:
             settings: dict[str, str] = {}
             auth = None
             if args.keyed:
-                path, key = keys_file(workdir, name, **({"budget_tokens": 10**15} if name == "tree" else {}))
+                path, key = keys_file(workdir, name, budget=name == "tree")
                 settings, auth = {"PROXY_KEYS_FILE": str(path)}, f"Bearer {key}"
-            gateways[name] = (start_gateway(procs, name, up.port, 1, pinning, src, **settings), auth)
+            gateways[name] = (start_gateway(procs, name, up.port, 1, pinning, src, settings=settings), auth)
         per_request = cpu_rounds(pinning, gateways, args.rounds, args.duration)
     base, tree = median(per_request["base"]), median(per_request["tree"])
     print(f"CPU per request (median of {args.rounds}): base {args.base} {base:.1f} µs, work tree {tree:.1f} µs")

@@ -21,7 +21,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from bench.cpu_cost import cpu_rounds
+from bench.cpu_cost import Gateways, cpu_rounds
 from bench.harness import REPO, BenchError, Pinning, http_request, median, workspace
 from bench.servers import start_gateway, start_nginx_upstream
 
@@ -66,8 +66,9 @@ def main() -> int:
         path = workdir / "keys.toml"
         key, admin = keys.create(path, "bench"), keys.create(path, "lead", admin=True)
         prices = str(REPO / "deploy" / "prices.example.toml")
-        proc = start_gateway(procs, "tree", up.port, 1, pinning, PROXY_KEYS_FILE=str(path), PROXY_PRICES_FILE=prices)
-        gateways = {"closed": (proc, f"Bearer {key}"), "open": (proc, f"Bearer {key}")}
+        settings = {"PROXY_KEYS_FILE": str(path), "PROXY_PRICES_FILE": prices}
+        proc = start_gateway(procs, "tree", up.port, 1, pinning, settings=settings)
+        gateways: Gateways = {"closed": (proc, f"Bearer {key}"), "open": (proc, f"Bearer {key}")}
 
         def around(state: str) -> contextlib.AbstractContextManager[object]:
             return dashboards(proc.port, admin, args.interval, looks) if state == "open" else contextlib.nullcontext()

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import redis
 
 from bench.harness import (
     HOST,
@@ -243,20 +239,19 @@ def memory_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
 
 
 def recorded(workdir: Path, name: str, redis_url: str | None) -> tuple[str, int]:
-    """Requests a stopped gateway's ledger holds: in Redis (the `r` field of every hour's hash, as
-    app/ledger/store.py writes them) or in its SQLite file (0 without a file or a table)."""
-    if name == REDIS_LEDGER and redis_url:
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
-        hours = client.zrange("acedata-proxy:usage:hours", 0, -1)
-        rows = [client.hgetall(f"acedata-proxy:usage:{hour}") for hour in hours]
-        return "redis", sum(int(value) for row in rows for key, value in row.items() if key.endswith('"r"]'))
-    path = workdir / f"data-{name}" / "ledger.sqlite3"
-    with (
-        contextlib.suppress(sqlite3.OperationalError),
-        contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db,
-    ):
-        return "sqlite", int(db.execute("SELECT COALESCE(SUM(requests), 0) FROM usage").fetchone()[0])
-    return "sqlite", 0
+    """Requests a stopped gateway's ledger holds, in Redis or in its SQLite file, read by the work tree's own
+    stores (a store row: hour, key, route, model, requests, input and output tokens)."""
+    from app.ledger.store import RedisStore, SqliteStore, Store
+
+    store: Store = (
+        RedisStore(redis_url)
+        if name == REDIS_LEDGER and redis_url
+        else SqliteStore(workdir / f"data-{name}" / "ledger.sqlite3")
+    )
+    try:
+        return ("redis" if isinstance(store, RedisStore) else "sqlite"), sum(row[4] for row in store.rows(None, 0))
+    finally:
+        store.close()
 
 
 def verify_ledgers(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -477,34 +477,21 @@ def overload_table(settings: list[Results]) -> list[str]:
 # --------------------------------------------------------------------------------------------------- charts
 
 
-def _bars(
-    ax: Any,
-    names: list[str],
-    groups: list[str],
-    value: Callable[[str, str], float],
-    names_of: dict[str, str],
-    text: Callable[[float], str],
-) -> None:
+def _bars(ax: Any, summary: Results, names: list[str], groups: list[str], key: str, names_of: dict[str, str]) -> None:
+    """One bar per target in each group (concurrency or stream count), its value written above it."""
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(groups))]
-        values = [value(name, g) for g in groups]
+        values = [max(summary[name].get(g, {}).get(key, 0), 0.001) for g in groups]  # a log scale shows no 0
         for bar, v in zip(ax.bar(xs, values, width, label=names_of.get(name, name)), values, strict=True):
-            ax.annotate(
-                text(v),
-                (bar.get_x() + bar.get_width() / 2, max(v, 0)),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                rotation=90,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+            text = f"{v / 1000:.1f}k" if v >= 1000 else f"{v:,.2f}" if v < 10 else f"{v:,.0f}"
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=7,
+                        rotation=90, xytext=(0, 2), textcoords="offset points")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
 
 
-def chart(results: Results, out: Any) -> None:
+def chart(results: Results, out: Path) -> None:
     """The chart of a run (RPS and added p50 by target and concurrency) or of bench/streams.py (CPU per event and
     added inter-event p99 by stream count). Needs matplotlib: bench/run.py draws it when it is importable."""
     import matplotlib
@@ -512,54 +499,28 @@ def chart(results: Results, out: Any) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    meta, names_of = results["meta"], labels(results)
-    if "load_summary" in results:
-        s, groups = results["load_summary"], [str(c) for c in meta["concurrency"]]
-        names = [n for n in s if any(c in s[n] for c in groups)]
-        _bars(
-            left,
-            names,
-            groups,
-            lambda n, c: s[n].get(c, {}).get("rps", 0),
-            names_of,
-            lambda v: f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}",
-        )
-        left.set(yscale="log", ylabel="requests per second (log scale)", title="JSON requests: RPS (median of rounds)")
-        proxied = [n for n in names if n != "direct"]
-        _bars(
-            right, proxied, groups, lambda n, c: s[n].get(c, {}).get("added_p50_ms", 0), names_of, lambda v: f"{v:.2f}"
-        )
-        right.set(
-            yscale="symlog" if "litellm" in proxied else "linear",
-            ylabel="added p50 latency vs direct, ms",
-            title="Added p50 latency over the upstream alone",
-        )
-        title = f"acedata-proxy benchmark, {meta['date']}: {meta['nproc']} cores, {meta['layout']}"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    meta, names_of, load = results["meta"], labels(results), "load_summary" in results
+    summary = results["load_summary"] if load else results["summary"]
+    groups = [str(g) for g in meta["concurrency" if load else "streams"]]
+    names = [n for n in summary if any(g in summary[n] for g in groups)]
+    proxied = [n for n in names if n != "direct"]
+    if load:
+        panels = [("rps", "requests per second (log scale)", names, "log")]
+        panels.append(("added_p50_ms", "added p50 latency vs direct, ms", proxied, "linear"))
     else:
-        s, groups = results["summary"], [str(n) for n in meta["streams"]]
-        names = [n for n in s if n != "direct"]
-        for ax, key, what in (
-            (left, "cpu_us_per_event", "CPU µs per relayed event"),
-            (right, "added_gap_p99_ms", "added inter-event p99, ms"),
-        ):
-            _bars(
-                ax,
-                names,
-                groups,
-                lambda n, c, key=key: max(s[n].get(c, {}).get(key, 0), 0.01),
-                names_of,
-                lambda v: f"{v:,.1f}",
-            )
-            ax.set(ylabel=what, title=what)
-        right.set_yscale("log")
-        title = f"Stream capacity, {meta['date']}: {meta['events']} events of {meta['event_bytes']} B at "
-        title += f"{meta['events_per_s']}/s per stream; {meta['layout']}"
-    for ax in (left, right):
-        ax.set_xticks(
-            range(len(groups)), [f"c={g}" if "load_summary" in results else f"{int(g):,} streams" for g in groups]
-        )
-    fig.suptitle(title, fontsize=9)
+        panels = [("cpu_us_per_event", "CPU µs per relayed event", proxied, "linear")]
+        panels.append(("added_gap_p99_ms", "added inter-event p99, ms (log scale)", proxied, "log"))
+    for ax, (key, what, shown, scale) in zip(axes, panels, strict=True):
+        _bars(ax, summary, shown, groups, key, names_of)
+        ax.set(ylabel=what, title=what, yscale=scale)
+        ax.set_xticks(range(len(groups)), [f"c={g}" if load else f"{int(g):,} streams" for g in groups])
+    what = (
+        f"acedata-proxy benchmark, {meta['date']}: {meta['nproc']} cores"
+        if load
+        else f"Stream capacity, {meta['date']}"
+    )
+    fig.suptitle(f"{what}; {meta['layout']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -119,9 +119,11 @@ def gateway_targets(
     without its ledger and with it in Redis, an older commit's (--compare) and with httpx as its client."""
     out: list[Target] = []
 
-    def start(name: str, label: str, workers: int = 1, **kwargs: Any) -> Proc | None:
+    def start(
+        name: str, label: str, workers: int = 1, src: Path | None = None, launcher: list[str] | None = None, **env: str
+    ) -> Proc | None:
         try:
-            proc = start_gateway(procs, name, up.port, workers, pinning, kwargs.pop("src", args.src), **kwargs)
+            proc = start_gateway(procs, name, up.port, workers, pinning, src or args.src, launcher, env)
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
             return None
@@ -135,8 +137,8 @@ def gateway_targets(
             ("messages", "Anthropic messages", MESSAGES_PATH, MESSAGES_BODY),
             ("embeddings", "embeddings", EMBEDDINGS_PATH, EMBEDDINGS_BODY),
         )
-        for route, what, path, body in routes if proc and workers == 1 else ():
-            if source_has(args.src, f'"{path}"'):
+        for route, what, path, body in routes if workers == 1 else ():
+            if proc and source_has(args.src, f'"{path}"'):
                 out.append(Target(f"gateway-1w-{route}", f"gateway, 1 worker, {what}", proc, path, body))
     if 1 in args.workers and (args.src / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
         launcher = [gateway_python(), str(BENCH_DIR / "no_ledger.py")]

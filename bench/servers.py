@@ -147,17 +147,18 @@ def start_gateway(
     pinning: Pinning,
     src: Path = REPO,
     launcher: list[str] | None = None,
-    **settings: str,
+    settings: dict[str, str] | None = None,
 ) -> Proc:
-    """`serve --workers N` in front of the upstream, its data dir data-<name> in the temp dir. `launcher` replaces
-    `python -m app` (bench/no_ledger.py). A socket is handed over with --fd; code from before --fd binds port 0."""
+    """`serve --workers N` in front of the upstream with these `settings`, its data dir data-<name> in the temp
+    dir. `src` holds the app package that runs; `launcher` replaces `python -m app` (bench/no_ledger.py). A socket
+    is handed over with --fd; code from before --fd binds port 0."""
     env = clean_env(
         procs.workdir,
         PYTHONPATH=str(src),
         ACEDATACLOUD_API_TOKEN=UPSTREAM_TOKEN,
         PROXY_DATA_DIR=str(procs.workdir / f"data-{name}"),
         ACEDATACLOUD_API_BASE_URL=f"http://{HOST}:{upstream_port}",
-        **settings,
+        **(settings or {}),
     )
     argv = [*(launcher or [gateway_python(), "-m", "app"]), "serve", "--workers", str(workers)]
     if not source_has(src, '"--fd"'):

@@ -24,6 +24,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -214,7 +215,7 @@ def capacity(args: argparse.Namespace, targets: list[Target], load: Load, failur
 def summarize(points: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per target and stream count: medians over rounds, and `added` figures against direct at that count."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    figures = {
+    figures: dict[str, Callable[[dict[str, Any]], float]] = {
         "completed": lambda p: p["completed"],
         "errors": lambda p: sum(p["errors"].values()),
         "refused": lambda p: p["errors"]["refused"],
@@ -251,7 +252,7 @@ def overload(
         settings = {**SERVER_SETTINGS, **({"PROXY_MAX_INFLIGHT": str(limit)} if limit else {})}
         name = "gateway-limited" if limit else "gateway-unlimited"
         try:
-            proc = start_gateway(procs, name + "-json", up.port, 1, pinning, **settings)
+            proc = start_gateway(procs, name + "-json", up.port, 1, pinning, settings=settings)
             points = []
             for conc in OVERLOAD_JSON:
                 sampler = PeakRss(proc.pid)
@@ -263,7 +264,7 @@ def overload(
                     f"socket errors {result.socket_errors}"
                 )
             procs.stop(proc)
-            proc = start_gateway(procs, name + "-streams", sse.port, 1, pinning, **settings)
+            proc = start_gateway(procs, name + "-streams", sse.port, 1, pinning, settings=settings)
             streams = load.run(proc.port, OVERLOAD_STREAMS, proc)
             log(
                 f"overload {name} {OVERLOAD_STREAMS} streams: completed {streams['completed']}, "
@@ -290,7 +291,7 @@ def start_targets(
         sources.append(("gateway-rev", label, snapshot_source(args.rev, procs.workdir)))
     for name, label, src in sources:
         try:
-            proc = start_gateway(procs, name, up.port, 1, pinning, src, **SERVER_SETTINGS)
+            proc = start_gateway(procs, name, up.port, 1, pinning, src, settings=SERVER_SETTINGS)
             targets.append((name, label, proc.port, proc))
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
