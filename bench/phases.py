@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import servers
 from bench.harness import (
     HOST,
     REQUEST_BODY,
@@ -26,19 +27,6 @@ from bench.harness import (
     run_wrk,
 )
 from bench.report import NO_LEDGER, REDIS_LEDGER, SCALING_CONCURRENCY
-from bench.servers import (
-    CHAT_PATH,
-    CHAT_STREAM_BODY,
-    MESSAGES_PATH,
-    MESSAGES_STREAM_BODY,
-    RESPONSES_PATH,
-    STREAM_BODY,
-    UPSTREAM_TOKEN,
-    source_has,
-    start_fake_upstream,
-    start_gateway,
-    start_nginx_upstream,
-)
 
 STREAM_DELTAS, STREAM_DELAY = 100, 0.01  # the streaming-latency upstream: ~1.1 s per answer
 SMOKE_STREAM_DELTAS = 25  # ~0.3 s: the smoke run times 16 streams, and must stay within its minute
@@ -102,7 +90,7 @@ class OpenStreams:
             async with self.gate:
                 reader, writer = await asyncio.open_connection(HOST, self.port)
                 self.writers.append(writer)
-                writer.write(_request(self.port, RESPONSES_PATH, STREAM_BODY, None))
+                writer.write(_request(self.port, servers.RESPONSES_PATH, servers.STREAM_BODY, None))
                 buf = bytearray()
                 await _first_body_byte(reader, buf)
                 if not buf.startswith(b"HTTP/1.1 200"):
@@ -142,22 +130,24 @@ async def _stream_runs(targets: list[StreamTarget], runs: int) -> dict[str, list
 
 def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
     deltas = SMOKE_STREAM_DELTAS if args.smoke else STREAM_DELTAS
-    fake = start_fake_upstream(procs, "fake-upstream-stream", deltas, STREAM_DELAY, pinning)
-    targets: list[StreamTarget] = [("direct", fake.port, f"Bearer {UPSTREAM_TOKEN}", RESPONSES_PATH, STREAM_BODY)]
+    fake = servers.start_fake_upstream(procs, "fake-upstream-stream", deltas, STREAM_DELAY, pinning)
+    targets: list[StreamTarget] = [
+        ("direct", fake.port, f"Bearer {servers.UPSTREAM_TOKEN}", servers.RESPONSES_PATH, servers.STREAM_BODY)
+    ]
     started = [fake]
     for workers in args.workers:
         try:
-            proc = start_gateway(procs, f"gateway-{workers}w-stream", fake.port, workers, pinning, args.src)
+            proc = servers.start_gateway(procs, f"gateway-{workers}w-stream", fake.port, workers, pinning, args.src)
         except BenchError as exc:
             failures.add(f"gateway-{workers}w (streaming) did not start: {exc}")
             continue
         started.append(proc)
-        targets.append((f"gateway-{workers}w", proc.port, None, RESPONSES_PATH, STREAM_BODY))
+        targets.append((f"gateway-{workers}w", proc.port, None, servers.RESPONSES_PATH, servers.STREAM_BODY))
         for route, path, body in (
-            ("chat", CHAT_PATH, CHAT_STREAM_BODY),
-            ("messages", MESSAGES_PATH, MESSAGES_STREAM_BODY),
+            ("chat", servers.CHAT_PATH, servers.CHAT_STREAM_BODY),
+            ("messages", servers.MESSAGES_PATH, servers.MESSAGES_STREAM_BODY),
         ):
-            if workers == 1 and source_has(args.src, f'"{path}"'):
+            if workers == 1 and servers.source_has(args.src, f'"{path}"'):
                 targets.append((f"gateway-1w-{route}", proc.port, None, path, body))
     runs: dict[str, list[dict[str, float]]] = {}
     try:
@@ -182,7 +172,7 @@ def stream_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, f
 async def _memory_under_streams(pid: int, port: int, count: int) -> dict[str, Any]:
     # warm-up: plain JSON answers and a few streams that the client drops after the first bytes
     for _ in range(200):
-        status, _ = await asyncio.to_thread(http_request, port, "POST", RESPONSES_PATH, REQUEST_BODY)
+        status, _ = await asyncio.to_thread(http_request, port, "POST", servers.RESPONSES_PATH, REQUEST_BODY)
         if status != 200:
             raise BenchError(f"warm-up request answered HTTP {status}")
     warm = OpenStreams(port, 10)
@@ -214,12 +204,12 @@ async def _memory_under_streams(pid: int, port: int, count: int) -> dict[str, An
 
 
 def memory_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
-    fake = start_fake_upstream(procs, "fake-upstream-hold", STREAM_DELTAS, HOLD_DELAY, pinning)
+    fake = servers.start_fake_upstream(procs, "fake-upstream-hold", STREAM_DELTAS, HOLD_DELAY, pinning)
     out: dict[str, Any] = {}
     for workers in args.workers:
         name = f"gateway-{workers}w"
         try:
-            proc = start_gateway(procs, f"{name}-rss", fake.port, workers, pinning, args.src)
+            proc = servers.start_gateway(procs, f"{name}-rss", fake.port, workers, pinning, args.src)
             fresh = rss_mb(proc.pid)
             row = asyncio.run(_memory_under_streams(proc.pid, proc.port, args.streams))
         except (BenchError, OSError, TimeoutError) as exc:
@@ -332,12 +322,12 @@ def scaling_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, 
     """The gateway unpinned with each of --scaling-workers; wrk and the upstream (it stands for the remote API,
     which costs the gateway's machine nothing) share CPU 0, so the rest of the machine is the gateway's."""
     loadavg = Path("/proc/loadavg").read_text().split()[:3]  # this phase runs minutes after the run began
-    up = start_nginx_upstream(procs, Pinning(pinning.client_cpu, pinning.client_cpu), "nginx-upstream-scaling")
+    up = servers.start_nginx_upstream(procs, Pinning(pinning.client_cpu, pinning.client_cpu), "nginx-upstream-scaling")
     targets = [("direct", up.pid, up.port)]
     for workers in args.scaling_workers:
         name = f"gateway-{workers}w-unpinned"
         try:
-            proc = start_gateway(procs, name, up.port, workers, Pinning(pinning.client_cpu, None), args.src)
+            proc = servers.start_gateway(procs, name, up.port, workers, Pinning(pinning.client_cpu, None), args.src)
             targets.append((name, proc.pid, proc.port))
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
@@ -350,7 +340,7 @@ def scaling_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, 
                         pinning,
                         name,
                         pid,
-                        f"http://{HOST}:{port}{RESPONSES_PATH}",
+                        f"http://{HOST}:{port}{servers.RESPONSES_PATH}",
                         conc,
                         args.duration if round_no else 1,
                     )

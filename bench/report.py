@@ -34,6 +34,11 @@ def f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def cells(row: Results, spec: str) -> list[str]:
+    """The values of `row` named in `spec` ("key:digits key:digits ..."), formatted; a missing one as "–"."""
+    return [f(row.get(key), int(digits)) for key, _, digits in (item.partition(":") for item in spec.split())]
+
+
 def table(header: str, rows: Iterable[Iterable[object]]) -> list[str]:
     """A markdown table; the header's cells say their alignment: a leading ':' for left, else right-aligned."""
     cells = [c.strip() for c in header.split("|")]
@@ -78,20 +83,9 @@ def header(results: Results) -> list[str]:
 
 def load_section(results: Results) -> list[str]:
     summary, names = results.get("load_summary", {}), labels(results)
+    spec = "rps:0 x_direct:3 x_nginx:3 p50_ms:3 p99_ms:3 added_p50_ms:3 added_p99_ms:3 cpu_us_per_req:1 cpu_x_nginx:2"
     rows = [
-        [
-            names.get(name, name),
-            conc,
-            f(r["rps"], 0),
-            f(r.get("x_direct"), 3),
-            f(r.get("x_nginx"), 3),
-            f(r["p50_ms"], 3),
-            f(r["p99_ms"], 3),
-            f(r.get("added_p50_ms"), 3),
-            f(r.get("added_p99_ms"), 3),
-            f(r.get("cpu_us_per_req"), 1),
-            f(r.get("cpu_x_nginx"), 2),
-        ]
+        [names.get(name, name), conc, *cells(r, spec)]
         for conc in results["meta"]["concurrency"]
         for name, by_conc in summary.items()
         if (r := by_conc.get(str(conc)))
@@ -106,15 +100,10 @@ def streaming_section(results: Results) -> list[str]:
     if not stream.get("summary"):
         return []
     rows = [
-        [
-            "direct (fake upstream)" if name == "direct" else names.get(name, name),
-            f(r["ttfb_ms"], 3),
-            f(r["total_ms"], 1),
-            f(r.get("added_ttfb_ms"), 3),
-            f(r.get("added_total_ms"), 3),
-        ]
+        ["direct (fake upstream)" if name == "direct" else names.get(name, name),
+         *cells(r, "ttfb_ms:3 total_ms:1 added_ttfb_ms:3 added_total_ms:3")]
         for name, r in stream["summary"].items()
-    ]
+    ]  # fmt: skip
     return [
         "",
         f"## Streaming (fake upstream: {stream['deltas']} deltas, {stream['delay_s'] * 1000:g} ms apart; "
@@ -129,18 +118,11 @@ def memory_section(results: Results) -> list[str]:
     if not memory:
         return []
     rows = [
-        [
-            names.get(name, name),
-            r["processes"],
-            f(r["fresh_mb"], 1),
-            f(r["idle_mb"], 1),
-            f(r["streams_mb"], 1),
-            f"{r['streams_open']}/{r['streams_requested']}",
-            f(r["after_close_mb"], 1),
-            f"{f(r.get('idle_pss_mb'), 1)} / {f(r.get('streams_pss_mb'), 1)}",
-        ]
+        [names.get(name, name), r["processes"], *cells(r, "fresh_mb:1 idle_mb:1 streams_mb:1"),
+         f"{r['streams_open']}/{r['streams_requested']}", *cells(r, "after_close_mb:1"),
+         " / ".join(cells(r, "idle_pss_mb:1 streams_pss_mb:1"))]
         for name, r in memory.items()
-    ]
+    ]  # fmt: skip
     head = (
         ":gateway | processes | fresh MB | idle after warm-up MB | with N open streams MB | N open | after closing MB"
     )
@@ -174,15 +156,10 @@ def ledger_cost(results: Results, with_ledger: str = "gateway-1w") -> dict[str, 
             by_round.setdefault(p["round"], {})[p["target"]] = p["rps"]
     rounds = [(1 - r[with_ledger] / r[NO_LEDGER]) * 100 for r in by_round.values() if len(r) == 2 and r[NO_LEDGER]]
     return {
-        "concurrency": int(conc),
-        "rps_pct": (1 - w["rps"] / wo["rps"]) * 100,
-        "cpu_pct": (w["cpu_us_per_req"] / wo["cpu_us_per_req"] - 1) * 100,
-        "rps": w["rps"],
-        "rps_without": wo["rps"],
-        "cpu_us": w["cpu_us_per_req"],
-        "cpu_us_without": wo["cpu_us_per_req"],
-        "rounds_rps_pct": rounds,
-    }
+        "concurrency": int(conc), "rps_pct": (1 - w["rps"] / wo["rps"]) * 100,
+        "cpu_pct": (w["cpu_us_per_req"] / wo["cpu_us_per_req"] - 1) * 100, "rps": w["rps"], "rps_without": wo["rps"],
+        "cpu_us": w["cpu_us_per_req"], "cpu_us_without": wo["cpu_us_per_req"], "rounds_rps_pct": rounds,
+    }  # fmt: skip
 
 
 def routes_section(results: Results) -> list[str]:
@@ -193,16 +170,12 @@ def routes_section(results: Results) -> list[str]:
         return []
     size = results["meta"].get("upstream_embeddings_bytes")
     redis = " and with the ledger in Redis (`PROXY_REDIS_URL`; Redis's own CPU is not counted)"
+    spec = "rps:0 x:3 cpu_us_per_req:1 cpu_x:2 added_p50_ms:3 added_p99_ms:3"
     rows = [
         [
             names.get(name, name),
             conc,
-            f(r["rps"], 0),
-            f(r["rps"] / base["rps"], 3),
-            f(r["cpu_us_per_req"], 1),
-            f(r["cpu_us_per_req"] / base["cpu_us_per_req"], 2),
-            f(r.get("added_p50_ms"), 3),
-            f(r.get("added_p99_ms"), 3),
+            *cells({**r, "x": r["rps"] / base["rps"], "cpu_x": r["cpu_us_per_req"] / base["cpu_us_per_req"]}, spec),
         ]
         for conc in results["meta"]["concurrency"]
         if (base := summary["gateway-1w"].get(str(conc)))
@@ -251,18 +224,9 @@ def scaling_section(scaling: Results, nproc: int | None) -> list[str]:
         for name in (n for n in summary if n != "direct"):
             if r := summary[name].get(conc):
                 workers = name.removeprefix("gateway-").removesuffix("w-unpinned")
-                rows.append(
-                    [
-                        f"{workers} worker{'s' if workers != '1' else ''}",
-                        conc,
-                        f(r["rps"], 0),
-                        f(r["rps"] / one["rps"] if one else None),
-                        f(r["cpu_us_per_req"], 1),
-                        f(r["cores"]),
-                        f(r.get("added_p50_ms"), 3),
-                        f(r.get("added_p99_ms"), 3),
-                    ]
-                )
+                x_one = {"x": r["rps"] / one["rps"] if one else None}
+                spec = "rps:0 x:2 cpu_us_per_req:1 cores:2 added_p50_ms:3 added_p99_ms:3"
+                rows.append([f"{workers} worker{'s' if workers != '1' else ''}", conc, *cells({**r, **x_one}, spec)])
     per_core, workers = 1e6 / one_16["cpu_us_per_req"], BIG_MACHINE - SPARE_CORES
     text = (
         f"Per core: one worker spends {one_16['cpu_us_per_req']:.1f} µs of CPU per request at c=16, so one gateway "
@@ -354,23 +318,11 @@ def streams_section(results: Results) -> str:
         nginx = summary.get("nginx", {}).get(count, {}).get("cpu_us_per_event")
         for name, by_count in summary.items():
             if (r := by_count.get(count)) is not None:
-                cpu = r.get("cpu_us_per_event")
-                rows.append(
-                    [
-                        f"{int(count):,}",
-                        names.get(name, name),
-                        f(r["completed"], 0),
-                        f(r["errors"], 0),
-                        f(r["events_per_s"], 0),
-                        f(cpu, 1),
-                        f(cpu / nginx if cpu and nginx else None),
-                        f(r.get("added_gap_p50_ms")),
-                        f(r.get("added_gap_p99_ms")),
-                        f(r.get("added_ttfb_p99_ms")),
-                        f(r.get("rss_peak_mb"), 1),
-                        f(r.get("rss_kb_per_stream"), 1),
-                    ]
-                )
+                cpu, figures = r.get("cpu_us_per_event"), "added_gap_p50_ms:2 added_gap_p99_ms:2 added_ttfb_p99_ms:2"
+                ratio = cpu / nginx if cpu and nginx else None
+                counts = cells(r, "completed:0 errors:0 events_per_s:0")
+                rest = cells(r, f"{figures} rss_peak_mb:1 rss_kb_per_stream:1")
+                rows.append([f"{int(count):,}", names.get(name, name), *counts, f(cpu, 1), f(ratio), *rest])
     head = "streams | :target | completed | errors | events/s | CPU µs/event | × nginx | added gap p50 ms"
     head += " | added gap p99 ms | added TTFB p99 ms | peak RSS MB | RSS KB/stream"
     settings = ", ".join(f"`{k}={v}`" for k, v in meta["settings"].items())
@@ -439,36 +391,15 @@ def overload_table(settings: list[Results]) -> list[str]:
     for setting in settings:
         limit = f"{setting['limit']:,}" if setting["limit"] else "unset"
         for p in setting["json"]:
-            rows.append(
-                [
-                    limit,
-                    f"JSON, c={p['concurrency']:,}",
-                    f"{p['requests'] - p['non_2xx']:,}",
-                    f"{p['non_2xx']:,}",
-                    f"{sum(p['socket_errors'].values()):,}",
-                    f"{p['rps']:,.0f} req/s",
-                    f(p["p50_ms"], 1),
-                    f(p["p99_ms"], 1),
-                    f(p["max_ms"], 0),
-                    f(p["rss_peak_mb"], 1),
-                ]
-            )
+            errors, answered = sum(p["socket_errors"].values()), p["requests"] - p["non_2xx"]
+            rows.append([limit, f"JSON, c={p['concurrency']:,}", f"{answered:,}", f"{p['non_2xx']:,}", f"{errors:,}",
+                         f"{p['rps']:,.0f} req/s", *cells(p, "p50_ms:1 p99_ms:1 max_ms:0 rss_peak_mb:1")])  # fmt: skip
         if s := setting.get("streams"):
-            gap = {k: s["gap_us"][k] / 1000 for k in ("p50", "p99", "max")}
-            rows.append(
-                [
-                    limit,
-                    f"{s['streams']:,} streams",
-                    f"{s['completed']:,}",
-                    f"{s['errors']['refused']:,}",
-                    f"{sum(s['errors'].values()) - s['errors']['refused']:,}",
-                    f"{s['events'] / s['elapsed_s']:,.0f} events/s",
-                    f"gap {gap['p50']:,.1f}",
-                    f"gap {gap['p99']:,.1f}",
-                    f"gap {gap['max']:,.0f}",
-                    f(s["rss_peak_mb"], 1),
-                ]
-            )
+            gap, refused = {k: s["gap_us"][k] / 1000 for k in ("p50", "p99", "max")}, s["errors"]["refused"]
+            rows.append([limit, f"{s['streams']:,} streams", f"{s['completed']:,}", f"{refused:,}",
+                         f"{sum(s['errors'].values()) - refused:,}", f"{s['events'] / s['elapsed_s']:,.0f} events/s",
+                         *(f"gap {gap[k]:,.{d}f}" for k, d in (("p50", 1), ("p99", 1), ("max", 0))),
+                         f(s["rss_peak_mb"], 1)])  # fmt: skip
     head = ":PROXY_MAX_INFLIGHT | :load | answered 200 | refused 503 | other errors / timeouts | rate | p50 ms"
     head += " | p99 ms | max ms | peak RSS MB"
     return table(head, rows)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench import phases, report
+from bench import phases, report, servers
 from bench.harness import (
     BENCH_DIR,
     HOST,
@@ -51,27 +51,6 @@ from bench.harness import (
     version,
     workspace,
 )
-from bench.servers import (
-    CHAT_BODY,
-    CHAT_PATH,
-    EMBEDDING_DIMENSIONS,
-    EMBEDDINGS_BODY,
-    EMBEDDINGS_PATH,
-    LITELLM_KEY,
-    MESSAGES_BODY,
-    MESSAGES_PATH,
-    NGINX,
-    RESPONSES_JSON,
-    RESPONSES_PATH,
-    embeddings_json,
-    litellm_version,
-    source_has,
-    start_gateway,
-    start_litellm,
-    start_nginx_proxy,
-    start_nginx_upstream,
-    start_redis,
-)
 
 # The gateway's CPU per request over nginx proxy_pass's at c=16, one worker, as docs/benchmark.md measured it;
 # a run past twice this fails (cpu_guard).
@@ -83,7 +62,7 @@ class Target:
     name: str  # direct, nginx, gateway-1w, gateway-2w, litellm ...
     label: str
     proc: Proc
-    path: str = RESPONSES_PATH
+    path: str = servers.RESPONSES_PATH
     body: bytes = REQUEST_BODY
     auth: str | None = None
 
@@ -101,12 +80,17 @@ def check_answer(target: Target) -> None:
     except ValueError:
         answer = {}
     kind = answer.get("object", answer.get("type"))  # an Anthropic message has a `type`, no `object`
-    if target.path == EMBEDDINGS_PATH:
+    if target.path == servers.EMBEDDINGS_PATH:
         data = answer.get("data") or [{}]
         vector, usage = data[0].get("embedding") or [], answer.get("usage") or {}
-        if kind != "list" or len(data) != 1 or len(vector) != EMBEDDING_DIMENSIONS or "total_tokens" not in usage:
+        if (
+            kind != "list"
+            or len(data) != 1
+            or len(vector) != servers.EMBEDDING_DIMENSIONS
+            or "total_tokens" not in usage
+        ):
             raise BenchError(
-                f"HTTP {status}, not one {EMBEDDING_DIMENSIONS}-float embedding with usage: {body[:200]!r}"
+                f"HTTP {status}, not one {servers.EMBEDDING_DIMENSIONS}-float embedding with usage: {body[:200]!r}"
             )
     elif kind not in ("response", "chat.completion", "message"):
         raise BenchError(f"HTTP {status}, not a Responses, chat or message object: {body[:300]!r}")
@@ -123,7 +107,7 @@ def gateway_targets(
         name: str, label: str, workers: int = 1, src: Path | None = None, launcher: list[str] | None = None, **env: str
     ) -> Proc | None:
         try:
-            proc = start_gateway(procs, name, up.port, workers, pinning, src or args.src, launcher, env)
+            proc = servers.start_gateway(procs, name, up.port, workers, pinning, src or args.src, launcher, env)
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
             return None
@@ -133,17 +117,17 @@ def gateway_targets(
     for workers in args.workers:
         proc = start(f"gateway-{workers}w", f"gateway, {workers} worker" + "s" * (workers > 1), workers)
         routes = (
-            ("chat", "chat completions", CHAT_PATH, CHAT_BODY),
-            ("messages", "Anthropic messages", MESSAGES_PATH, MESSAGES_BODY),
-            ("embeddings", "embeddings", EMBEDDINGS_PATH, EMBEDDINGS_BODY),
+            ("chat", "chat completions", servers.CHAT_PATH, servers.CHAT_BODY),
+            ("messages", "Anthropic messages", servers.MESSAGES_PATH, servers.MESSAGES_BODY),
+            ("embeddings", "embeddings", servers.EMBEDDINGS_PATH, servers.EMBEDDINGS_BODY),
         )
         for route, what, path, body in routes if workers == 1 else ():
-            if proc and source_has(args.src, f'"{path}"'):
+            if proc and servers.source_has(args.src, f'"{path}"'):
                 out.append(Target(f"gateway-1w-{route}", f"gateway, 1 worker, {what}", proc, path, body))
     if 1 in args.workers and (args.src / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
         launcher = [gateway_python(), str(BENCH_DIR / "no_ledger.py")]
         start(report.NO_LEDGER, "gateway, 1 worker, no ledger", launcher=launcher)
-        if not args.smoke and (redis := start_redis(procs, pinning)):
+        if not args.smoke and (redis := servers.start_redis(procs, pinning)):
             args.redis_url = redis.url
             start(report.REDIS_LEDGER, "gateway, 1 worker, ledger in Redis", PROXY_REDIS_URL=redis.url)
     if args.compare:  # an earlier commit's gateway in the same rounds: before/after ratios free of the VM's drift
@@ -157,25 +141,25 @@ def gateway_targets(
 def litellm_target(
     args: argparse.Namespace, procs: Processes, up: Proc, pinning: Pinning
 ) -> tuple[list[Target], dict[str, Any]]:
-    info: dict[str, Any] = {"version": litellm_version(args.litellm_bin)}
+    info: dict[str, Any] = {"version": servers.litellm_version(args.litellm_bin)}
     if not Path(args.litellm_bin).exists():
         info["skipped"] = f"{args.litellm_bin} not found (install it: see bench/README.md)"
         return [], info
     try:
         started = time.monotonic()
-        proc = start_litellm(procs, args.litellm_bin, up.port, pinning)
+        proc = servers.start_litellm(procs, args.litellm_bin, up.port, pinning)
         info["startup_s"] = round(time.monotonic() - started, 1)
-        return [Target("litellm", "LiteLLM proxy", proc, "/v1/responses", auth=f"Bearer {LITELLM_KEY}")], info
+        return [Target("litellm", "LiteLLM proxy", proc, "/v1/responses", auth=f"Bearer {servers.LITELLM_KEY}")], info
     except BenchError as exc:  # optional comparison: report it, go on without it
         info["skipped"] = f"did not start: {exc}"
         return [], info
 
 
 def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
-    up = start_nginx_upstream(procs, pinning)
+    up = servers.start_nginx_upstream(procs, pinning)
     targets = [Target("direct", "direct (nginx upstream)", up)]
     try:
-        targets.append(Target("nginx", "nginx proxy_pass", start_nginx_proxy(procs, up.port, pinning)))
+        targets.append(Target("nginx", "nginx proxy_pass", servers.start_nginx_proxy(procs, up.port, pinning)))
     except BenchError as exc:
         failures.add(f"nginx proxy did not start: {exc}")
     targets += gateway_targets(args, procs, up, pinning, failures)
@@ -266,49 +250,30 @@ def target_checks(results: dict[str, Any]) -> list[dict[str, Any]]:
     memory = results.get("rss", {}).get("gateway-1w", {})
     ledger = report.ledger_cost(results)
     n = memory.get("streams_requested", 1000)
-    checks = [
+    tail = c64["added_p99_ms"] / c64["added_p50_ms"] if c64.get("added_p50_ms", 0) > 0 else None
+    ledger_c = f" (c={ledger['concurrency']})" if ledger else ""
+    checks = [  # a negative limit is an upper bound, a positive one a lower bound
         ("c16 RPS ≥ 0.18 × nginx", c16.get("x_nginx"), 0.18, "{:.3f}×"),
         ("c16 added p50 ≤ 1.5 ms", c16.get("added_p50_ms"), -1.5, "{:.3f} ms"),
         ("c16 added p99 ≤ 4 ms", c16.get("added_p99_ms"), -4.0, "{:.3f} ms"),
         ("c1 added p50 ≤ 0.3 ms", c1.get("added_p50_ms"), -0.3, "{:.3f} ms"),
         ("c16 RPS ≥ 5 × LiteLLM", c16.get("x_litellm"), 5.0, "{:.1f}×"),
-        (
-            "c64 added p99 ≤ 3 × added p50",
-            c64["added_p99_ms"] / c64["added_p50_ms"] if c64.get("added_p50_ms", 0) > 0 else None,
-            -3.0,
-            "{:.2f}×",
-        ),
+        ("c64 added p99 ≤ 3 × added p50", tail, -3.0, "{:.2f}×"),
         ("stream added TTFB ≤ 1 ms", stream.get("added_ttfb_ms"), -1.0, "{:.3f} ms"),
         ("RSS idle ≤ 60 MB", memory.get("idle_mb"), -60.0, "{:.1f} MB"),
         (f"RSS with {n} {'open ' * (n != 1000)}streams ≤ 200 MB", memory.get("streams_mb"), -200.0, "{:.1f} MB"),
-        (
-            "usage ledger costs ≤ 5% RPS" + (f" (c={ledger['concurrency']})" if ledger else ""),
-            ledger and ledger["rps_pct"],
-            -5.0,
-            "{:.1f}%",
-        ),
-    ]  # a negative limit is an upper bound, a positive one a lower bound
-    return [
-        {
-            "what": what,
-            "value": value,
-            "limit": abs(limit),
-            "text": "not measured" if value is None else fmt.format(value),
-            "ok": None if value is None else (value >= limit if limit > 0 else value <= -limit),
-        }
-        for what, value, limit, fmt in checks
+        (f"usage ledger costs ≤ 5% RPS{ledger_c}", ledger and ledger["rps_pct"], -5.0, "{:.1f}%"),
     ]
+    return [
+        {"what": what, "value": value, "limit": abs(limit), "ok": None if value is None else value >= limit if limit > 0
+         else value <= -limit, "text": "not measured" if value is None else fmt.format(value)}
+        for what, value, limit, fmt in checks
+    ]  # fmt: skip
 
 
 def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
     versions = {}
     for package in ("acedata-proxy", "uvicorn", "httpx", "fastapi", "pydantic", "uvloop", "httptools"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -318,27 +283,16 @@ def machine_meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
     return {
         "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "command": " ".join(shlex.quote(a) for a in ["python", "bench/run.py", *sys.argv[1:]]),
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "nginx": version([NGINX, "-v"]).removeprefix("nginx version: "),
-        "wrk": version([WRK, "--version"]),
-        "versions": versions,
-        "layout": layout if pinning.client_cpu is not None else "no CPU pinning",
-        "smoke": args.smoke,
-        "rounds": args.rounds,
-        "duration_s": args.duration,
-        "concurrency": args.concurrency,
-        "workers": args.workers,
-        "streams": args.streams,
-        "stream_runs": args.stream_runs,
-        "request": REQUEST_BODY.decode(),
-        "upstream_body_bytes": len(RESPONSES_JSON),
-        "upstream_embeddings_bytes": len(embeddings_json()),
+        "nproc": os.cpu_count(), "cpu": cpu, "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(), "nginx": version([servers.NGINX, "-v"]).removeprefix("nginx version: "),
+        "wrk": version([WRK, "--version"]), "versions": versions,
+        "layout": layout if pinning.client_cpu is not None else "no CPU pinning", "smoke": args.smoke,
+        "rounds": args.rounds, "duration_s": args.duration, "concurrency": args.concurrency, "workers": args.workers,
+        "streams": args.streams, "stream_runs": args.stream_runs, "request": REQUEST_BODY.decode(),
+        "upstream_body_bytes": len(servers.RESPONSES_JSON), "upstream_embeddings_bytes": len(servers.embeddings_json()),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "gateway_source": {"tree": f"git archive {args.rev}" if args.rev else "work tree", **git_describe(args.rev)},
-    }
+    }  # fmt: skip
 
 
 def make_chart(results: dict[str, Any], png: Path, plot_python: str | None, json_path: Path) -> bool:

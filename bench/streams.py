@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from bench import report
+from bench import report, servers
 from bench.harness import (
     BENCH_DIR,
     HOST,
@@ -48,17 +48,6 @@ from bench.harness import (
     snapshot_source,
     version,
     workspace,
-)
-from bench.servers import (
-    LISTEN,
-    NGINX,
-    RESPONSES_PATH,
-    STREAM_BODY,
-    readable_by_nginx,
-    start_gateway,
-    start_nginx,
-    start_nginx_proxy,
-    start_nginx_upstream,
 )
 from tests.helpers import wait_for
 
@@ -91,10 +80,10 @@ def start_sse_upstream(procs: Processes, pinning: Pinning) -> Proc:
     root = procs.workdir / "sse"
     root.mkdir()
     (root / "stream.sse").write_bytes(sse_body())
-    readable_by_nginx(procs.workdir, root, root / "stream.sse")
+    servers.readable_by_nginx(procs.workdir, root, root / "stream.sse")
     # limit_rate_after: the head and the first event leave at once, as a model's first token would
     block = f"""    server {{
-        {LISTEN};
+        {servers.LISTEN};
         location = /healthz {{ return 200 'ok'; }}
         location / {{ error_page 405 =200 /stream.sse; return 405; }}
         location = /stream.sse {{
@@ -102,7 +91,7 @@ def start_sse_upstream(procs: Processes, pinning: Pinning) -> Proc:
             limit_rate {EVENT_BYTES * EVENTS_PER_S}; limit_rate_after 400; sendfile_max_chunk {EVENT_BYTES};
         }}
     }}"""
-    return start_nginx(procs, "sse-upstream", block, pinning.swapped(), 32768)
+    return servers.start_nginx(procs, "sse-upstream", block, pinning.swapped(), 32768)
 
 
 class PeakRss(threading.Thread):
@@ -147,10 +136,9 @@ class Load:
         built = subprocess.run(argv, capture_output=True, text=True, check=False)
         if built.returncode != 0:
             raise BenchError(f"could not build bench/streamload.c (needs gcc): {built.stderr.strip()}")
-        head = (
-            f"POST {RESPONSES_PATH} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-        )
-        self.request.write_bytes(f"{head}content-length: {len(STREAM_BODY)}\r\n\r\n".encode() + STREAM_BODY)
+        head = f"POST {servers.RESPONSES_PATH} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
+        body = servers.STREAM_BODY
+        self.request.write_bytes(f"{head}connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
 
     def run(self, port: int, count: int, proc: Proc | None) -> dict[str, Any]:
         """`count` streams against `port`; with `proc` (a server under test), its CPU time and peak RSS."""
@@ -246,25 +234,25 @@ def overload(
 ) -> list[dict[str, Any]]:
     """One worker far past what it can serve, without and with PROXY_MAX_INFLIGHT: JSON at wrk concurrency 512 and
     2,048 (nginx `return 200` upstream), then 10,000 concurrent streams. What completed, what was refused, RSS."""
-    up = start_nginx_upstream(procs, pinning.swapped())
+    up = servers.start_nginx_upstream(procs, pinning.swapped())
     out = []
     for limit in (None, args.limit):
         settings = {**SERVER_SETTINGS, **({"PROXY_MAX_INFLIGHT": str(limit)} if limit else {})}
         name = "gateway-limited" if limit else "gateway-unlimited"
         try:
-            proc = start_gateway(procs, name + "-json", up.port, 1, pinning, settings=settings)
+            proc = servers.start_gateway(procs, name + "-json", up.port, 1, pinning, settings=settings)
             points = []
             for conc in OVERLOAD_JSON:
                 sampler = PeakRss(proc.pid)
                 sampler.start()
-                result = run_wrk(pinning, f"http://{HOST}:{proc.port}{RESPONSES_PATH}", conc, 5, timeout_s=5.0)
+                result = run_wrk(pinning, f"http://{HOST}:{proc.port}{servers.RESPONSES_PATH}", conc, 5, timeout_s=5.0)
                 points.append({"concurrency": conc, **asdict(result), "rss_peak_mb": round(sampler.stop(), 1)})
                 log(
                     f"overload {name} c={conc}: {result.rps:.0f} rps, non-2xx {result.non_2xx}, "
                     f"socket errors {result.socket_errors}"
                 )
             procs.stop(proc)
-            proc = start_gateway(procs, name + "-streams", sse.port, 1, pinning, settings=settings)
+            proc = servers.start_gateway(procs, name + "-streams", sse.port, 1, pinning, settings=settings)
             streams = load.run(proc.port, OVERLOAD_STREAMS, proc)
             log(
                 f"overload {name} {OVERLOAD_STREAMS} streams: completed {streams['completed']}, "
@@ -282,7 +270,7 @@ def start_targets(
 ) -> tuple[Proc, list[Target]]:
     """The SSE upstream, nginx proxy_pass and one gateway worker (plus one from --rev), all pointed at it."""
     up = start_sse_upstream(procs, pinning)
-    proxy = start_nginx_proxy(procs, up.port, pinning, buffering=False)
+    proxy = servers.start_nginx_proxy(procs, up.port, pinning, buffering=False)
     targets: list[Target] = [("direct", "direct (nginx SSE upstream)", up.port, None)]
     targets.append(("nginx", "nginx proxy_pass, proxy_buffering off", proxy.port, proxy))
     sources = [("gateway-1w", "gateway, 1 worker", REPO)]
@@ -291,7 +279,7 @@ def start_targets(
         sources.append(("gateway-rev", label, snapshot_source(args.rev, procs.workdir)))
     for name, label, src in sources:
         try:
-            proc = start_gateway(procs, name, up.port, 1, pinning, src, settings=SERVER_SETTINGS)
+            proc = servers.start_gateway(procs, name, up.port, 1, pinning, src, settings=SERVER_SETTINGS)
             targets.append((name, label, proc.port, proc))
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
@@ -309,7 +297,7 @@ def meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
         "command": " ".join(["python", "bench/streams.py", *sys.argv[1:]]),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "gcc": version(["gcc", "--version"]),
-        "nginx": version([NGINX, "-v"]),
+        "nginx": version([servers.NGINX, "-v"]),
         "gateway_source": git_describe(None),
         "rev": git_describe(args.rev) if args.rev else None,
         "layout": layout if pinning.client_cpu is not None else "no CPU pinning",
