@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from bench.harness import (
     BenchError,
     Failures,
     Pinning,
+    Proc,
     Processes,
     cpu_seconds,
     http_request,
@@ -291,31 +293,53 @@ def summarize(points: list[dict[str, Any]], direct: str = "direct") -> dict[str,
     return summary
 
 
-def measure(
-    pinning: Pinning,
-    name: str,
-    proc_pid: int | None,
-    url: str,
-    conc: int,
-    duration: float,
-    body: bytes = REQUEST_BODY,
-    auth: str | None = None,
-) -> dict[str, Any]:
-    """One wrk point, with the target's CPU time (its process tree) per request answered."""
-    before = cpu_seconds(proc_pid) if proc_pid else 0.0
-    result = run_wrk(pinning, url, conc, duration, body=body, auth=auth)
-    cpu = cpu_seconds(proc_pid) - before if proc_pid else 0.0
-    point = {
-        "target": name,
-        "concurrency": conc,
-        **asdict(result),
-        "cpu_us_per_req": cpu * 1e6 / max(1, result.requests),
-    }
+@dataclass
+class Target:
+    """What wrk loads: a server's route, with the body and Authorization it sends."""
+
+    name: str  # direct, nginx, gateway-1w, gateway-2w, litellm ...
+    label: str
+    proc: Proc
+    path: str = servers.RESPONSES_PATH
+    body: bytes = REQUEST_BODY
+    auth: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.proc.port}{self.path}"
+
+
+def measure(pinning: Pinning, target: Target, conc: int, duration: float) -> tuple[dict[str, Any], str]:
+    """One wrk point, with the target's CPU time (its process tree) per request answered; and its problems."""
+    before = cpu_seconds(target.proc.pid)
+    result = run_wrk(pinning, target.url, conc, duration, body=target.body, auth=target.auth)
+    cpu_us = (cpu_seconds(target.proc.pid) - before) * 1e6 / max(1, result.requests)
     log(
-        f"c={conc:<3} {name:<22} {result.rps:>9.0f} rps  p50 {result.p50_ms:7.3f} ms  p99 {result.p99_ms:7.3f} ms  "
-        f"CPU {point['cpu_us_per_req']:7.1f} µs/req"
+        f"c={conc:<3} {target.name:<22} {result.rps:>9.0f} rps  p50 {result.p50_ms:7.3f} ms  "
+        f"p99 {result.p99_ms:7.3f} ms  CPU {cpu_us:7.1f} µs/req"
     )
-    return point if result.ok else {**point, "problems": result.problems()}
+    return {"target": target.name, "concurrency": conc, **asdict(result), "cpu_us_per_req": cpu_us}, result.problems()
+
+
+def interleaved(
+    pinning: Pinning, targets: list[Target], warm: list[Target], concurrency: Sequence[int], rounds: int,
+    duration: float, failures: Failures,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Round 0 warms `warm` up (1 s at c=16); then every target at each concurrency in turn, round after round
+    (A, B, C, then A, B, C again), so a drift of the machine's load touches them all alike."""
+    points = []
+    for round_no in range(rounds + 1):
+        for conc in concurrency if round_no else [16]:
+            for target in targets if round_no else warm:
+                try:
+                    point, problems = measure(pinning, target, conc, duration if round_no else 1)
+                except BenchError as exc:
+                    failures.add(f"{target.label} c={conc} round {round_no}: {exc}")
+                    continue
+                if round_no and problems:
+                    failures.add(f"{target.label} c={conc} round {round_no}: {problems}")
+                points += [{**point, "round": round_no}] if round_no else []
+    return points
 
 
 def scaling_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
@@ -323,33 +347,15 @@ def scaling_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, 
     which costs the gateway's machine nothing) share CPU 0, so the rest of the machine is the gateway's."""
     loadavg = Path("/proc/loadavg").read_text().split()[:3]  # this phase runs minutes after the run began
     up = servers.start_nginx_upstream(procs, Pinning(pinning.client_cpu, pinning.client_cpu), "nginx-upstream-scaling")
-    targets = [("direct", up.pid, up.port)]
+    targets = [Target("direct", "direct", up)]
     for workers in args.scaling_workers:
         name = f"gateway-{workers}w-unpinned"
         try:
             proc = servers.start_gateway(procs, name, up.port, workers, Pinning(pinning.client_cpu, None), args.src)
-            targets.append((name, proc.pid, proc.port))
+            targets.append(Target(name, f"{name} (scaling)", proc))
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
-    points = []
-    for round_no in range(0, args.rounds + 1):  # round 0 is the warm-up
-        for conc in SCALING_CONCURRENCY if round_no else (16,):
-            for name, pid, port in targets:
-                try:
-                    point = measure(
-                        pinning,
-                        name,
-                        pid,
-                        f"http://{HOST}:{port}{servers.RESPONSES_PATH}",
-                        conc,
-                        args.duration if round_no else 1,
-                    )
-                except BenchError as exc:
-                    failures.add(f"{name} (scaling) c={conc}: {exc}")
-                    continue
-                if round_no and "problems" in point:
-                    failures.add(f"{name} (scaling) c={conc}: {point['problems']}")
-                points += [{**point, "round": round_no}] if round_no else []
+    points = interleaved(pinning, targets, targets, SCALING_CONCURRENCY, args.rounds, args.duration, failures)
     summary = summarize(points)
     for by_conc in summary.values():
         for row in by_conc.values():

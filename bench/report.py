@@ -408,13 +408,13 @@ def overload_table(settings: list[Results]) -> list[str]:
 # --------------------------------------------------------------------------------------------------- charts
 
 
-def _bars(ax: Any, summary: Results, names: list[str], groups: list[str], key: str, names_of: dict[str, str]) -> None:
+def _bars(ax: Any, summary: Results, names: list[str], groups: list[str], key: str, style: dict[str, Any]) -> None:
     """One bar per target in each group (concurrency or stream count), its value written above it."""
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
         xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(groups))]
         values = [max(summary[name].get(g, {}).get(key, 0), 0.001) for g in groups]  # a log scale shows no 0
-        for bar, v in zip(ax.bar(xs, values, width, label=names_of.get(name, name)), values, strict=True):
+        for bar, v in zip(ax.bar(xs, values, width, **style[name]), values, strict=True):
             text = f"{v / 1000:.1f}k" if v >= 1000 else f"{v:,.2f}" if v < 10 else f"{v:,.0f}"
             ax.annotate(text, (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom", fontsize=7,
                         rotation=90, xytext=(0, 2), textcoords="offset points")  # fmt: skip
@@ -431,11 +431,13 @@ def chart(results: Results, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    meta, names_of, load = results["meta"], labels(results), "load_summary" in results
+    meta, load = results["meta"], "load_summary" in results
     summary = results["load_summary"] if load else results["summary"]
     groups = [str(g) for g in meta["concurrency" if load else "streams"]]
     names = [n for n in summary if any(g in summary[n] for g in groups)]
     proxied = [n for n in names if n != "direct"]
+    # each target its label, and the same colour in both panels
+    style = {n: {"label": labels(results).get(n, n), "color": f"C{i % 10}"} for i, n in enumerate(names)}
     if load:
         panels = [("rps", "requests per second (log scale)", names, "log")]
         panels.append(("added_p50_ms", "added p50 latency vs direct, ms", proxied, "linear"))
@@ -443,7 +445,7 @@ def chart(results: Results, out: Path) -> None:
         panels = [("cpu_us_per_event", "CPU µs per relayed event", proxied, "linear")]
         panels.append(("added_gap_p99_ms", "added inter-event p99, ms (log scale)", proxied, "log"))
     for ax, (key, what, shown, scale) in zip(axes, panels, strict=True):
-        _bars(ax, summary, shown, groups, key, names_of)
+        _bars(ax, summary, shown, groups, key, style)
         ax.set(ylabel=what, title=what, yscale=scale)
         ax.set_xticks(range(len(groups)), [f"c={g}" if load else f"{int(g):,} streams" for g in groups])
     what = (

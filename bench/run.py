@@ -26,13 +26,11 @@ import platform
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from bench import phases, report, servers
 from bench.harness import (
     BENCH_DIR,
-    HOST,
     REPO,
     REQUEST_BODY,
     WRK,
@@ -57,21 +55,7 @@ from bench.harness import (
 DOCUMENTED_CPU_RATIO = 10.0
 
 
-@dataclass
-class Target:
-    name: str  # direct, nginx, gateway-1w, gateway-2w, litellm ...
-    label: str
-    proc: Proc
-    path: str = servers.RESPONSES_PATH
-    body: bytes = REQUEST_BODY
-    auth: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.proc.port}{self.path}"
-
-
-def check_answer(target: Target) -> None:
+def check_answer(target: phases.Target) -> None:
     """One request before any load: a 200 with a Responses, chat, message or embeddings JSON object."""
     headers = {"Content-Type": "application/json", **({"Authorization": target.auth} if target.auth else {})}
     status, body = http_request(target.proc.port, "POST", target.path, target.body, headers, timeout=30)
@@ -98,10 +82,10 @@ def check_answer(target: Target) -> None:
 
 def gateway_targets(
     args: argparse.Namespace, procs: Processes, up: Proc, pinning: Pinning, failures: Failures
-) -> list[Target]:
+) -> list[phases.Target]:
     """The gateway with each worker count; one worker also through its other routes (unless a --rev predates them),
     without its ledger and with it in Redis, an older commit's (--compare) and with httpx as its client."""
-    out: list[Target] = []
+    out: list[phases.Target] = []
 
     def start(
         name: str, label: str, workers: int = 1, src: Path | None = None, launcher: list[str] | None = None, **env: str
@@ -111,7 +95,7 @@ def gateway_targets(
         except BenchError as exc:
             failures.add(f"{name} did not start: {exc}")
             return None
-        out.append(Target(name, label, proc))
+        out.append(phases.Target(name, label, proc))
         return proc
 
     for workers in args.workers:
@@ -123,7 +107,7 @@ def gateway_targets(
         )
         for route, what, path, body in routes if workers == 1 else ():
             if proc and servers.source_has(args.src, f'"{path}"'):
-                out.append(Target(f"gateway-1w-{route}", f"gateway, 1 worker, {what}", proc, path, body))
+                out.append(phases.Target(f"gateway-1w-{route}", f"gateway, 1 worker, {what}", proc, path, body))
     if 1 in args.workers and (args.src / "app" / "ledger").is_dir():  # a --rev from before the ledger has none
         launcher = [gateway_python(), str(BENCH_DIR / "no_ledger.py")]
         start(report.NO_LEDGER, "gateway, 1 worker, no ledger", launcher=launcher)
@@ -140,7 +124,7 @@ def gateway_targets(
 
 def litellm_target(
     args: argparse.Namespace, procs: Processes, up: Proc, pinning: Pinning
-) -> tuple[list[Target], dict[str, Any]]:
+) -> tuple[list[phases.Target], dict[str, Any]]:
     info: dict[str, Any] = {"version": servers.litellm_version(args.litellm_bin)}
     if not Path(args.litellm_bin).exists():
         info["skipped"] = f"{args.litellm_bin} not found (install it: see bench/README.md)"
@@ -149,7 +133,9 @@ def litellm_target(
         started = time.monotonic()
         proc = servers.start_litellm(procs, args.litellm_bin, up.port, pinning)
         info["startup_s"] = round(time.monotonic() - started, 1)
-        return [Target("litellm", "LiteLLM proxy", proc, "/v1/responses", auth=f"Bearer {servers.LITELLM_KEY}")], info
+        return [
+            phases.Target("litellm", "LiteLLM proxy", proc, "/v1/responses", auth=f"Bearer {servers.LITELLM_KEY}")
+        ], info
     except BenchError as exc:  # optional comparison: report it, go on without it
         info["skipped"] = f"did not start: {exc}"
         return [], info
@@ -157,9 +143,9 @@ def litellm_target(
 
 def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures) -> dict[str, Any]:
     up = servers.start_nginx_upstream(procs, pinning)
-    targets = [Target("direct", "direct (nginx upstream)", up)]
+    targets = [phases.Target("direct", "direct (nginx upstream)", up)]
     try:
-        targets.append(Target("nginx", "nginx proxy_pass", servers.start_nginx_proxy(procs, up.port, pinning)))
+        targets.append(phases.Target("nginx", "nginx proxy_pass", servers.start_nginx_proxy(procs, up.port, pinning)))
     except BenchError as exc:
         failures.add(f"nginx proxy did not start: {exc}")
     targets += gateway_targets(args, procs, up, pinning, failures)
@@ -177,27 +163,7 @@ def load_phase(args: argparse.Namespace, procs: Processes, pinning: Pinning, fai
     rss_before = {t.name: round(rss_mb(t.proc.pid), 1) for t in live}
     # the smoke run warms each process once (its other routes had their check request) to stay within its minute
     warm = [t for i, t in enumerate(live) if not args.smoke or all(o.proc is not t.proc for o in live[:i])]
-    points = []
-    for round_no in range(args.rounds + 1):  # round 0: the warm-up, 1 s at c=16
-        for conc in args.concurrency if round_no else [16]:
-            for target in live if round_no else warm:  # interleaved: A, B, C, then again A, B, C ...
-                try:
-                    point = phases.measure(
-                        pinning,
-                        target.name,
-                        target.proc.pid,
-                        target.url,
-                        conc,
-                        args.duration if round_no else 1,
-                        target.body,
-                        target.auth,
-                    )
-                except BenchError as exc:
-                    failures.add(f"{target.label} c={conc} round {round_no}: {exc}")
-                    continue
-                if round_no and "problems" in point:
-                    failures.add(f"{target.label} c={conc} round {round_no}: {point['problems']}")
-                points += [{**point, "round": round_no}] if round_no else []
+    points = phases.interleaved(pinning, live, warm, args.concurrency, args.rounds, args.duration, failures)
     rss_after = {t.name: round(rss_mb(t.proc.pid), 1) for t in live}
     groups: dict[str, list[str]] = {}
     for target in live:
@@ -420,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         results["chart"] = make_chart(results, REPO / "docs" / "benchmark.png", args.plot_python, json_path)
         write_docs(results)
     print(report.render(results, docs=False))
-    log(f"results: {json_path.relative_to(REPO)}; {results['meta'].get('elapsed_s')} s; {len(failures)} failure(s)")
+    elapsed, failed = results["meta"].get("elapsed_s"), len(results["failures"])
+    log(f"results: {json_path.relative_to(REPO)}; {elapsed} s; {failed} failure(s)")
     return 1 if failures else 0
 
 
