@@ -11,42 +11,69 @@ the gateway is CPU-bound (RPS ~ 1 / CPU per request). Loopback only; every serve
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `bench` and `tests` import
 
-from harness import (
+import argparse
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from bench.harness import (
     HOST,
+    REPO,
+    BenchError,
     Pinning,
     Proc,
-    free_port,
+    cpu_seconds,
     log,
     median,
     run_wrk,
     snapshot_source,
-    start_nginx_upstream,
     workspace,
 )
-from run import start_gateway
+from bench.servers import RESPONSES_PATH, start_gateway, start_nginx_upstream
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a process and its children still running (the uvicorn worker is the process itself here)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+Gateways = dict[str, tuple[Proc, str | None]]  # name -> the process and the Authorization it is sent
 
 
 def keys_file(workdir: Path, name: str, budget: bool) -> tuple[Path, str]:
-    from app.access import keys  # the work tree's: its file format is one every revision reads when no budget is set
+    """A keys file with one key, in the work tree's format: every revision reads it when it sets no budget."""
+    from app.access import keys
 
     path = workdir / f"{name}.toml"
-    key = keys.create(path, "bench", budget_tokens=10**15) if budget else keys.create(path, "bench")
-    return path, key
+    return path, keys.create(path, "bench", budget_tokens=10**15) if budget else keys.create(path, "bench")
+
+
+def cpu_rounds(
+    pinning: Pinning,
+    gateways: Gateways,
+    rounds: int,
+    duration: int,
+    around: Callable[[str], AbstractContextManager[object]] = lambda _name: contextlib.nullcontext(),
+) -> dict[str, list[float]]:
+    """CPU µs per request of each gateway at c=16, in interleaved rounds after a warm-up; `around(name)` is
+    entered for each point (what runs beside the load)."""
+    per_request: dict[str, list[float]] = {name: [] for name in gateways}
+    for round_no in range(rounds + 1):  # round 0: the warm-up
+        for name, (proc, auth) in gateways.items():
+            with around(name):
+                before = cpu_seconds(proc.pid)
+                result = run_wrk(
+                    pinning, f"http://{HOST}:{proc.port}{RESPONSES_PATH}", 16, duration if round_no else 1, auth=auth
+                )
+                used = cpu_seconds(proc.pid) - before
+            if not result.ok:
+                raise BenchError(f"{name}: {result.problems()}")
+            if round_no:
+                per_request[name].append(used / result.requests * 1e6)
+                log(
+                    f"round {round_no} {name:<6} {result.rps:8.0f} rps  {per_request[name][-1]:7.1f} CPU µs/request  "
+                    f"p99 {result.p99_ms:.2f} ms"
+                )
+    return per_request
 
 
 def main() -> int:
@@ -59,29 +86,16 @@ def main() -> int:
     pinning = Pinning.choose()
     pinning.pin_self()
     with workspace() as (workdir, procs):
-        up_port = free_port()
-        start_nginx_upstream(procs, up_port, pinning)
-        targets: dict[str, tuple[Proc, int, str | None]] = {}
-        for name, src in (("base", snapshot_source(args.base, workdir)), ("tree", None)):
-            settings, auth = {}, None
+        up = start_nginx_upstream(procs, pinning)
+        gateways: Gateways = {}
+        for name, src in (("base", snapshot_source(args.base, workdir)), ("tree", REPO)):
+            settings: dict[str, str] = {}
+            auth = None
             if args.keyed:
                 path, key = keys_file(workdir, name, budget=name == "tree")
                 settings, auth = {"PROXY_KEYS_FILE": str(path)}, f"Bearer {key}"
-            proc, port = start_gateway(procs, name, up_port, 1, pinning, src, **settings)
-            targets[name] = (proc, port, auth)
-        for _proc, port, auth in targets.values():  # warm-up
-            run_wrk(pinning, f"http://{HOST}:{port}/openai/responses", 16, 1, auth=auth)
-        per_request: dict[str, list[float]] = {name: [] for name in targets}
-        for round_no in range(1, args.rounds + 1):
-            for name, (proc, port, auth) in targets.items():
-                before = cpu_seconds(proc.pid)
-                result = run_wrk(pinning, f"http://{HOST}:{port}/openai/responses", 16, args.duration, auth=auth)
-                used = cpu_seconds(proc.pid) - before
-                if not result.ok:
-                    log(f"{name}: {result.problems()}")
-                    return 1
-                per_request[name].append(used / result.requests * 1e6)
-                log(f"round {round_no} {name:<5} {result.rps:8.0f} rps  {per_request[name][-1]:7.1f} CPU µs/request")
+            gateways[name] = (start_gateway(procs, name, up.port, 1, pinning, src, settings=settings), auth)
+        per_request = cpu_rounds(pinning, gateways, args.rounds, args.duration)
     base, tree = median(per_request["base"]), median(per_request["tree"])
     print(f"CPU per request (median of {args.rounds}): base {args.base} {base:.1f} µs, work tree {tree:.1f} µs")
     print(f"work tree / base = {tree / base:.3f}  ->  RPS when CPU-bound: {base / tree:.3f} x base")

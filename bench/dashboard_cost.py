@@ -11,26 +11,43 @@ figure it must not move beyond the rounds' spread. Loopback only; every server i
 
 from __future__ import annotations
 
-import argparse
 import sys
-import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `bench` and `tests` import
 
-from cpu_cost import cpu_seconds
-from harness import HOST, Pinning, free_port, http_request, log, median, run_wrk, start_nginx_upstream, workspace
-from run import start_gateway
+import argparse
+import contextlib
+import threading
+from collections.abc import Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.cpu_cost import Gateways, cpu_rounds
+from bench.harness import REPO, BenchError, Pinning, http_request, median, workspace
+from bench.servers import start_gateway, start_nginx_upstream
 
 
-def open_dashboards(port: int, key: str, interval: float, stop: threading.Event, looks: list[int]) -> None:
-    while not stop.wait(interval):
-        status, page = http_request(port, "GET", "/admin", headers={"Authorization": f"Bearer {key}"})
-        if status != 200 or b'data-route="openai.responses"' not in page:
-            raise SystemExit(f"the dashboard answered {status}")
-        looks.append(1)
+@contextlib.contextmanager
+def dashboards(port: int, admin: str, interval: float, looks: list[int]) -> Iterator[None]:
+    """GET /admin every `interval` seconds while the block runs; each look must be the dashboard."""
+    stop, errors = threading.Event(), []
+
+    def look() -> None:
+        while not stop.wait(interval):
+            status, page = http_request(port, "GET", "/admin", headers={"Authorization": f"Bearer {admin}"})
+            if status != 200 or b'data-route="openai.responses"' not in page:
+                errors.append(f"the dashboard answered {status}")
+                return
+            looks.append(1)
+
+    looker = threading.Thread(target=look)
+    looker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        looker.join()
+    if errors:
+        raise BenchError(errors[0])
 
 
 def main() -> int:
@@ -43,38 +60,23 @@ def main() -> int:
 
     pinning = Pinning.choose()
     pinning.pin_self()
+    looks: list[int] = []
     with workspace() as (workdir, procs):
-        up_port = free_port()
-        start_nginx_upstream(procs, up_port, pinning)
+        up = start_nginx_upstream(procs, pinning)
         path = workdir / "keys.toml"
-        key = keys.create(path, "bench")
-        admin = keys.create(path, "lead", admin=True)
-        prices = str(ROOT / "deploy" / "prices.example.toml")
-        proc, port = start_gateway(procs, "tree", up_port, 1, pinning, PROXY_KEYS_FILE=str(path),
-                                   PROXY_PRICES_FILE=prices)  # fmt: skip
-        url = f"http://{HOST}:{port}/openai/responses"
-        run_wrk(pinning, url, 16, 1, auth=f"Bearer {key}")  # warm-up, and rows in the ledger
-        per_request: dict[str, list[float]] = {"closed": [], "open": []}
-        for round_no in range(1, args.rounds + 1):
-            for state in per_request:
-                stop, looks = threading.Event(), []
-                looker = threading.Thread(target=open_dashboards, args=(port, admin, args.interval, stop, looks))
-                if state == "open":
-                    looker.start()
-                before = cpu_seconds(proc.pid)
-                result = run_wrk(pinning, url, 16, args.duration, auth=f"Bearer {key}")
-                used = cpu_seconds(proc.pid) - before
-                stop.set()
-                if looker.is_alive():
-                    looker.join()
-                if not result.ok:
-                    log(f"{state}: {result.problems()}")
-                    return 1
-                per_request[state].append(used / result.requests * 1e6)
-                log(f"round {round_no} {state:<6} {result.rps:8.0f} rps  {per_request[state][-1]:7.1f} CPU µs/request"
-                    f"  p99 {result.p99_ms:.2f} ms  {len(looks)} dashboard looks")  # fmt: skip
+        key, admin = keys.create(path, "bench"), keys.create(path, "lead", admin=True)
+        prices = str(REPO / "deploy" / "prices.example.toml")
+        settings = {"PROXY_KEYS_FILE": str(path), "PROXY_PRICES_FILE": prices}
+        proc = start_gateway(procs, "tree", up.port, 1, pinning, settings=settings)
+        gateways: Gateways = {"closed": (proc, f"Bearer {key}"), "open": (proc, f"Bearer {key}")}
+
+        def around(state: str) -> contextlib.AbstractContextManager[object]:
+            return dashboards(proc.port, admin, args.interval, looks) if state == "open" else contextlib.nullcontext()
+
+        per_request = cpu_rounds(pinning, gateways, args.rounds, args.duration, around)
     for state, values in per_request.items():
         print(f"{state:<6} median {median(values):.1f} µs/request, rounds {min(values):.1f}..{max(values):.1f}")
+    print(f"{len(looks)} dashboard looks")
     return 0
 
 

@@ -1,82 +1,34 @@
-"""Shared pieces of the benchmark scripts: processes that always get cleaned up, free loopback ports, the nginx
-upstream and reverse proxy, wrk runs, raw-socket HTTP, stream timing and RSS.
+"""What every benchmark script shares: processes that always get cleaned up, CPU pinning, wrk, the gateway code
+to run (the work tree or a `git archive` snapshot) and CPU time and memory read from /proc.
 
-Standard library only, so `bench/run.py` runs with the project venv's python (or any python 3.11+). Every
-server listens on 127.0.0.1 and every load loop is bounded by a count or a duration.
+Sockets, raw HTTP and waiting come from tests.helpers: every listening socket is bound here and handed over (or
+the server binds port 0 and its port is read back), so no port is picked, released and raced for.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
-import random
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+
+from tests.helpers import listening_ports, raw_exchange, wait_for
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-POST_LUA = BENCH_DIR / "post.lua"
 HOST = "127.0.0.1"
-UPSTREAM_TOKEN = "upstream-test-token"
 REQUEST_BODY = b'{"model":"gpt-4.1","input":"hi"}'
-STREAM_BODY = b'{"model":"gpt-4.1","input":"hi","stream":true}'
-# the same through chat completions: the route must cost what the Responses route costs
-CHAT_BODY = b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}]}'
-CHAT_STREAM_BODY = (
-    b'{"model":"gpt-4.1","messages":[{"role":"user","content":"hi"}],"stream":true,'
-    b'"stream_options":{"include_usage":true}}'
-)
-# ... and through Anthropic's Messages API (Claude Code's route)
-MESSAGES_BODY = b'{"model":"claude-sonnet-4-5-20250929","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}'
-MESSAGES_STREAM_BODY = MESSAGES_BODY[:-1] + b',"stream":true}'
-
-# What the fixed-cost upstream answers to every request: a small but complete Responses object.
-RESPONSES_JSON = (
-    '{"id":"resp_bench","object":"response","created_at":1700000000,"status":"completed","model":"gpt-4.1",'
-    '"output":[{"id":"msg_bench","type":"message","status":"completed","role":"assistant","content":'
-    '[{"type":"output_text","text":"Hello!","annotations":[]}]}],"usage":{"input_tokens":1,'
-    '"input_tokens_details":{"cached_tokens":0},"output_tokens":2,"output_tokens_details":'
-    '{"reasoning_tokens":0},"total_tokens":3}}'
-)
-# ... and to /chat/completions (for clients such as LiteLLM that may turn a Responses call into a chat call).
-CHAT_JSON = (
-    '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4.1","choices":'
-    '[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],'
-    '"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}'
-)
-# ... and to /v1/messages: an Anthropic message.
-MESSAGES_JSON = (
-    '{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":'
-    '[{"type":"text","text":"Hello!"}],"stop_reason":"end_turn","stop_sequence":null,'
-    '"usage":{"input_tokens":1,"output_tokens":2}}'
-)
-
-# ... and to /embeddings: one embedding of text-embedding-3-small's 1536 dimensions, as floats (the API's default
-# encoding), digits as OpenAI prints them; fixed values, so every run sends the same bytes.
-EMBEDDINGS_BODY = b'{"model":"text-embedding-3-small","input":"hi"}'
-EMBEDDING_DIMENSIONS = 1536
-
-
-def embeddings_json() -> str:
-    rng = random.Random(EMBEDDING_DIMENSIONS)
-    vector = ",".join(f"{rng.gauss(0.0, 0.025):.10f}" for _ in range(EMBEDDING_DIMENSIONS))
-    return (
-        f'{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{vector}]}}],'
-        '"model":"text-embedding-3-small","usage":{"prompt_tokens":1,"total_tokens":1}}'
-    )
 
 
 class BenchError(Exception):
@@ -87,23 +39,29 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+class Failures(list[str]):
+    """What went wrong in a run: logged as it happens, and the run's exit status at the end."""
+
+    def add(self, message: str) -> None:
+        log("FAIL " + message)
+        self.append(message)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
 
 
 def raise_nofile(wanted: int = 8192) -> int:
-    """This process's (and so every server's it starts) open-file limit, raised to `wanted` where allowed: past
-    the hard limit only with the privilege to raise that too (root, CAP_SYS_RESOURCE)."""
+    """This process's (and so every server's it starts) open-file limit, raised to `wanted` where allowed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < wanted:
-        with contextlib.suppress(ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):  # past the hard limit only with the privilege to raise it
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, wanted))
             hard = wanted
     if soft < wanted:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
@@ -127,6 +85,10 @@ class Pinning:
     def client(self, argv: Sequence[str]) -> list[str]:
         return ["taskset", "-c", str(self.client_cpu), *argv] if self.client_cpu is not None else list(argv)
 
+    def swapped(self) -> Pinning:
+        """Servers on the client's core: an upstream that stands for the remote API, beside the load."""
+        return Pinning(self.server_cpu, self.client_cpu)
+
     def pin_self(self) -> None:
         if self.client_cpu is not None:
             os.sched_setaffinity(0, {self.client_cpu})
@@ -137,6 +99,7 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    port: int = 0
 
     @property
     def pid(self) -> int:
@@ -146,10 +109,34 @@ class Proc:
         return self.popen.poll() is None
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
+        with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return ""
+
+    def wait_port(self, timeout: float = 40) -> int:
+        """The port the server bound when told port 0, read back from /proc once it listens."""
+
+        def bound() -> bool:
+            if not self.alive():
+                raise BenchError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            self.port = min((p for pid in process_tree(self.pid) for p in _ports(pid)), default=0)
+            return self.port > 0
+
+        _waiting(bound, timeout, f"{self.name} listening", self)
+        return self.port
+
+
+def _ports(pid: int) -> set[int]:
+    with contextlib.suppress(OSError):  # a process that exits while we look
+        return listening_ports(pid)
+    return set()
+
+
+def _waiting(condition: Callable[[], object], timeout: float, what: str, proc: Proc) -> None:
+    try:
+        wait_for(condition, timeout, what)
+    except AssertionError as exc:
+        raise BenchError(f"{exc}:\n{proc.log_tail()}") from None
 
 
 class Processes:
@@ -158,16 +145,23 @@ class Processes:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.procs: list[Proc] = []
+        self.cleanups: list[Callable[[], None]] = []
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, fds: Sequence[int] = ()) -> Proc:
         log_path = self.workdir / f"{name}.log"
-        run_dir = cwd or (self.workdir / f"{name}.cwd")
+        run_dir = self.workdir / f"{name}.cwd"  # an empty directory: no stray .env is read
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as out:
             popen = subprocess.Popen(
-                list(argv), cwd=run_dir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                list(argv),
+                cwd=run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+                pass_fds=tuple(fds),
+            )
         proc = Proc(name, popen, log_path)
         self.procs.append(proc)
         return proc
@@ -182,8 +176,7 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.popen.wait(5)
-        # workers of a server that died first may outlive it in its group
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # workers of a server that died first
             os.killpg(proc.pid, signal.SIGKILL)
         if proc in self.procs:
             self.procs.remove(proc)
@@ -194,16 +187,17 @@ class Processes:
                 self.stop(proc)
             except Exception as exc:  # keep cleaning up the others
                 log(f"could not stop {proc.name} (pid {proc.pid}): {exc}")
+        for cleanup in self.cleanups:
+            cleanup()
 
 
 @contextlib.contextmanager
 def workspace(keep: bool = False) -> Iterator[tuple[Path, Processes]]:
-    """A temp dir and a process registry; everything is stopped and removed on exit, Ctrl-C and SIGTERM
-    included."""
+    """A temp dir and a process registry; everything is stopped and removed on exit, Ctrl-C and SIGTERM included."""
     workdir = Path(tempfile.mkdtemp(prefix="acedata-bench-"))
     procs = Processes(workdir)
 
-    def on_term(signum: int, _frame: Any) -> None:
+    def on_term(signum: int, _frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -222,27 +216,50 @@ def workspace(keep: bool = False) -> Iterator[tuple[Path, Processes]]:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
-# -------------------------------------------------------------------------------------------------- source
+def http_request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, timeout: float = 5
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 exchange with Connection: close, over a raw loopback socket."""
+    head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    head += [f"Content-Length: {len(body)}"] if method != "GET" else []
+    response = raw_exchange(port, ("\r\n".join(head) + "\r\n\r\n").encode() + body, timeout=timeout)
+    return response.status, response.body
 
 
-def git_describe(rev: str | None = None) -> dict[str, Any]:
-    """The commit the gateway code comes from (`rev`, or HEAD plus whether app/ has uncommitted changes when the
-    work tree runs), read without touching the index (no optional locks)."""
+def wait_ready(proc: Proc, path: str, timeout: float, headers: dict[str, str] | None = None) -> None:
+    """Poll GET `path` until it answers 200; raise (with the log's tail) if the process dies or time runs out."""
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise BenchError(f"{proc.name} exited with {proc.popen.returncode} while starting:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return http_request(proc.port, "GET", path, headers=headers, timeout=2)[0] == 200
+        return False
+
+    _waiting(ready, timeout, f"{proc.name} answering on port {proc.port}", proc)
+
+
+# ---------------------------------------------------------------------------------------- the gateway's code
+
+
+def git(*argv: str) -> str:
+    """A read-only git command on the repository (no optional locks), its output or "" when it fails."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+    result = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True, env=env, check=False)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
-    def git(*argv: str) -> str:
-        result = subprocess.run(["git", "-C", str(REPO), *argv], capture_output=True, text=True, env=env, check=False)
-        return result.stdout.strip() if result.returncode == 0 else ""
 
-    info: dict[str, Any] = {"commit": git("rev-parse", "--short=12", rev or "HEAD") or None}
+def git_describe(rev: str | None = None) -> dict[str, str | bool | None]:
+    """The commit the gateway code comes from, and whether app/ has uncommitted changes when the work tree runs."""
+    info: dict[str, str | bool | None] = {"commit": git("rev-parse", "--short=12", rev or "HEAD") or None}
     if rev is None:
-        info["app_dirty"] = bool(git("--no-optional-locks", "status", "--porcelain", "--", "app"))
+        info["app_dirty"] = bool(git("status", "--porcelain", "--", "app"))
     return info
 
 
 def snapshot_source(rev: str, workdir: Path) -> Path:
-    """`git archive REV app` unpacked into workdir: a fixed version of the gateway to run, whatever the work tree
-    holds meanwhile. Read-only for the repository."""
+    """`git archive REV app` unpacked into workdir: a fixed version of the gateway to run. Read-only for the repo."""
     dest = workdir / f"src-{rev.replace('/', '_')}"
     dest.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "app"], capture_output=True, check=False)
@@ -258,152 +275,7 @@ def gateway_python() -> str:
     return str(venv) if venv.exists() else sys.executable
 
 
-# ---------------------------------------------------------------------------------------------------- HTTP
-
-
-def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:  # fmt: skip
-    """One HTTP/1.1 exchange with Connection: close, over a raw loopback socket."""
-    head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Connection: close"]
-    for name, value in (headers or {}).items():
-        head.append(f"{name}: {value}")
-    if body is not None:
-        head.append(f"Content-Length: {len(body)}")
-    data = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    raw = b"".join(chunks)
-    status_line, _, rest = raw.partition(b"\r\n")
-    parts = status_line.split()
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise BenchError(f"not an HTTP answer from port {port}: {raw[:80]!r}")
-    _, _, payload = rest.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" in rest.split(b"\r\n\r\n", 1)[0].lower():
-        payload = dechunk(payload)
-    return int(parts[1]), payload
-
-
-def dechunk(data: bytes) -> bytes:
-    out = bytearray()
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out += data[:size]
-        data = data[size + 2 :]
-    return bytes(out)
-
-
-def wait_ready(proc: Proc, port: int, path: str, timeout: float, headers: dict[str, str] | None = None) -> float:
-    """Poll GET `path` until it answers 200; raise (with the log's tail) if the process dies or time runs out."""
-    started = time.monotonic()
-    last = ""
-    while time.monotonic() - started < timeout:
-        if not proc.alive():
-            raise BenchError(f"{proc.name} exited with {proc.popen.returncode} while starting:\n{proc.log_tail()}")
-        try:
-            status, _ = http_request(port, "GET", path, headers=headers, timeout=2.0)
-            if status == 200:
-                return time.monotonic() - started
-            last = f"HTTP {status}"
-        except (OSError, BenchError) as exc:
-            last = str(exc)
-        time.sleep(0.1)
-    raise BenchError(f"{proc.name} not ready on port {port} after {timeout:.0f} s ({last}):\n{proc.log_tail()}")
-
-
-# --------------------------------------------------------------------------------------------------- nginx
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def _nginx_conf(workdir: Path, http_block: str, connections: int = 8192) -> str:
-    temp = "\n".join(
-        f"    {name}_temp_path {workdir / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return f"""worker_processes 1;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
-worker_rlimit_nofile {min(2 * connections, resource.getrlimit(resource.RLIMIT_NOFILE)[1])};
-events {{ worker_connections {connections};{" multi_accept on;" if connections > 8192 else ""} }}
-http {{
-    access_log off;
-{temp}
-    keepalive_requests 10000000;
-    keepalive_timeout 60s;
-{http_block}
-}}
-"""
-
-
-def start_nginx(procs: Processes, name: str, http_block: str, pinning: Pinning, connections: int = 8192) -> Proc:
-    nginx_dir = procs.workdir / name
-    nginx_dir.mkdir()
-    conf = nginx_dir / "nginx.conf"
-    conf.write_text(_nginx_conf(nginx_dir, http_block, connections))
-    argv = [NGINX, "-e", str(nginx_dir / "error.log"), "-p", str(nginx_dir), "-c", str(conf), "-g", "daemon off;"]
-    return procs.start(name, pinning.server(argv))
-
-
-def start_nginx_upstream(procs: Processes, port: int, pinning: Pinning, name: str = "nginx-upstream") -> Proc:
-    """The fixed-cost upstream: a canned Responses JSON for any path (a chat.completion on chat paths, a message
-    on /v1/messages, an embedding list on embeddings paths). The embeddings answer (~20 KB) is past what a
-    `return` string in nginx's config may hold, so it is a file; a POST to a file is 405 in nginx, and
-    `error_page 405 =200` serves it."""
-    root = procs.workdir / f"{name}-files"
-    root.mkdir()
-    (root / "embeddings.json").write_text(embeddings_json())
-    for path in (procs.workdir, root, root / "embeddings.json"):  # nginx's workers run as nobody when we are root
-        path.chmod(path.stat().st_mode | 0o005)
-    block = f"""    server {{
-        listen {HOST}:{port} backlog=4096;
-        default_type application/json;
-        location ~ /chat/completions$ {{ return 200 '{CHAT_JSON}'; }}
-        location = /v1/messages {{ return 200 '{MESSAGES_JSON}'; }}
-        location ~ /embeddings$ {{ error_page 405 =200 /embeddings.json; return 405; }}
-        location = /embeddings.json {{ internal; root {root}; etag off; }}
-        location / {{ return 200 '{RESPONSES_JSON}'; }}
-    }}"""
-    proc = start_nginx(procs, name, block, pinning)
-    wait_ready(proc, port, "/healthz", 15)
-    return proc
-
-
-def start_nginx_proxy(procs: Processes, port: int, upstream_port: int, pinning: Pinning) -> Proc:
-    """A near-limit reverse proxy: proxy_pass with a keep-alive upstream pool."""
-    block = f"""    upstream bench_upstream {{
-        server {HOST}:{upstream_port};
-        keepalive 256;
-        keepalive_requests 10000000;
-    }}
-    server {{
-        listen {HOST}:{port} backlog=4096;
-        location / {{
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""
-    proc = start_nginx(procs, "nginx-proxy", block, pinning)
-    wait_ready(proc, port, "/healthz", 15)
-    return proc
-
-
-def nginx_version() -> str:
-    result = subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=False)
-    return (result.stderr or result.stdout).strip().removeprefix("nginx version: ")
-
-
-# ----------------------------------------------------------------------------------------------------- wrk
+# ------------------------------------------------------------------------------------------------------ wrk
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
@@ -423,201 +295,70 @@ class WrkResult:
 
     @property
     def ok(self) -> bool:
-        return self.requests > 0 and self.non_2xx == 0 and not any(self.socket_errors.values())
+        return not self.problems()
 
     def problems(self) -> str:
-        out = []
-        if self.requests == 0:
-            out.append("no request completed")
-        if self.non_2xx:
-            out.append(f"{self.non_2xx} non-2xx/3xx responses")
         errors = {k: v for k, v in self.socket_errors.items() if v}
-        if errors:
-            out.append(f"socket errors {errors}")
-        return "; ".join(out)
+        out = ["no request completed"] if self.requests == 0 else []
+        out += [f"{self.non_2xx} non-2xx/3xx responses"] if self.non_2xx else []
+        return "; ".join(out + ([f"socket errors {errors}"] if errors else []))
 
 
 def run_wrk(
-    pinning: Pinning, url: str, connections: int, duration: float, body: bytes = REQUEST_BODY,
-    auth: str | None = None, timeout_s: float = 5.0,
-) -> WrkResult:  # fmt: skip
+    pinning: Pinning,
+    url: str,
+    connections: int,
+    duration: float,
+    body: bytes = REQUEST_BODY,
+    auth: str | None = None,
+    timeout_s: float = 5.0,
+) -> WrkResult:
     """wrk -t1 -c<connections> for `duration` seconds with bench/post.lua; bounded by a subprocess timeout."""
     env = {**os.environ, "BENCH_BODY": body.decode(), "BENCH_AUTH": auth or ""}
     seconds = max(1, round(duration))
-    argv = pinning.client(
-        [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s", "-s", str(POST_LUA), url]
-    )
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30, check=False)
+    script = str(BENCH_DIR / "post.lua")
+    argv = [WRK, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout_s:g}s", "-s", script, url]
+    result = subprocess.run(pinning.client(argv), env=env, capture_output=True, text=True, timeout=seconds + 30)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
     if result.returncode != 0 or line is None:
         raise BenchError(f"wrk failed ({result.returncode}): {result.stderr.strip() or result.stdout[-400:]}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     duration_s = data["duration_us"] / 1e6
+    ms = {key: data[f"{key}_us"] / 1000 for key in ("p50", "p90", "p99", "mean", "max")}
     return WrkResult(
-        requests=data["requests"],
-        duration_s=duration_s,
-        rps=data["requests"] / duration_s if duration_s else 0.0,
-        p50_ms=data["p50_us"] / 1000,
-        p90_ms=data["p90_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        mean_ms=data["mean_us"] / 1000,
-        max_ms=data["max_us"] / 1000,
-        non_2xx=data["status"],
-        socket_errors={k: data[k] for k in ("connect", "read", "write", "timeout")},
+        data["requests"],
+        duration_s,
+        data["requests"] / duration_s if duration_s else 0.0,
+        ms["p50"],
+        ms["p90"],
+        ms["p99"],
+        ms["mean"],
+        ms["max"],
+        data["status"],
+        {k: data[k] for k in ("connect", "read", "write", "timeout")},
     )
 
 
-def wrk_version() -> str:
-    result = subprocess.run([WRK, "--version"], capture_output=True, text=True, check=False)
-    return (result.stdout or result.stderr).splitlines()[0].split(" Copyright")[0].strip() if result else "?"
+def version(argv: Sequence[str]) -> str:
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    return ((result.stdout or result.stderr).splitlines() or ["?"])[0].split(" Copyright")[0].strip()
 
 
-# ------------------------------------------------------------------------------------------------- streams
-
-
-def _stream_request(port: int, path: str, auth: str | None, body: bytes = STREAM_BODY) -> bytes:
-    head = [
-        f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-        "Accept: text/event-stream", f"Content-Length: {len(body)}", "Connection: close",
-    ]  # fmt: skip
-    if auth:
-        head.append(f"Authorization: {auth}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-@dataclass
-class StreamTiming:
-    status: int
-    ttfb_ms: float
-    total_ms: float
-    body_bytes: int
-
-
-async def time_stream(
-    port: int, path: str, auth: str | None = None, timeout: float = 30.0, body: bytes = STREAM_BODY
-) -> StreamTiming:
-    """Connect, then time from sending the request to the first body byte and to the terminal chunk."""
-    reader, writer = await asyncio.open_connection(HOST, port)
-    try:
-        request = _stream_request(port, path, auth, body)
-        started = time.perf_counter()
-        writer.write(request)
-        buf = b""
-        head_end = -1
-        ttfb = None
-        async with asyncio.timeout(timeout):
-            while True:
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                if head_end < 0:
-                    head_end = buf.find(b"\r\n\r\n")
-                if ttfb is None and head_end >= 0 and len(buf) > head_end + 4:
-                    ttfb = time.perf_counter() - started
-                if head_end >= 0 and buf.endswith(b"\r\n0\r\n\r\n"):
-                    break
-        total = time.perf_counter() - started
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    status_parts = buf.split(b"\r\n", 1)[0].split()
-    status = int(status_parts[1]) if len(status_parts) > 1 and status_parts[1].isdigit() else 0
-    if ttfb is None:
-        raise BenchError(f"stream on port {port} sent no body (status {status}, {len(buf)} bytes)")
-    return StreamTiming(status, ttfb * 1000, total * 1000, max(0, len(buf) - head_end - 4))
-
-
-class OpenStreams:
-    """Holds `count` streaming requests open at once (each has received its first body byte), then closes them."""
-
-    def __init__(self, port: int, path: str, count: int, auth: str | None = None, connect_parallelism: int = 100):
-        self.port, self.path, self.count, self.auth = port, path, count, auth
-        self.gate = asyncio.Semaphore(connect_parallelism)
-        self.writers: list[asyncio.StreamWriter] = []
-        self.failures: list[str] = []
-
-    async def _open(self) -> None:
-        try:
-            async with self.gate:
-                reader, writer = await asyncio.open_connection(HOST, self.port)
-                self.writers.append(writer)
-                writer.write(_stream_request(self.port, self.path, self.auth))
-                buf = b""
-                while True:
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        raise BenchError(f"closed after {len(buf)} bytes: {buf[:60]!r}")
-                    buf += chunk
-                    end = buf.find(b"\r\n\r\n")
-                    if end >= 0 and len(buf) > end + 4:
-                        break
-                if not buf.startswith(b"HTTP/1.1 200"):
-                    status_line = buf.split(b"\r\n", 1)[0]
-                    raise BenchError(f"status line {status_line!r}")
-        except Exception as exc:
-            self.failures.append(f"{type(exc).__name__}: {exc}")
-
-    async def open(self, timeout: float) -> float:
-        started = time.monotonic()
-        tasks = [asyncio.create_task(self._open()) for _ in range(self.count)]
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-            self.failures.append("timed out opening")
-        await asyncio.gather(*pending, return_exceptions=True)
-        return time.monotonic() - started
-
-    @property
-    def opened(self) -> int:
-        return self.count - len(self.failures)
-
-    async def close(self) -> None:
-        for writer in self.writers:
-            writer.transport.abort()
-        self.writers.clear()
-        await asyncio.sleep(0)
-
-
-# ----------------------------------------------------------------------------------------------------- RSS
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        tree.setdefault(ppid, []).append(int(entry))
-    return tree
+# ----------------------------------------------------------------------------------------------------- /proc
 
 
 def process_tree(pid: int) -> list[int]:
-    tree = _children()
+    """A process and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
     out, todo = [], [pid]
     while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(tree.get(current, []))
+        out.append(todo.pop())
+        todo.extend(children.get(out[-1], []))
     return out
-
-
-def _sum_field(pid: int, filename: str, key: str) -> float:
-    total_kb = 0
-    for member in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{member}/{filename}").read_text().splitlines():
-                if line.startswith(key):
-                    total_kb += int(line.split()[1])
-                    break
-        except OSError:
-            continue
-    return total_kb * 1024 / 1e6
 
 
 CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
@@ -627,35 +368,26 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process and its descendants (utime and stime in /proc/<pid>/stat)."""
     ticks = 0
     for member in process_tree(pid):
-        try:
+        with contextlib.suppress(OSError):
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
+            ticks += int(fields[11]) + int(fields[12])
     return ticks / CLOCK_TICKS
+
+
+def _sum_kb(pid: int, filename: str, key: str) -> float:
+    total_kb = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, StopIteration):
+            lines = Path(f"/proc/{member}/{filename}").read_text().splitlines()
+            total_kb += int(next(line for line in lines if line.startswith(key)).split()[1])
+    return total_kb * 1024 / 1e6
 
 
 def rss_mb(pid: int) -> float:
     """VmRSS summed over the process and all its descendants, in MB (10^6 bytes)."""
-    return _sum_field(pid, "status", "VmRSS:")
+    return _sum_kb(pid, "status", "VmRSS:")
 
 
 def pss_mb(pid: int) -> float:
     """Proportional set size summed over the tree (shared pages split between sharers), in MB."""
-    return _sum_field(pid, "smaps_rollup", "Pss:")
-
-
-# -------------------------------------------------------------------------------------------------- stats
-
-
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values)) if values else float("nan")
-
-
-@dataclass
-class Failures:
-    items: list[str] = field(default_factory=list)
-
-    def add(self, message: str) -> None:
-        log("FAIL " + message)
-        self.items.append(message)
+    return _sum_kb(pid, "smaps_rollup", "Pss:")

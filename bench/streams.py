@@ -2,32 +2,34 @@
 (proxy_buffering off) in the same run, and what overload does to it.
 
     .venv/bin/python bench/streams.py               # 100, 1000, 5000 streams; writes bench/results/streams.json
-    .venv/bin/python bench/streams.py --overload    # ... then JSON c=512/2048 and 10,000 streams, with and
-                                                    # without PROXY_MAX_INFLIGHT
+    .venv/bin/python bench/streams.py --overload    # ... then JSON c=512/2048 and 10,000 streams, without and
+                                                    # with PROXY_MAX_INFLIGHT
     .venv/bin/python bench/streams.py --rev HEAD~3  # also a gateway from an older commit, in the same rounds
 
 The upstream is nginx serving a prepared SSE body (200 events of 120 bytes) paced with `limit_rate` at ~30 events
-a second (one event per write: `sendfile_max_chunk` = one event). The load generator, bench/streamload.c, is
-built with the machine's gcc at run time: one epoll loop holding every stream, reading at full speed. Both run on
-CPU 0; the server under test alone on CPU 1. bench/README.md says what each figure means.
+a second. The load generator, bench/streamload.c, is built with the machine's gcc at run time: one epoll loop
+holding every stream. Both run on CPU 0; the server under test alone on CPU 1. bench/README.md has the figures.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: `bench` and `tests` import
 
 import argparse
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-import render_streams as render
-import run as runner
-from harness import (
+from bench import report, servers
+from bench.harness import (
     BENCH_DIR,
     HOST,
     REPO,
@@ -37,22 +39,22 @@ from harness import (
     Proc,
     Processes,
     cpu_seconds,
-    free_port,
     git_describe,
     log,
+    median,
     raise_nofile,
     rss_mb,
+    run_wrk,
     snapshot_source,
-    start_nginx,
-    wait_ready,
+    version,
     workspace,
 )
+from tests.helpers import wait_for
 
 EVENT_BYTES, EVENTS, EVENTS_PER_S = 120, 200, 30
-STREAM_REQUEST = b'{"model":"gpt-4.1","input":"hi","stream":true}'
 CONNECTS_PER_S = 2000  # how fast the load generator opens streams (all 5,000 within the first 2.5 s)
-NGINX_CONNECTIONS = 32768  # per worker: a proxied stream takes two (client and upstream), 10,000 streams 20,000
 SERVER_SETTINGS = {"PROXY_MAX_CONNECTIONS": "20000"}  # the default pool (1000) would make stream 1001 wait
+OVERLOAD_JSON, OVERLOAD_STREAMS = (512, 2048), 10_000  # wrk for 5 s, timeout 5 s; then that many streams
 
 
 def sse_body() -> bytes:
@@ -63,8 +65,7 @@ def sse_body() -> bytes:
 
     def padded(kind: str, number: int, key: str) -> bytes:
         base = {"type": kind, "sequence_number": number, key: ""}
-        pad = EVENT_BYTES - len(event(kind, base))
-        return event(kind, {**base, key: "x" * pad})
+        return event(kind, {**base, key: "x" * (EVENT_BYTES - len(event(kind, base)))})
 
     events = [padded("response.created", 0, "id")]
     events += [padded("response.output_text.delta", n, "delta") for n in range(1, EVENTS - 1)]
@@ -73,61 +74,24 @@ def sse_body() -> bytes:
     return b"".join(events)
 
 
-def build_loadgen(workdir: Path) -> Path:
-    binary = workdir / "streamload"
-    argv = ["gcc", "-O2", "-Wall", "-o", str(binary), str(BENCH_DIR / "streamload.c")]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BenchError(f"could not build bench/streamload.c (needs gcc): {result.stderr.strip()}")
-    return binary
-
-
-def request_file(workdir: Path, path: str) -> Path:
-    head = f"POST {path} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    out = workdir / "stream-request.bin"
-    out.write_bytes(head.encode() + f"content-length: {len(STREAM_REQUEST)}\r\n\r\n".encode() + STREAM_REQUEST)
-    return out
-
-
-def start_sse_upstream(procs: Processes, port: int, pinning: Pinning) -> Proc:
-    """nginx answering any POST with the prepared body, one 120-byte write every 1/30 s. POST to a static file is
-    405 in nginx; `error_page 405 =200` serves the file instead (an internal redirect as GET)."""
+def start_sse_upstream(procs: Processes, pinning: Pinning) -> Proc:
+    """nginx answering any POST with the prepared body, one 120-byte write every 1/30 s, on the load's core. POST to
+    a static file is 405 in nginx; `error_page 405 =200` serves the file instead (an internal redirect as GET)."""
     root = procs.workdir / "sse"
     root.mkdir()
     (root / "stream.sse").write_bytes(sse_body())
-    for path in (procs.workdir, root, root / "stream.sse"):  # nginx's workers run as nobody when we are root
-        path.chmod(path.stat().st_mode | 0o005)
-    rate = EVENT_BYTES * EVENTS_PER_S
+    servers.readable_by_nginx(procs.workdir, root, root / "stream.sse")
     # limit_rate_after: the head and the first event leave at once, as a model's first token would
     block = f"""    server {{
-        listen {HOST}:{port} backlog=16384;
+        {servers.LISTEN};
         location = /healthz {{ return 200 'ok'; }}
         location / {{ error_page 405 =200 /stream.sse; return 405; }}
         location = /stream.sse {{
             internal; root {root}; default_type text/event-stream;
-            limit_rate {rate}; limit_rate_after 400; sendfile_max_chunk {EVENT_BYTES};
+            limit_rate {EVENT_BYTES * EVENTS_PER_S}; limit_rate_after 400; sendfile_max_chunk {EVENT_BYTES};
         }}
     }}"""
-    on_client_core = Pinning(pinning.server_cpu, pinning.client_cpu)  # .server() pins to the client's core
-    proc = start_nginx(procs, "sse-upstream", block, on_client_core, NGINX_CONNECTIONS)
-    wait_ready(proc, port, "/healthz", 15)
-    return proc
-
-
-def start_stream_proxy(procs: Processes, port: int, upstream_port: int, pinning: Pinning) -> Proc:
-    """nginx proxy_pass relaying each upstream write as it comes (proxy_buffering off), keep-alive upstream."""
-    block = f"""    upstream sse_upstream {{ server {HOST}:{upstream_port}; keepalive 1024; }}
-    server {{
-        listen {HOST}:{port} backlog=16384;
-        location = /healthz {{ return 200 'ok'; }}
-        location / {{
-            proxy_pass http://sse_upstream; proxy_http_version 1.1; proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}"""
-    proc = start_nginx(procs, "stream-proxy", block, pinning, NGINX_CONNECTIONS)
-    wait_ready(proc, port, "/healthz", 15)
-    return proc
+    return servers.start_nginx(procs, "sse-upstream", block, pinning.swapped(), 32768)
 
 
 class PeakRss(threading.Thread):
@@ -147,162 +111,196 @@ class PeakRss(threading.Thread):
         return max(self.peak, rss_mb(self.pid))
 
 
-def settle(pid: int, timeout: float = 60) -> None:
-    """Wait until a server has stopped spending CPU (what a finished run left it to do is done)."""
-    deadline, last = time.monotonic() + timeout, cpu_seconds(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = cpu_seconds(pid)
-        if now - last < 0.02:
-            return
-        last = now
+def settle(pid: int) -> None:
+    """Wait until a server has stopped spending CPU: what a finished run left it to do is done."""
+    last = cpu_seconds(pid)
+
+    def idle() -> bool:
+        nonlocal last
+        time.sleep(0.5)  # the interval CPU time is compared over, not a guess at when something happens
+        before, last = last, cpu_seconds(pid)
+        return last - before < 0.02
+
+    try:
+        wait_for(idle, 60, "the server idle")
+    except AssertionError:
+        log(f"process {pid} still busy after 60 s; measuring anyway")
 
 
-@dataclass
-class StreamTarget:
-    name: str
-    label: str
-    port: int
-    proc: Proc | None  # None: the upstream itself (its CPU is not the figure)
+class Load:
+    """bench/streamload.c, built here, and the request it sends."""
+
+    def __init__(self, workdir: Path, pinning: Pinning):
+        self.binary, self.request, self.pinning = workdir / "streamload", workdir / "stream-request.bin", pinning
+        argv = ["gcc", "-O2", "-Wall", "-o", str(self.binary), str(BENCH_DIR / "streamload.c")]
+        built = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise BenchError(f"could not build bench/streamload.c (needs gcc): {built.stderr.strip()}")
+        head = f"POST {servers.RESPONSES_PATH} HTTP/1.1\r\nhost: {HOST}\r\ncontent-type: application/json\r\n"
+        body = servers.STREAM_BODY
+        self.request.write_bytes(f"{head}connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+
+    def run(self, port: int, count: int, proc: Proc | None) -> dict[str, Any]:
+        """`count` streams against `port`; with `proc` (a server under test), its CPU time and peak RSS."""
+        if proc:
+            settle(proc.pid)
+        idle, cpu_before = (rss_mb(proc.pid), cpu_seconds(proc.pid)) if proc else (0.0, 0.0)
+        sampler = PeakRss(proc.pid) if proc else None
+        if sampler:
+            sampler.start()
+        timeout = 30 + count * EVENTS / 20_000  # past this the streams still open count as errors ("timeout")
+        argv = [
+            str(self.binary),
+            HOST,
+            str(port),
+            str(self.request),
+            str(count),
+            str(EVENTS),
+            f"{timeout:g}",
+            str(CONNECTS_PER_S),
+        ]
+        result = subprocess.run(self.pinning.client(argv), capture_output=True, text=True, timeout=timeout + 30)
+        peak = sampler.stop() if sampler else 0.0
+        if result.returncode != 0 or not result.stdout.strip():
+            raise BenchError(f"streamload failed ({result.returncode}): {result.stderr.strip()[-400:]}")
+        point: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        if proc:
+            settle(proc.pid)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            point.update(cpu_s=round(cpu, 3), cpu_us_per_event=round(cpu * 1e6 / max(1, point["events"]), 2))
+            point.update(rss_idle_mb=round(idle, 1), rss_peak_mb=round(peak, 1))
+            point["rss_kb_per_stream"] = round((peak - idle) * 1000 / max(1, point["peak_open"]), 1)
+        return point
 
 
-def run_streams(target: StreamTarget, count: int, tools: dict[str, Path], pinning: Pinning) -> dict[str, Any]:
-    """One load-generator run of `count` streams against `target`, with the target's CPU time and peak RSS."""
-    pid = target.proc.pid if target.proc is not None else None
-    if pid is not None:
-        settle(pid)
-    idle = rss_mb(pid) if pid is not None else 0.0
-    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
-    sampler = PeakRss(pid) if pid is not None else None
-    if sampler is not None:
-        sampler.start()
-    timeout = 30 + count * EVENTS / 20_000  # past this the streams still open count as errors ("timeout")
-    argv = [str(tools["loadgen"]), HOST, str(target.port), str(tools["request"]), str(count), str(EVENTS)]
-    argv = pinning.client([*argv, f"{timeout:g}", str(CONNECTS_PER_S)])
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 30, check=False)
-    peak = sampler.stop() if sampler is not None else 0.0
-    if result.returncode != 0 or not result.stdout.strip():
-        raise BenchError(f"streamload failed ({result.returncode}): {result.stderr.strip()[-400:]}")
-    point: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    if pid is not None:
-        settle(pid)
-        cpu = cpu_seconds(pid) - cpu_before
-        point.update(cpu_s=round(cpu, 3), cpu_us_per_event=round(cpu * 1e6 / max(1, point["events"]), 2))
-        point.update(rss_idle_mb=round(idle, 1), rss_peak_mb=round(peak, 1))
-        point["rss_kb_per_stream"] = round((peak - idle) * 1000 / max(1, point["peak_open"]), 1)
-    return point
+Target = tuple[str, str, int, Proc | None]  # name, label, port, the server under test (None: the upstream itself)
 
 
-def capacity_phase(
-    args: argparse.Namespace, targets: list[StreamTarget], tools: dict[str, Path], pinning: Pinning, failures: Failures
-) -> list[dict[str, Any]]:
+def capacity(args: argparse.Namespace, targets: list[Target], load: Load, failures: Failures) -> list[dict[str, Any]]:
     points = []
     for round_no in range(1, args.rounds + 1):
         for count in args.streams:
-            # interleaved as bench/run.py does, direct first, the others' order rotating round by round, so a
-            # drift of the machine's load does not always favour the same one
-            others = targets[1:]
-            shift = (round_no - 1) % max(1, len(others))
-            for target in [targets[0], *others[shift:], *others[:shift]]:
+            # direct first, the others' order rotating round by round, so a drift of the machine's load does not
+            # always favour the same one
+            shift = (round_no - 1) % max(1, len(targets) - 1)
+            for name, label, port, proc in [targets[0], *targets[1 + shift :], *targets[1 : 1 + shift]]:
                 try:
-                    point = run_streams(target, count, tools, pinning)
+                    point = load.run(port, count, proc)
                 except (BenchError, subprocess.TimeoutExpired) as exc:
-                    failures.add(f"{target.label}, {count} streams, round {round_no}: {exc}")
+                    failures.add(f"{label}, {count} streams, round {round_no}: {exc}")
                     continue
-                errors = sum(point["errors"].values())
-                if errors and args.smoke:
-                    failures.add(f"{target.label}, {count} streams: {point['errors']}")
-                points.append({"target": target.name, "round": round_no, **point})
+                if (errors := sum(point["errors"].values())) and args.smoke:
+                    failures.add(f"{label}, {count} streams: {point['errors']}")
+                points.append({"target": name, "round": round_no, **point})
                 log(
-                    f"round {round_no} {count:>5} streams {target.name:<11} done {point['completed']:>5} "
-                    f"errors {errors:>4}  gap p50 {point['gap_us']['p50'] / 1000:7.2f} ms p99 "
-                    f"{point['gap_us']['p99'] / 1000:8.2f} ms  ttfb p99 {point['ttfb_us']['p99'] / 1000:8.2f} ms  "
-                    f"cpu {point.get('cpu_us_per_event', 0):6.1f} us/event  rss {point.get('rss_peak_mb', 0):6.1f} MB"
+                    f"round {round_no} {count:>5} streams {name:<11} done {point['completed']:>5} errors {errors:>4}  "
+                    f"gap p99 {point['gap_us']['p99'] / 1000:8.2f} ms  "
+                    f"cpu {point.get('cpu_us_per_event', 0):6.1f} us/event"
                 )
     return points
-
-
-def start_targets(
-    args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures, **settings: str
-) -> tuple[Proc, list[StreamTarget]]:
-    """The SSE upstream, nginx proxy_pass and one gateway worker (plus one from --rev), all pointed at it."""
-    up_port, proxy_port = free_port(), free_port()
-    upstream = start_sse_upstream(procs, up_port, pinning)
-    targets = [StreamTarget("direct", "direct (nginx SSE upstream)", up_port, None)]
-    proxy = start_stream_proxy(procs, proxy_port, up_port, pinning)
-    targets.append(StreamTarget("nginx", "nginx proxy_pass, proxy_buffering off", proxy_port, proxy))
-    sources = [("gateway-1w", "gateway, 1 worker", runner.GATEWAY_SRC)]
-    if args.rev:
-        label = f"gateway at {git_describe(args.rev).get('commit', args.rev)[:7]}, 1 worker"
-        sources.append(("gateway-rev", label, snapshot_source(args.rev, procs.workdir)))
-    for name, label, source in sources:
-        runner.GATEWAY_SRC = source
-        try:
-            proc, port = runner.start_gateway(procs, name, up_port, 1, pinning, **SERVER_SETTINGS, **settings)
-            targets.append(StreamTarget(name, label, port, proc))
-        except BenchError as exc:
-            failures.add(f"{name} did not start: {exc}")
-    runner.GATEWAY_SRC = REPO
-    return upstream, targets
 
 
 def summarize(points: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per target and stream count: medians over rounds, and `added` figures against direct at that count."""
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for name in dict.fromkeys(p["target"] for p in points):
-        for count in dict.fromkeys(p["streams"] for p in points):
-            mine = [p for p in points if p["target"] == name and p["streams"] == count]
-            if not mine:
-                continue
-            row = {
-                "completed": median([p["completed"] for p in mine]),
-                "errors": median([sum(p["errors"].values()) for p in mine]),
-                "refused": median([p["errors"]["refused"] for p in mine]),
-                "peak_open": median([p["peak_open"] for p in mine]),
-                "elapsed_s": median([p["elapsed_s"] for p in mine]),
-                "events_per_s": median([p["events"] / p["elapsed_s"] for p in mine]),
-                "gap_p50_ms": median([p["gap_us"]["p50"] / 1000 for p in mine]),
-                "gap_p99_ms": median([p["gap_us"]["p99"] / 1000 for p in mine]),
-                "ttfb_p99_ms": median([p["ttfb_us"]["p99"] / 1000 for p in mine]),
-            }
-            for key in ("cpu_us_per_event", "rss_peak_mb", "rss_idle_mb", "rss_kb_per_stream"):
-                if key in mine[0]:
-                    row[key] = median([p[key] for p in mine])
-            out.setdefault(name, {})[str(count)] = row
-    direct = out.get("direct", {})
+    figures: dict[str, Callable[[dict[str, Any]], float]] = {
+        "completed": lambda p: p["completed"],
+        "errors": lambda p: sum(p["errors"].values()),
+        "refused": lambda p: p["errors"]["refused"],
+        "peak_open": lambda p: p["peak_open"],
+        "elapsed_s": lambda p: p["elapsed_s"],
+        "events_per_s": lambda p: p["events"] / p["elapsed_s"],
+        "gap_p50_ms": lambda p: p["gap_us"]["p50"] / 1000,
+        "gap_p99_ms": lambda p: p["gap_us"]["p99"] / 1000,
+        "ttfb_p99_ms": lambda p: p["ttfb_us"]["p99"] / 1000,
+    }
+    for point in points:
+        mine = [p for p in points if p["target"] == point["target"] and p["streams"] == point["streams"]]
+        row = {key: median([figure(p) for p in mine]) for key, figure in figures.items()}
+        for key in ("cpu_us_per_event", "rss_peak_mb", "rss_idle_mb", "rss_kb_per_stream"):
+            row.update({key: median([p[key] for p in mine])} if key in point else {})
+        out.setdefault(point["target"], {})[str(point["streams"])] = row
     for rows in out.values():
         for count, row in rows.items():
-            base = direct.get(count)
-            if base is not None:
-                for key in ("gap_p50_ms", "gap_p99_ms", "ttfb_p99_ms"):
-                    row["added_" + key] = round(row[key] - base[key], 3)
+            if base := out.get("direct", {}).get(count):
+                row.update(
+                    {f"added_{k}": round(row[k] - base[k], 3) for k in ("gap_p50_ms", "gap_p99_ms", "ttfb_p99_ms")}
+                )
     return out
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+def overload(
+    args: argparse.Namespace, procs: Processes, pinning: Pinning, sse: Proc, load: Load, failures: Failures
+) -> list[dict[str, Any]]:
+    """One worker far past what it can serve, without and with PROXY_MAX_INFLIGHT: JSON at wrk concurrency 512 and
+    2,048 (nginx `return 200` upstream), then 10,000 concurrent streams. What completed, what was refused, RSS."""
+    up = servers.start_nginx_upstream(procs, pinning.swapped())
+    out = []
+    for limit in (None, args.limit):
+        settings = {**SERVER_SETTINGS, **({"PROXY_MAX_INFLIGHT": str(limit)} if limit else {})}
+        name = "gateway-limited" if limit else "gateway-unlimited"
+        try:
+            proc = servers.start_gateway(procs, name + "-json", up.port, 1, pinning, settings=settings)
+            points = []
+            for conc in OVERLOAD_JSON:
+                sampler = PeakRss(proc.pid)
+                sampler.start()
+                result = run_wrk(pinning, f"http://{HOST}:{proc.port}{servers.RESPONSES_PATH}", conc, 5, timeout_s=5.0)
+                points.append({"concurrency": conc, **asdict(result), "rss_peak_mb": round(sampler.stop(), 1)})
+                log(
+                    f"overload {name} c={conc}: {result.rps:.0f} rps, non-2xx {result.non_2xx}, "
+                    f"socket errors {result.socket_errors}"
+                )
+            procs.stop(proc)
+            proc = servers.start_gateway(procs, name + "-streams", sse.port, 1, pinning, settings=settings)
+            streams = load.run(proc.port, OVERLOAD_STREAMS, proc)
+            log(
+                f"overload {name} {OVERLOAD_STREAMS} streams: completed {streams['completed']}, "
+                f"errors {streams['errors']}"
+            )
+            procs.stop(proc)
+            out.append({"limit": limit, "json": points, "streams": streams})
+        except (BenchError, subprocess.TimeoutExpired) as exc:
+            failures.add(f"overload, PROXY_MAX_INFLIGHT={limit}: {exc}")
+    return out
+
+
+def start_targets(
+    args: argparse.Namespace, procs: Processes, pinning: Pinning, failures: Failures
+) -> tuple[Proc, list[Target]]:
+    """The SSE upstream, nginx proxy_pass and one gateway worker (plus one from --rev), all pointed at it."""
+    up = start_sse_upstream(procs, pinning)
+    proxy = servers.start_nginx_proxy(procs, up.port, pinning, buffering=False)
+    targets: list[Target] = [("direct", "direct (nginx SSE upstream)", up.port, None)]
+    targets.append(("nginx", "nginx proxy_pass, proxy_buffering off", proxy.port, proxy))
+    sources = [("gateway-1w", "gateway, 1 worker", REPO)]
+    if args.rev:
+        label = f"gateway at {str(git_describe(args.rev).get('commit') or args.rev)[:7]}, 1 worker"
+        sources.append(("gateway-rev", label, snapshot_source(args.rev, procs.workdir)))
+    for name, label, src in sources:
+        try:
+            proc = servers.start_gateway(procs, name, up.port, 1, pinning, src, settings=SERVER_SETTINGS)
+            targets.append((name, label, proc.port, proc))
+        except BenchError as exc:
+            failures.add(f"{name} did not start: {exc}")
+    return up, targets
 
 
 def meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
     """What a reader needs to weigh the figures, the machine's load when the run began included."""
-    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True, check=False).stdout.splitlines()
+    layout = (
+        f"load generator and upstream on CPU {pinning.client_cpu}, the server under test on CPU {pinning.server_cpu}"
+    )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": " ".join(["python", "bench/streams.py", *sys.argv[1:]]),
         "nproc": os.cpu_count(),
+        "command": " ".join(["python", "bench/streams.py", *sys.argv[1:]]),
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-        "nginx": runner.nginx_version(),
-        "gcc": gcc[0] if gcc else "?",
+        "gcc": version(["gcc", "--version"]),
+        "nginx": version([servers.NGINX, "-v"]),
         "gateway_source": git_describe(None),
         "rev": git_describe(args.rev) if args.rev else None,
-        "layout": (
-            f"load generator and upstream on CPU {pinning.client_cpu}, "
-            f"the server under test on CPU {pinning.server_cpu}"
-            if pinning.client_cpu is not None
-            else "no CPU pinning"
-        ),
+        "layout": layout if pinning.client_cpu is not None else "no CPU pinning",
         "streams": args.streams,
         "rounds": args.rounds,
         "events": EVENTS,
@@ -317,13 +315,12 @@ def meta(args: argparse.Namespace, pinning: Pinning) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="100 streams once; exit 1 on any stream error")
-    parser.add_argument("--streams", type=runner._ints, help="comma-separated counts (default 100,1000,5000)")
+    parser.add_argument("--streams", type=lambda t: [int(n) for n in t.split(",")], help="counts (100,1000,5000)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     parser.add_argument("--rev", help="also run the gateway from this git revision, in the same rounds")
     parser.add_argument("--overload", action="store_true", help="also the overload runs (see bench/README.md)")
     parser.add_argument("--limit", type=int, default=500, help="PROXY_MAX_INFLIGHT for the overload runs")
-    parser.add_argument("--plot-python", default=os.environ.get("BENCH_PLOT_PYTHON"),
-                        help="a python with matplotlib, when this one has none (env BENCH_PLOT_PYTHON)")  # fmt: skip
+    parser.add_argument("--plot-python", default=os.environ.get("BENCH_PLOT_PYTHON"), help="a python with matplotlib")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the load and the server to separate cores")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (configs and server logs)")
     args = parser.parse_args(argv)
@@ -332,41 +329,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    began = time.monotonic()
-    raise_nofile(3 * max([*args.streams, 10_000 if args.overload else 0]) + 1024)
+    args, failures, began = parse_args(argv), Failures(), time.monotonic()
+    raise_nofile(3 * max([*args.streams, OVERLOAD_STREAMS if args.overload else 0]) + 1024)
     pinning = Pinning.choose(not args.no_pin)
-    failures = Failures()
     results: dict[str, Any] = {"meta": meta(args, pinning)}
     try:
         with workspace(keep=args.keep_temp) as (workdir, procs):
-            tools = {"loadgen": build_loadgen(workdir), "request": request_file(workdir, "/openai/responses")}
-            _, targets = start_targets(args, procs, pinning, failures)
-            results["targets"] = [{"name": t.name, "label": t.label} for t in targets]
-            results["points"] = capacity_phase(args, targets, tools, pinning, failures)
+            load = Load(workdir, pinning)
+            sse, targets = start_targets(args, procs, pinning, failures)
+            results["targets"] = [{"name": name, "label": label} for name, label, _, _ in targets]
+            results["points"] = capacity(args, targets, load, failures)
             results["summary"] = summarize(results["points"])
             if args.overload:
-                for target in targets[1:]:
-                    procs.stop(target.proc)  # type: ignore[arg-type]
-                import overload  # imports this module: only now, once it is loaded
-
-                results["overload"] = overload.run(args, procs, pinning, failures, targets[0].port, tools)
+                for _, _, _, proc in targets[1:]:
+                    if proc:
+                        procs.stop(proc)
+                results["overload"] = overload(args, procs, pinning, sse, load, failures)
     except KeyboardInterrupt:
         log("interrupted; every server was stopped")
         return 130
     except BenchError as exc:
         failures.add(str(exc))
-    results["failures"] = failures.items
-    results["meta"]["elapsed_s"] = round(time.monotonic() - began, 1)
+    results["failures"], results["meta"]["elapsed_s"] = failures, round(time.monotonic() - began, 1)
     out = BENCH_DIR / "results" / ("streams-smoke.json" if args.smoke else "streams.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
-    if not args.smoke:
-        results["chart"] = runner.make_chart(out, REPO / "docs" / "streams.png", args.plot_python)
+    if not args.smoke and "summary" in results:
+        from bench.run import make_chart
+
+        results["chart"] = make_chart(results, REPO / "docs" / "streams.png", args.plot_python, out)
         out.write_text(json.dumps(results, indent=1) + "\n")
-    print(render.section(results))
+    print(report.streams_section(results) if "summary" in results else "")
     log(f"results: {out.relative_to(REPO)}; {results['meta']['elapsed_s']} s")
-    return 1 if failures.items else 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

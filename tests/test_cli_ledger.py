@@ -53,7 +53,10 @@ def test_rotate_replaces_the_key_and_keeps_its_settings(tmp_path: Path, make_gat
     old = keys.create(path, "alice", ["gpt-4o"], rpm=50, admin=True)
     keys.create(path, "bob")
     gateway = make_gateway(PROXY_KEYS_FILE=str(path))
-    models = lambda key: httpx.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {key}"})  # noqa: E731
+
+    def models(key: str) -> httpx.Response:
+        return httpx.get(gateway.url + "/v1/models", headers={"authorization": f"Bearer {key}"})
+
     assert models(old).status_code == 200
     rotated = command(tmp_path, "keys", "rotate", "alice", "--file", "keys.toml")
     assert rotated.returncode == 0, rotated.stderr

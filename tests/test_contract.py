@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from app.cli import _parser
 from app.main import create_app
@@ -23,11 +24,14 @@ ROUTE = re.compile(r"^(GET|POST|HEAD|PUT|PATCH|DELETE) (/\S*)$")
 
 def served() -> set[str]:
     """Every "METHOD /path" the gateway answers: the dispatcher's table and the FastAPI app's own routes."""
-    app: Any = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
+    app: Any = create_app(Settings(_env_file=None))
     while not isinstance(app, Dispatcher):
         app = app.app
     fastapi = app.fallback
-    own = {f"{method} {route.path}" for route in fastapi.routes for method in getattr(route, "methods", ())}
+    assert isinstance(fastapi, FastAPI)
+    own = {
+        f"{method} {getattr(route, 'path', '')}" for route in fastapi.routes for method in getattr(route, "methods", ())
+    }
     return set(fastapi.state.served) | own
 
 
@@ -64,8 +68,8 @@ def test_every_command_is_named_with_options_that_exist(command: str):
     assert command == "" or any(use.startswith(command) for use in uses), f"{command!r} is not in the contract"
     for use in (use for use in uses if use.startswith(command)):
         words = use.replace("[", " ").replace("]", " ").replace("|", " ").split()
-        longest = max((words[: n + 1] for n in range(len(words)) if " ".join(words[: n + 1]) in parsers), key=len,
-                      default=[])  # fmt: skip
+        prefixes = [words[: n + 1] for n in range(len(words)) if " ".join(words[: n + 1]) in parsers]
+        longest: list[str] = max(prefixes, key=len, default=[])
         options = {o for o in commands()[" ".join(longest)]._option_string_actions}
         options |= set(commands()[""]._option_string_actions)
         assert {w for w in words if w.startswith("--")} - options == set(), use

@@ -77,7 +77,8 @@ def with_defaults(value: str) -> str:
 def setting_names() -> set[str]:
     names = set()
     for field in Settings.model_fields.values():
-        names |= {choice for choice in field.validation_alias.choices if choice.isupper()}  # type: ignore[union-attr]
+        choices = field.validation_alias.choices  # type: ignore[union-attr]  # every setting has an AliasChoices
+        names |= {choice for choice in choices if isinstance(choice, str) and choice.isupper()}
     return names
 
 
@@ -88,7 +89,8 @@ def gateways(path: Path) -> dict[str, dict[str, Any]]:
 
 def dockerfile_healthcheck() -> list[str]:
     line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("HEALTHCHECK"))
-    return json.loads(line.split(" CMD ", 1)[1])
+    command: list[str] = json.loads(line.split(" CMD ", 1)[1])
+    return command
 
 
 def test_dockerfile_builds_on_any_base_as_an_unclashing_user():

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import orjson
 import pytest
@@ -49,7 +51,7 @@ async def test_body_over_the_limit_is_413_before_reading_it(app_client: httpx.As
 
 
 async def test_chunked_body_over_the_limit_is_413(app_client: httpx.AsyncClient, fake: FakeUpstream):
-    async def chunks():
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"model": "gpt-4.1", "input": "'
         for _ in range(11):
             yield b"x" * MiB

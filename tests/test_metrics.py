@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import httpx
 import orjson
@@ -22,7 +23,7 @@ from tests.helpers import (
     wait_for,
 )
 
-RESPONSES = {"model": "gpt-4.1", "input": "one two three"}
+RESPONSES: dict[str, Any] = {"model": "gpt-4.1", "input": "one two three"}
 
 
 def test_every_design_metric_is_exported(gateway: GatewayProcess, fake: FakeUpstream):
@@ -151,8 +152,8 @@ def test_json_logs_one_object_per_line_without_bodies(make_gateway: GatewayFacto
     log = gateway.log_from_now()
     httpx.post(gateway.url + "/aichat/conversations", json=body, headers=headers)
     log.wait_for('"request_id":"log-test-1"')  # written once the response has been sent
-    log = gateway.log()  # the whole log: this gateway is the test's own
-    entries = [orjson.loads(line) for line in log.splitlines() if line.strip()]
+    text = gateway.log()  # the whole log: this gateway is the test's own
+    entries = [orjson.loads(line) for line in text.splitlines() if line.strip()]
     [access] = [e for e in entries if e.get("request_id") == "log-test-1"]
     assert access["logger"] == "acedata_proxy.access"
     assert {k: access[k] for k in ("method", "route", "model", "status")} == {
@@ -161,7 +162,7 @@ def test_json_logs_one_object_per_line_without_bodies(make_gateway: GatewayFacto
     assert access["duration_ms"] > 0
     assert access["bytes"] > 0
     assert "key" in access
-    assert marker not in log
+    assert marker not in text
 
 
 def test_text_log_line_has_the_request_fields(gateway: GatewayProcess, fake: FakeUpstream):

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -184,7 +185,7 @@ BEFORE_HEADERS = [
 
 @pytest.mark.parametrize(("path", "body", "headers", "route"), BEFORE_HEADERS)
 def test_disconnect_while_upstream_thinks(
-    gateway: GatewayProcess, fake: FakeUpstream, path: str, body: dict, headers: bytes, route: str
+    gateway: GatewayProcess, fake: FakeUpstream, path: str, body: dict[str, Any], headers: bytes, route: str
 ):
     """The client leaves after sending its request, before the upstream answered anything: the upstream
     request is closed within a second, counted as 499 and as a disconnect, and nothing stays open."""

@@ -122,20 +122,21 @@ def test_every_failure_at_debug_level_leaks_nothing(make_gateway: GatewayFactory
     key = auth(CLIENT_KEY)
     with httpx.Client(base_url=gateway.url, timeout=10) as client:
 
-        def post(body: object = BODY, content: bytes | None = None, **headers: str) -> int:
-            request = {"content": content} if content is not None else {"json": body}
-            return client.post("/openai/responses", headers=headers, **request).status_code  # type: ignore[arg-type]
+        def post(headers: dict[str, str], body: object = BODY, content: bytes | None = None) -> int:
+            if content is not None:
+                return client.post("/openai/responses", headers=headers, content=content).status_code
+            return client.post("/openai/responses", headers=headers, json=body).status_code
 
         statuses = [
-            post(**auth(UPSTREAM_TOKEN)), post(**auth(CLIENT_KEY + "x")), post(),  # wrong keys, no key
-            post({**BODY, "model": "o1"}, **key), post(content=b"{not json", **key),  # not allowed, not JSON
+            post(auth(UPSTREAM_TOKEN)), post(auth(CLIENT_KEY + "x")), post({}),  # wrong keys, no key
+            post(key, {**BODY, "model": "o1"}), post(key, content=b"{not json"),  # not allowed, not JSON
         ]  # fmt: skip
         fake.behaviour.status = 401  # the upstream refuses the token (1st of the key's 4)
-        statuses.append(post(**key))
+        statuses.append(post(key))
         fake.behaviour.status = None
-        statuses.append(post({**BODY, "stream": True}, **key, **{"x-request-id": "fake-cut-3-x"}))  # cut mid-stream
+        statuses.append(post({**key, "x-request-id": "fake-cut-3-x"}, {**BODY, "stream": True}))  # cut mid-stream
         leave_while_upstream_thinks(gateway, fake)  # 3rd
-        statuses += [post(**key), post(**key)]  # the 4th, then over the limit
+        statuses += [post(key), post(key)]  # the 4th, then over the limit
     assert statuses == [401, 401, 401, 403, 400, 401, 200, 200, 429]
 
     # a request the parser refuses, carrying both secrets

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -23,7 +24,7 @@ from app.fakes.upstream import FakeUpstream
 from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, SdkFactory, scrape, value
 
 # the fake reports 3 input + 5 output tokens; reserved at admission: body bytes / 4 + max_output_tokens
-BODY = {"model": "gpt-4.1", "input": "one two three", "max_output_tokens": 5}
+BODY: dict[str, Any] = {"model": "gpt-4.1", "input": "one two three", "max_output_tokens": 5}
 USED = 8
 RESERVED = len(orjson.dumps(BODY)) // 4 + 5
 

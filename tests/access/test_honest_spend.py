@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -18,12 +19,12 @@ from app.proxy.table import IMAGE_OUTPUT_TOKENS
 from tests.helpers import GatewayFactory, GatewayProcess, RedisServer, sse_events, wait_for_async, wait_for_report
 
 
-def key_files(tmp_path: Path, **limits: dict[str, object]) -> tuple[Path, dict[str, str]]:
+def key_files(tmp_path: Path, **limits: dict[str, Any]) -> tuple[Path, dict[str, str]]:
     """A keys file with an admin key (`admin`) and one key per entry of `limits` (its options)."""
     path = tmp_path / "keys.toml"
     created = {"admin": keys.create(path, "admin", admin=True)}
     for name, options in limits.items():
-        created[name] = keys.create(path, name, **options)
+        created[name] = keys.create(path, name, None, **options)
     return path, created
 
 

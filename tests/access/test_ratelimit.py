@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -23,7 +24,7 @@ from tests.helpers import (
     wait_for,
 )
 
-BODY = {"model": "gpt-4.1", "input": "one two three"}  # the fake reports 3 input + 5 output tokens
+BODY: dict[str, Any] = {"model": "gpt-4.1", "input": "one two three"}  # the fake reports 3 input + 5 output tokens
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def add_key(path: Path, name: str, **limits: object) -> str:
     return keys.create(path, name, **limits)  # type: ignore[arg-type]
 
 
-def post(gateway: GatewayProcess, key: str | None, body: dict | None = None) -> httpx.Response:
+def post(gateway: GatewayProcess, key: str | None, body: dict[str, Any] | None = None) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     return httpx.post(gateway.url + "/openai/responses", json=body or BODY, headers=headers, timeout=30)
 

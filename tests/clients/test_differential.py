@@ -106,7 +106,7 @@ def h11_reading(raw: bytes) -> tuple[str, int, bytes]:
                 body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 return "complete", status, body
-            elif event is h11.ConnectionClosed or event is h11.NEED_DATA:
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.NEED_DATA:
                 break
     except h11.RemoteProtocolError:
         pass

@@ -196,7 +196,8 @@ def check(outcome: Outcome, expect: Expect) -> None:
 @pytest.mark.parametrize(("case", "kind"), CASE_PARAMS)
 def test_case(gateways: dict[str, GatewayProcess], log_marks: dict[str, int], kind: str, case: str):
     gateway = gateways[kind]
-    expect = CASES[case][1 if kind == "http1" else 2]
+    _, on_http1, on_httpx = CASES[case]
+    expect = on_http1 if kind == "http1" else on_httpx
     check(exchange(gateway, case), expect)
     # the connection the case used, whatever became of it, does not spoil the next request
     check(exchange(gateway, "plain"), WHOLE)

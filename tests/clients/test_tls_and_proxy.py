@@ -21,9 +21,14 @@ TRUSTED, OTHER = trustme.CA(), trustme.CA()
 PAST = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
 
 
-def server_context(authority: trustme.CA, *names: str, **validity: datetime.datetime) -> ssl.SSLContext:
+def server_context(
+    authority: trustme.CA,
+    *names: str,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert(*names, **validity).configure_cert(context)
+    authority.issue_cert(*names, not_before=not_before, not_after=not_after).configure_cert(context)
     return context
 
 

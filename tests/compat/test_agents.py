@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import openai
 import orjson
@@ -55,7 +56,7 @@ def weather_agent(calls: list[str]) -> Agent:
     return Agent(name="forecaster", instructions="Use the tool.", model="gpt-4.1", tools=[get_weather])
 
 
-def requests_to(fake: FakeUpstream, path: str) -> list[dict]:
+def requests_to(fake: FakeUpstream, path: str) -> list[dict[str, Any]]:
     return [orjson.loads(exchange.body) for exchange in fake.exchanges if exchange.path == path]
 
 

@@ -5,10 +5,13 @@ exception for each error the gateway answers on these routes (no retries: each i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import anthropic
 import pytest
+from anthropic.lib.streaming import AsyncMessageStreamManager
+from anthropic.types import ToolChoiceAnyParam, ToolParam
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import UPSTREAM_TOKEN, GatewayFactory
@@ -61,21 +64,24 @@ async def test_create_plain_and_streamed(sdk: ClientFactory, fake: FakeUpstream)
 
 
 async def test_stream_helper_and_tool_use(sdk: ClientFactory, fake: FakeUpstream):
-    manager = sdk().messages.stream(model="claude-opus-5-5", max_tokens=64, messages=HELLO)
-    is_async = hasattr(manager, "__aenter__")
-    stream = await manager.__aenter__() if is_async else manager.__enter__()
-    try:
+    async def read(stream: Any) -> tuple[list[str], Any]:
         text = [event.text for event in await collect(stream) if event.type == "text"]
-        final = await resolve(stream.get_final_message())
-    finally:
-        await resolve(manager.__aexit__(None, None, None) if is_async else manager.__exit__(None, None, None))
+        return text, await resolve(stream.get_final_message())
+
+    manager = sdk().messages.stream(model="claude-opus-5-5", max_tokens=64, messages=HELLO)
+    if isinstance(manager, AsyncMessageStreamManager):
+        async with manager as stream:
+            text, final = await read(stream)
+    else:
+        with manager as sync_stream:
+            text, final = await read(sync_stream)
     assert "".join(text) == ANSWER
     assert (final.content[0].text, final.usage.output_tokens) == (ANSWER, 5)
 
-    weather = {"name": "get_weather", "description": "Weather in a city", "input_schema": {
+    weather: ToolParam = {"name": "get_weather", "description": "Weather in a city", "input_schema": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
     called = await resolve(sdk().messages.create(model=MODEL, max_tokens=64, messages=HELLO, tools=[weather],
-                                                 tool_choice={"type": "any"}))  # fmt: skip
+                                                 tool_choice=ToolChoiceAnyParam(type="any")))  # fmt: skip
     assert called.stop_reason == "tool_use"
     assert (called.content[0].name, called.content[0].input) == ("get_weather", {"city": "Paris"})
 
@@ -139,7 +145,7 @@ def both_clients(url: str) -> Iterator[Client]:
 
 async def check_status(url: str, kind: type[anthropic.APIStatusError], status: int, error_type: str) -> None:
     for client in both_clients(url):
-        error = await raises(kind, lambda c=client: c.messages.create(model=MODEL, max_tokens=9, messages=HELLO))
+        error = await raises(kind, partial(client.messages.create, model=MODEL, max_tokens=9, messages=HELLO))
         assert (error.status_code, error.body["error"]["type"]) == (status, error_type)  # type: ignore[index]
         await resolve(client.close())
 

@@ -16,7 +16,7 @@ def chat_model(gateway: KeyedGateway, prefix: str, responses: bool) -> ChatOpenA
     return ChatOpenAI(
         model="gpt-4.1",
         base_url=gateway.url + prefix,
-        api_key=gateway.key("app"),  # type: ignore[arg-type]
+        api_key=gateway.key("app"),
         max_retries=0,
         use_responses_api=responses,
     )

@@ -5,11 +5,13 @@ the gateway's own first answer)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import openai
 import orjson
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayFactory, png, wav
@@ -91,7 +93,8 @@ async def test_background_response_is_retrieved(sdk: ClientFactory, fake: FakeUp
 
 @pytest.mark.parametrize(("prefix", "model"), [("/v1", "claude-sonnet-4-5-20250929"), ("/openai", "gpt-4o-mini")])
 async def test_chat_completions_plain_and_streamed(sdk: ClientFactory, fake: FakeUpstream, prefix: str, model: str):
-    client, messages = sdk(prefix), [{"role": "user", "content": "hi"}]
+    client = sdk(prefix)
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     completion = await resolve(client.chat.completions.create(model=model, messages=messages))
     text = completion.choices[0].message.content
     assert text.startswith("Hello!")
@@ -101,7 +104,7 @@ async def test_chat_completions_plain_and_streamed(sdk: ClientFactory, fake: Fak
     assert "".join(chunk.choices[0].delta.content or "" for chunk in plain) == text
     assert all(chunk.usage is None for chunk in plain)
 
-    usage = {"include_usage": True}
+    usage: ChatCompletionStreamOptionsParam = {"include_usage": True}
     chunks = await collect(
         await resolve(client.chat.completions.create(model=model, messages=messages, stream=True, stream_options=usage))
     )
@@ -139,7 +142,8 @@ async def test_images_generate(sdk: ClientFactory, fake: FakeUpstream, prefix: s
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 async def test_speech_streams_audio(sdk: ClientFactory, fake: FakeUpstream, prefix: str):
-    manager = sdk(prefix).audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input="Hello")
+    speech = sdk(prefix).audio.speech.with_streaming_response
+    manager: Any = speech.create(model="tts-1", voice="alloy", input="Hello")  # a sync or an async context manager
     is_async = hasattr(manager, "__aenter__")
     response = await manager.__aenter__() if is_async else manager.__enter__()
     try:
@@ -205,7 +209,7 @@ async def raises(error: type[openai.APIStatusError], call: Callable[[], Any]) ->
 
 async def test_typed_errors_from_the_gateway(sdk: ClientFactory, fake: FakeUpstream):
     client = sdk("/v1")
-    hi = [{"role": "user", "content": "hi"}]
+    hi: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     bad = await raises(openai.BadRequestError, lambda: client.chat.completions.create(model="gpt-4o", messages=[]))
     assert (bad.status_code, bad.code, bad.param) == (400, "invalid_request", "messages")
 
@@ -255,9 +259,7 @@ def both_clients(url: str) -> Iterator[Client]:
 async def test_unreachable_upstream_is_internal_server_error(make_gateway: GatewayFactory, closed_port: int):
     gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{closed_port}")
     for client in both_clients(gateway.url):
-        error = await raises(
-            openai.InternalServerError, lambda c=client: c.responses.create(model="gpt-4.1", input="hi")
-        )
+        error = await raises(openai.InternalServerError, partial(client.responses.create, model="gpt-4.1", input="hi"))
         assert (error.status_code, error.code) == (502, "upstream_unavailable")
         listed = await resolve(client.models.list())  # the gateway answers models itself, upstream or not
         assert "gpt-4.1" in [model.id for model in listed.data]

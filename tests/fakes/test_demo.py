@@ -43,7 +43,7 @@ def test_demo_without_keys_prints_commands_without_a_key(tmp_path: Path):
     from app.fakes.demo import banner
     from app.settings import Settings
 
-    text = banner(Settings(_env_file=None, PROXY_PORT="8123"), 9999)  # type: ignore[call-arg]
+    text = banner(Settings(_env_file=None, PROXY_PORT="8123"), 9999)
     assert "curl -s http://127.0.0.1:8123/v1/models\n" in text
     assert "$KEY" not in text
     assert "api_key='x'" in text

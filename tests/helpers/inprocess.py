@@ -13,7 +13,7 @@ import httpx
 
 from app.main import create_app
 from app.settings import Settings
-from app.types import ASGIApp
+from app.types import ASGIApp, Message
 from tests.helpers.secrets import CLIENT_KEY, UPSTREAM_TOKEN, LeakScanner
 
 UPSTREAM_URL = "http://upstream.test"  # never resolved: the injected transport answers
@@ -28,10 +28,10 @@ def settings(**overrides: Any) -> Settings:
 @asynccontextmanager
 async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
     """Drive the ASGI lifespan by hand (httpx's ASGITransport does not)."""
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    task = asyncio.create_task(app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
+    task = asyncio.ensure_future(app(scope, inbox.get, outbox.put))  # an ASGI app returns an Awaitable
     await inbox.put({"type": "lifespan.startup"})
     assert (await outbox.get())["type"] == "lifespan.startup.complete"
     try:

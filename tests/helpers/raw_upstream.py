@@ -14,6 +14,7 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Self
 
 from app.serving.server import loopback_socket
 
@@ -67,7 +68,7 @@ class RawUpstream:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
 
-    def start(self) -> RawUpstream:
+    def start(self) -> Self:
         self.thread.start()
         self.call(self._start())
         return self
@@ -132,7 +133,7 @@ async def until_closed(writer: asyncio.StreamWriter, stats: Stats) -> None:
         if writer.transport.is_closing():  # asyncio saw the reset itself (and closed the socket)
             return False
         try:
-            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+            return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED)
         except OSError:
             return False
 

@@ -26,13 +26,13 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is missing: scripts/test installs it from Debian's packages"
-        self.proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        wait_for(lambda: self.proc.poll() is not None or self.ping(), 10, "redis-server answering")
-        assert self.proc.poll() is None, "redis-server exited"
+        wait_for(lambda: proc.poll() is not None or self.ping(), 10, "redis-server answering")
+        assert proc.poll() is None, "redis-server exited"
         return self
 
     def ping(self) -> bool:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -47,7 +47,7 @@ def refused_port() -> socket.socket:
 class ThreadServer:
     """An ASGI app served by uvicorn on its own event loop in a daemon thread."""
 
-    def __init__(self, app: Any, lifespan: str = "off"):
+    def __init__(self, app: Any, lifespan: Literal["auto", "on", "off"] = "off"):
         self.sock = loopback_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,7 +126,7 @@ class CliProcess:
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[bytes]:
     """`python -m app ARGS` that needs no port (refusals, keys): its Popen, output captured."""
-    return CliProcess(tmp_path, *args, **env).proc
+    return CliProcess(tmp_path, *args, listen=False, **env).proc
 
 
 class LogReader:

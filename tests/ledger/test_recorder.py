@@ -55,6 +55,7 @@ def mixed_request(index: int) -> tuple[str, bytes, dict[str, str]]:
     kind = index % 5
     words = " ".join(["word"] * (index % 7 + 1))
     headers = {"x-request-id": f"mixed-{index}"}
+    body: dict[str, object]
     if kind == 2:
         body = {"model": "gpt-4o", "question": words}
         return "/aichat/conversations", orjson.dumps(body), headers

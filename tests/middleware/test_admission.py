@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import openai
@@ -23,7 +24,7 @@ from tests.helpers import CLIENT_KEY, GatewayFactory, scrape, value, wait_for
 
 FORWARDED, ROUTE = "/openai/responses", "openai.responses"
 STREAM = {"model": "gpt-4.1", "input": "hi", "stream": True}
-JSON = {"model": "gpt-4.1", "input": "hi"}
+JSON: dict[str, Any] = {"model": "gpt-4.1", "input": "hi"}
 
 
 class HeldApp:
@@ -99,10 +100,10 @@ async def test_a_request_that_fails_gives_its_slot_back():
 
 
 def test_the_limit_is_a_positive_number_or_unset():
-    assert Settings(_env_file=None).max_inflight is None  # type: ignore[call-arg]
-    assert Settings(_env_file=None, PROXY_MAX_INFLIGHT="3").max_inflight == 3  # type: ignore[call-arg]
+    assert Settings(_env_file=None).max_inflight is None
+    assert Settings(_env_file=None, PROXY_MAX_INFLIGHT="3").max_inflight == 3
     with pytest.raises(pydantic.ValidationError):
-        Settings(_env_file=None, PROXY_MAX_INFLIGHT="0")  # type: ignore[call-arg]
+        Settings(_env_file=None, PROXY_MAX_INFLIGHT="0")
 
 
 async def first_event(raw: AsyncIterator[bytes]) -> list[bytes]:

@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
@@ -71,7 +72,7 @@ def raw_fault() -> Iterator[dict[str, int]]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    servers = {mode: RawFaultServer(mode) for mode in ("reset", "garbage")}  # type: ignore[arg-type]
+    servers = {mode: RawFaultServer(mode) for mode in ("reset", "garbage")}
     ports = {m: asyncio.run_coroutine_threadsafe(s.start(), loop).result(5) for m, s in servers.items()}
     yield ports
     for server in servers.values():
@@ -81,7 +82,7 @@ def raw_fault() -> Iterator[dict[str, int]]:
     loop.close()
 
 
-def post_json(gateway: GatewayProcess, body: dict | None = None) -> httpx.Response:
+def post_json(gateway: GatewayProcess, body: dict[str, Any] | None = None) -> httpx.Response:
     return httpx.post(gateway.url + "/openai/responses", json=body or {"model": "gpt-4.1", "input": "hi"}, timeout=30)
 
 

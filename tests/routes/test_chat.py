@@ -8,11 +8,13 @@ import httpx
 import openai
 import orjson
 import pytest
+from openai import Omit, omit
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import GatewayProcess, SdkFactory, wait_for
 
-MESSAGES = [{"role": "user", "content": "Say hello"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
 
 
 @pytest.mark.parametrize(
@@ -51,9 +53,9 @@ def test_sdk_stream_ends_with_done_and_counts_usage(
     gateway: GatewayProcess, fake: FakeUpstream, make_sdk: SdkFactory, include_usage: bool
 ):
     fake.behaviour.deltas = 6
-    options = {"include_usage": True} if include_usage else None
+    options: ChatCompletionStreamOptionsParam | Omit = {"include_usage": True} if include_usage else omit
     stream = make_sdk(gateway.url + "/v1").chat.completions.create(
-        model="gpt-4o", messages=MESSAGES, stream=True, **({"stream_options": options} if options else {})
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options=options
     )
     chunks = list(stream)
 
@@ -63,7 +65,8 @@ def test_sdk_stream_ends_with_done_and_counts_usage(
     assert (chunks[-1].usage is not None) is include_usage
     if include_usage:
         assert chunks[-1].choices == []
-        assert chunks[-1].usage.completion_tokens == 6  # type: ignore[union-attr]
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == 6
 
 
 def test_stream_is_byte_exact_and_unbuffered(client: httpx.Client, fake: FakeUpstream):

@@ -47,7 +47,7 @@ def admin_get(gateway: GatewayProcess, path: str, key: str | None, **params: str
 
 def wait_for_ledger(gateway: GatewayProcess, lead: str, requests: int) -> None:
     def recorded() -> bool:
-        return admin_get(gateway, "/admin/usage", lead).json()["total"]["requests"] >= requests
+        return bool(admin_get(gateway, "/admin/usage", lead).json()["total"]["requests"] >= requests)
 
     wait_for(recorded, timeout=10, what=f"{requests} requests in the ledger")
 
@@ -166,7 +166,8 @@ def test_the_live_window_anchors_on_the_newest_sample_at_least_its_length_old():
         metrics.record(info, 200, 0.01)
         window, rows = view.look(metrics.registry, now=at)
     assert window == pytest.approx(390.0)  # anchored on the 1010 s sample (1 request then)
-    assert (rows[0].requests, rows[0].rate) == (3, pytest.approx(2 / 390))
+    assert rows[0].requests == 3
+    assert rows[0].rate == pytest.approx(2 / 390)
     window, rows = view.look(metrics.registry, now=1600.0)
     assert window == pytest.approx(400.0)  # anchored on the 1200 s sample now
     assert rows[0].rate == pytest.approx(1 / 400)

@@ -45,7 +45,7 @@ def test_sdk_stream_yields_every_event_in_order(
     assert types[-1] == "response.completed"
     assert [event.sequence_number for event in events] == list(range(len(events)))
     final = events[-1].response  # type: ignore[union-attr]
-    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")  # type: ignore[union-attr]
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert final.output_text == deltas
 
 

@@ -4,6 +4,8 @@ over real sockets to the gateway process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -59,12 +61,12 @@ def assert_rejected(response: httpx.Response, fake: FakeUpstream, param: str | N
 
 
 @pytest.mark.parametrize(("body", "param"), RESPONSES_CASES)
-async def test_responses_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict, param: str):
+async def test_responses_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict[str, Any], param: str):
     assert_rejected(await app_client.post("/openai/responses", json=body), fake, param)
 
 
 @pytest.mark.parametrize(("body", "param"), AICHAT_CASES)
-async def test_aichat_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict, param: str):
+async def test_aichat_rule(app_client: httpx.AsyncClient, fake: FakeUpstream, body: dict[str, Any], param: str):
     assert_rejected(await app_client.post("/aichat/conversations", json=body), fake, param)
 
 
