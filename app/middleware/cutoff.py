@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from app.context import request_info
 from app.errors import Envelope, NotReady, send_error
@@ -23,24 +24,30 @@ CUT = NotReady("The gateway is shutting down and cut this request; retry it.")
 
 
 class _Progress:
-    """How far the response has gone: enough to end it properly."""
+    """How far the response has gone: enough to end it properly. It runs for every message of every request and
+    is read only when a cut comes, so it keeps references and reads them then: the stream format of the head's
+    content type, and a tail only of bodies that go on (a finished one is never cut)."""
 
-    __slots__ = ("done", "fmt", "started", "tail")
+    __slots__ = ("done", "headers", "started", "tail")
 
     def __init__(self) -> None:
         self.started = self.done = False
-        self.fmt: StreamFormat = None
+        self.headers: Iterable[tuple[bytes, bytes]] = ()
         self.tail = b""
 
     def see(self, message: Message) -> None:
         if message["type"] == "http.response.body":
-            chunk = message.get("body", b"")
-            if chunk:
+            if not message.get("more_body", False):
+                self.done = True
+            elif chunk := message.get("body", b""):
                 self.tail = (self.tail + bytes(chunk[-TAIL:]))[-TAIL:]  # never copies a whole chunk
-            self.done = not message.get("more_body", False)
         elif message["type"] == "http.response.start":
             self.started = True
-            self.fmt = stream_format(bytes(header(message.get("headers", ()), b"content-type") or b""))
+            self.headers = message.get("headers", ())
+
+    @property
+    def fmt(self) -> StreamFormat:
+        return stream_format(bytes(header(self.headers, b"content-type") or b""))
 
     def last_event(self, envelope: Envelope) -> bytes:
         """The error event that ends the stream, after whatever closes a half-sent event or line."""

@@ -145,7 +145,8 @@ class _Exchange:
 
 
 class Readers:
-    """Everything that reads an answer in passing, fed each chunk after it is sent on."""
+    """Everything that reads an answer in passing, fed each chunk after it is sent on. The text is measured only
+    until the answer's usage is known: the charging rule reads the text of answers without usage alone."""
 
     __slots__ = ("ids", "text", "usage")
 
@@ -155,9 +156,10 @@ class Readers:
         self.ids = ids
 
     def feed(self, chunk: bytes) -> None:
-        if self.usage is not None:
-            self.usage.feed(chunk)
-        if self.text is not None:
+        usage = self.usage
+        if usage is not None:
+            usage.feed(chunk)
+        if self.text is not None and (usage is None or usage.input_tokens is None):
             self.text.feed(chunk)
         if self.ids is not None:
             self.ids.feed(chunk)

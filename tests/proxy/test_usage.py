@@ -88,6 +88,19 @@ def test_closing_brace_skips_nested_objects(data: bytes, start: int, expected: i
     assert _closing_brace(data, start) == expected
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"a":{"b":{"c":{}}}}', 19),  # nested past the one-call match: walked brace by brace
+        (b'{"a":{"b":{"c":1}}', -1),
+        (b'{"a":"' + b"x" * 5000 + b'","b":{}}', 5014),  # longer than the match's window
+        (b'{"a":"' + b"x" * 5000, -1),
+    ],
+)
+def test_closing_brace_of_deep_or_long_objects(data: bytes, expected: int):
+    assert _closing_brace(data, 0) == expected
+
+
 def test_chat_usage_from_a_stream_with_include_usage_split_anywhere():
     body = {
         "model": "gpt-4o",
