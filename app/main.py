@@ -29,7 +29,7 @@ from app.middleware.observe import ObserveMiddleware
 from app.proxy.dispatch import Dispatcher
 from app.proxy.forward import ForwardEndpoint
 from app.proxy.table import ROUTES
-from app.proxy.upstream import UpstreamPool
+from app.proxy.upstream import Upstream
 from app.routes import admin, handler, health, metrics
 from app.routes.models import ModelsEndpoint
 from app.serving import exporter
@@ -59,17 +59,17 @@ def create_app(
 ) -> ASGIApp:
     settings = settings or Settings()
     access_log = logs.configure(settings)
-    pool = UpstreamPool(settings, transport)
+    upstream = Upstream(settings, transport)
     prices = money.load(settings.prices_file) if settings.prices_file is not None else None
     app_metrics = Metrics(registry, prices)
     keys = KeyStore(settings.keys_file) if settings.keys_file is not None else None
     ledger = Ledger(settings)
     limiter = RateLimiter(settings, ledger, prices)
     models = ModelsEndpoint(ROUTES, settings, keys)
-    api = _service_api(settings, pool, keys, limiter, ledger, app_metrics, models.paths())
+    api = _service_api(settings, upstream, keys, limiter, ledger, app_metrics, models.paths())
     api.state.prices, api.state.dashboard = prices, Dashboard(app_metrics, ledger, keys, prices)
     forwarded = [
-        (path, spec.method, spec.name, spec.envelope, ForwardEndpoint(spec, settings, pool, keys, limiter, ledger))
+        (path, spec.method, spec.name, spec.envelope, ForwardEndpoint(spec, settings, upstream, keys, limiter, ledger))
         for spec in ROUTES
         for path in spec.paths
     ]
@@ -98,7 +98,7 @@ def create_app(
 
 def _service_api(
     settings: Settings,
-    pool: UpstreamPool,
+    upstream: Upstream,
     keys: KeyStore | None,
     limiter: RateLimiter,
     ledger: Ledger,
@@ -108,10 +108,10 @@ def _service_api(
     """Health, readiness, metrics, the OpenAPI document and /docs (Swagger UI served from a package, no CDN)."""
 
     async def readiness() -> list[str]:
-        return [problem for problem in (pool.problem(), await limiter.problem(), ledger.problem()) if problem]
+        return [problem for problem in (upstream.problem(), await limiter.problem(), ledger.problem()) if problem]
 
     api = FastAPIOffline(
-        title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter, ledger),
+        title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, upstream, keys, limiter, ledger),
         static_url="/docs/assets", redoc_url=None,
     )  # fmt: skip
     document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
@@ -133,14 +133,14 @@ def _service_api(
 
 
 def _lifespan(
-    settings: Settings, pool: UpstreamPool, keys: KeyStore | None, limiter: RateLimiter, ledger: Ledger
+    settings: Settings, upstream: Upstream, keys: KeyStore | None, limiter: RateLimiter, ledger: Ledger
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Start-up and shutdown: the upstream pool and the ledger open in the serving loop and close with it (the
+    """Start-up and shutdown: the upstream client and the ledger open in the serving loop and close with it (the
     ledger last, after in-flight requests have ended, so their usage is written)."""
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        await pool.open()
+        await upstream.open()
         await ledger.start()
         listener = None
         if settings.metrics_port is not None:
@@ -161,7 +161,7 @@ def _lifespan(
                 watcher.cancel()
             if listener is not None:
                 listener.close()
-            await pool.close()
+            await upstream.close()
             await ledger.close()
             api.state.metrics.close()
 

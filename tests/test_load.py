@@ -22,8 +22,8 @@ from tests.helpers import (
     cpu_seconds,
     rss_bytes,
     scrape,
-    settled,
     sse_events,
+    steady_value,
     value,
     wait_for,
 )
@@ -110,7 +110,7 @@ def test_slow_readers_do_not_grow_gateway_memory(make_gateway: GatewayFactory, f
     sockets = [slow_reader(gateway.port) for _ in range(readers)]
     try:
         wait_for(lambda: len(fake.exchanges) == readers, 5, "every request upstream")
-        upstream_sent = settled(lambda: sum(len(e.sent) for e in fake.exchanges))
+        upstream_sent = steady_value(lambda: sum(len(e.sent) for e in fake.exchanges))
         grown = rss_bytes(pid) - baseline
         assert upstream_sent > 100 * MiB
         assert grown < 40 * MiB, f"the gateway grew by {grown / MiB:.1f} MiB for {upstream_sent / MiB:.0f} MiB"

@@ -33,7 +33,7 @@ from app.proxy.multipart import read_form
 from app.proxy.schemas import RequestBody, parse_body, validate
 from app.proxy.streams import StreamFormat, stream_format
 from app.proxy.table import RouteSpec
-from app.proxy.upstream import StreamBroken, StreamFailed, UpstreamPool, relay, translate
+from app.proxy.upstream import StreamBroken, StreamFailed, Upstream, relay, translate
 from app.proxy.usage import TextMeter, UsageTap, charge
 from app.settings import Settings
 from app.types import Body, Receive, Scope, Send
@@ -172,14 +172,14 @@ class ForwardEndpoint:
         self,
         spec: RouteSpec,
         settings: Settings,
-        pool: UpstreamPool,
+        upstream: Upstream,
         keys: KeyStore | None,
         limiter: RateLimiter,
         ledger: Ledger,
     ):
         self.spec = spec
         self.settings = settings
-        self.pool = pool
+        self.upstream = upstream
         self.keys = keys
         self.limiter = limiter
         self.ledger = ledger
@@ -210,7 +210,7 @@ class ForwardEndpoint:
     async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> _Exchange:
         """The request body and upstream target once they have passed every check, and the key's admission (the
         last check, so that nothing refused after it holds a reservation); nothing is forwarded before this."""
-        self.pool.authorization  # noqa: B018 - raises while no token is set, or the pool is not open
+        self.upstream.require_ready()  # raises while no token is set, or the pool is not open
         key = None
         if self.keys is not None:
             key = self.keys.authenticate(scope["headers"])
@@ -273,7 +273,7 @@ class ForwardEndpoint:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, exchange: _Exchange, info: RequestInfo
     ) -> None:
-        loop = self.pool.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
+        loop = self.upstream.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
         task: asyncio.Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
         watch = _Watch()
         watcher = loop.create_task(watch.run(receive, task))
@@ -290,10 +290,10 @@ class ForwardEndpoint:
             watcher.cancel()
 
     async def _exchange(self, scope: Scope, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch) -> None:
-        headers = request_headers(scope["headers"], self.pool.authorization, info.request_id, self.forwarded)
+        headers = request_headers(scope["headers"], self.upstream.require_ready(), info.request_id, self.forwarded)
         sent_at = time.perf_counter()
         try:
-            response = await self.pool.client.request(self.spec.method, exchange.target, headers, exchange.body)
+            response = await self.upstream.client.request(self.spec.method, exchange.target, headers, exchange.body)
         except UpstreamFailure as exc:
             info.upstream_error = exc.kind
             log.warning("upstream request failed before the response: %s", exc.message)

@@ -86,7 +86,7 @@ async def relay(
     return b""
 
 
-class UpstreamPool:
+class Upstream:
     """Owns the shared client for the app's lifetime (opened and closed by the lifespan), and the one answer to
     "can requests go upstream now?": no token, or no open pool, is said here and nowhere else."""
 
@@ -109,9 +109,8 @@ class UpstreamPool:
         if client is not None:
             await client.aclose()
 
-    @property
-    def authorization(self) -> bytes:
-        """The upstream's `authorization` value; raises the error a client gets while requests cannot go."""
+    def require_ready(self) -> bytes:
+        """The upstream's `authorization` value, once requests can go; else raises the error a client gets."""
         if self._authorization is None:
             raise UpstreamNotConfigured(NO_TOKEN)
         if self._client is None:
@@ -134,7 +133,7 @@ class UpstreamPool:
     def problem(self) -> str | None:
         """For /readyz: why the pool cannot serve now, or None when it can."""
         try:
-            self.authorization  # noqa: B018 - the one check
+            self.require_ready()
         except ProxyError as exc:
             return exc.message
         return None

@@ -16,7 +16,7 @@ import gc
 YOUNG_THRESHOLD = 10_000  # net allocations between young collections (CPython's default: 700)
 
 
-def settle() -> None:
+def tune_for_serving() -> None:
     """Called in each worker once its app has started, never at import time."""
     gc.collect()
     gc.freeze()

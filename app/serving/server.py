@@ -50,12 +50,12 @@ APP_FACTORY = "app.serving.server:worker_app"  # by import string: each worker p
 
 
 def worker_app() -> ASGIApp:
-    """What each worker serves: the app, built in the worker, then the worker's heap settled (app/serving/heap.py).
+    """What each worker serves: the app, built in the worker, then the worker's collector tuned (app/serving/heap.py).
     In-process uses of create_app (tests, embedding) keep the interpreter's collector as it was."""
     from app.main import create_app  # in the worker: the process that parses the command line needs no app
 
     app = create_app()
-    heap.settle()
+    heap.tune_for_serving()
     return app
 
 

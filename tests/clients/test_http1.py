@@ -13,7 +13,7 @@ import trustme
 
 from app.clients import ClientOptions, UpstreamFailure
 from app.clients.http1 import HIGH_WATER, Http1Client
-from tests.helpers import refused_port, settled_async, wait_for_async
+from tests.helpers import refused_port, steady_value_async, wait_for_async
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 JSON_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -183,7 +183,7 @@ async def test_slow_reader_pauses_the_upstream(serve):
     upstream = client(url)
     response = await upstream.request("POST", b"/x", [], b"{}")
     await response.read()
-    await settled_async(lambda: sent)  # the reader is away; the upstream sends until TCP holds it back
+    await steady_value_async(lambda: sent)  # the reader is away; the upstream sends until TCP holds it back
     assert not finished.is_set()
     assert sent < 16 * 1024 * 1024  # held back by TCP, not buffered in the gateway
     # paused past the high-water mark; at most one more socket read (uvloop reads 256 KiB at a time) lands after

@@ -30,7 +30,7 @@ from tests.helpers.servers import (
     wait_healthy,
 )
 from tests.helpers.streams import sse_events
-from tests.helpers.waiting import settled, settled_async, wait_for, wait_for_async
+from tests.helpers.waiting import steady_value, steady_value_async, wait_for, wait_for_async
 
 GatewayFactory = Callable[..., GatewayProcess]
 SdkFactory = Callable[..., openai.OpenAI]
@@ -65,10 +65,10 @@ __all__ = [
     "rss_bytes",
     "run_cli",
     "scrape",
-    "settled",
-    "settled_async",
     "sse_events",
     "start_gateway",
+    "steady_value",
+    "steady_value_async",
     "stop_gateway",
     "value",
     "wait_for",

@@ -62,15 +62,15 @@ class Steady:
         return time.monotonic() - self.since >= self.quiet
 
 
-def settled(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:
+def steady_value(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:
     """The value of `read()` once it has stopped changing for `quiet` seconds."""
     steady = Steady(read, quiet)
-    wait_for(steady, timeout, "a settled value")
+    wait_for(steady, timeout, "a steady value")
     return steady.last
 
 
-async def settled_async(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:  # noqa: ASYNC109
-    """settled on an event loop, which goes on running while it waits."""
+async def steady_value_async(read: Callable[[], int], quiet: float = 0.5, timeout: float = 15.0) -> int:  # noqa: ASYNC109
+    """steady_value on an event loop, which goes on running while it waits."""
     steady = Steady(read, quiet)
-    await wait_for_async(steady, timeout, "a settled value")
+    await wait_for_async(steady, timeout, "a steady value")
     return steady.last

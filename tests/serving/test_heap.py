@@ -32,7 +32,7 @@ def test_the_worker_factory_freezes_start_up_and_raises_the_young_threshold(monk
 
 @pytest.mark.usefixtures("restored_gc")
 def test_collections_still_find_cycles_after_settling():
-    heap.settle()
+    heap.tune_for_serving()
 
     class Node:
         other: object
