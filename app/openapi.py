@@ -16,11 +16,11 @@ from typing import Any
 from app import __version__
 from app.ledger.report import GROUPS
 from app.proxy.catalog import ModelCatalog
+from app.proxy.streams import MEDIA_TYPES
 from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
-JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
-MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/*"}  # audio: as `response_format` asks
+JSON = MEDIA_TYPES["json"]
 FORM = "multipart/form-data"
 BINARY = {"type": "string", "format": "binary"}
 PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
@@ -252,7 +252,8 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in sorted(spec.query)
     ]
     if "ndjson" in spec.formats:  # a route that can answer NDJSON chooses its format by the accept header
-        examples = {kind: {"value": MEDIA[kind]} for kind in spec.formats}  # any other value goes upstream as sent
+        # any other value goes upstream as sent
+        examples = {kind: {"value": MEDIA_TYPES[kind]} for kind in spec.formats}
         parameters.append(
             {"name": "accept", "in": "header", "required": False, "schema": {"type": "string"}, "examples": examples}
         )
@@ -272,7 +273,8 @@ def _body_names(routes: list[RouteSpec]) -> dict[str, str]:
 
 def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list[str]]], body: str) -> dict[str, Any]:
     content = {
-        MEDIA[kind]: {"schema": _ref(spec.answer) if kind == "json" else FORMAT_SCHEMAS[kind]} for kind in spec.formats
+        MEDIA_TYPES[kind]: {"schema": _ref(spec.answer) if kind == "json" else FORMAT_SCHEMAS[kind]}
+        for kind in spec.formats
     }
     ok = {
         "description": "The upstream's answer: JSON, or a stream that ends with an error event if it breaks.",
