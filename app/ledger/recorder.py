@@ -49,11 +49,11 @@ class Ledger:
         charged = info.charged
         if charged is None:
             return
-        row = (int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
+        row = RowKey(int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
         if info.charged_to is None:
-            self._add(row, [1, charged.input, charged.output, charged.units])
+            self._add(row, Counts(1, charged.input, charged.output, charged.units))
             return
-        self._add(row, [1, 0, 0, 0])
+        self._add(row, Counts(requests=1))
         owner = info.charged_to
         self.charge(owner.key, owner.route, owner.model, charged)
 
@@ -61,19 +61,18 @@ class Ledger:
         """Add tokens to a key's row without a request: a background response's usage, charged when it completes."""
         if tokens.total:
             self._add(
-                (int(time.time() // 3600), key, route, model[:MODEL_CHARS]),
-                [0, tokens.input, tokens.output, tokens.units],
+                RowKey(int(time.time() // 3600), key, route, model[:MODEL_CHARS]),
+                Counts(0, tokens.input, tokens.output, tokens.units),
             )
 
     def _add(self, row: RowKey, counts: Counts) -> None:
         current = self.pending.get(row)
         if current is not None:
-            for index, count in enumerate(counts):
-                current[index] += count
+            self.pending[row] = current.plus(counts)
         elif len(self.pending) < MAX_PENDING_ROWS:
             self.pending[row] = counts
         else:
-            self.dropped += counts[0]
+            self.dropped += counts.requests
 
     async def start(self) -> None:
         self.store = await self._call(self.opener, self.settings)
