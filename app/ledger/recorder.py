@@ -26,7 +26,8 @@ from app.settings import Settings
 log = logging.getLogger("acedata_proxy.ledger")
 
 FLUSH_INTERVAL = 1.0  # seconds: the most a crash can lose
-MAX_PENDING_ROWS = 50_000  # ~15 MB; at 400 rows an hour (20 keys x 20 models) that is 5 days of Redis outage
+# at 400 rows an hour (20 keys x 20 models), 5 days of Redis outage; its memory: docs/performance-facts.md
+MAX_PENDING_ROWS = 50_000
 MODEL_CHARS = 200
 T = TypeVar("T")
 

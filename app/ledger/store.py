@@ -235,8 +235,8 @@ class SqliteStore:
 
 class RedisStore:
     """A hash per hour (`acedata-proxy:usage:<hour>`, fields `[key, route, model, r|i|o]`) and a sorted set of
-    the hours written, so a report finds them without scanning keys. redis-py loads only here: ~7 MB of memory a
-    gateway without Redis does not pay."""
+    the hours written, so a report finds them without scanning keys. redis-py loads only here: memory a gateway
+    without Redis does not pay (docs/performance-facts.md)."""
 
     def __init__(self, url: str):
         import redis

@@ -33,7 +33,7 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
         keepalive_expiry=settings.keepalive_expiry,
     )  # fmt: skip
     if transport is not None or settings.upstream_client == "httpx":
-        from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need
+        from app.clients.httpx_client import HttpxClient  # imports the default client does not need
 
         return HttpxClient(settings.api_base_url, options, transport)
     return Http1Client(settings.api_base_url, options)
