@@ -42,14 +42,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("acedata_proxy")
 
 SERVICE_ROUTES = {
-    "/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage", "/admin": "admin",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/admin/usage": "admin.usage",
+    "/admin": "admin",
     "/admin/": "admin",
-}  # fmt: skip
+}
 # headers a browser app may read: the request id and the limits' state (CORS hides all others)
 EXPOSED_HEADERS = [
-    "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-]  # fmt: skip
+    "x-request-id",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+]
 
 
 def create_app(
@@ -88,9 +96,14 @@ def create_app(
         app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES), bodied)
     if settings.cors_origins:
         app = CORSMiddleware(
-            app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
-            expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
-        )  # fmt: skip
+            app,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
     if settings.keys_file is None and not settings.binds_publicly():  # outside CORS: unlisted origins stop here
         app = BrowserGuard(app, settings.host, settings.cors_origins)
     return ObserveMiddleware(app, app_metrics, dispatcher.resolve, access_log)
@@ -111,9 +124,12 @@ def _service_api(
         return [problem for problem in (pool.problem(), await limiter.problem(), ledger.problem()) if problem]
 
     api = FastAPIOffline(
-        title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, pool, keys, limiter, ledger),
-        static_url="/docs/assets", redoc_url=None,
-    )  # fmt: skip
+        title="acedata-proxy",
+        version=__version__,
+        lifespan=_lifespan(settings, pool, keys, limiter, ledger),
+        static_url="/docs/assets",
+        redoc_url=None,
+    )
     document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
     api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness

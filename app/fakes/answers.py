@@ -12,10 +12,8 @@ from typing import Any
 
 import orjson
 
-WORDS = [
-    "Hello!", "This", "answer", "streams", "from", "the", "acedata-proxy", "fake", "upstream,", "one", "piece",
-    "at", "a", "time.",
-]  # fmt: skip
+TEXT = "Hello! This answer streams from the acedata-proxy fake upstream, one piece at a time."  # its pieces wrap
+WORDS = TEXT.split()
 # a 1x1 transparent PNG: what an image request gets as b64_json
 PNG = base64.b64encode(
     bytes.fromhex(

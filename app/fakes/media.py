@@ -17,8 +17,14 @@ from app.fakes import answers
 if TYPE_CHECKING:
     from app.fakes.exchange import Exchange, Sender
 
-AUDIO_TYPES = {"mp3": b"audio/mpeg", "opus": b"audio/ogg", "aac": b"audio/aac", "flac": b"audio/flac",
-               "wav": b"audio/wav", "pcm": b"audio/pcm"}  # fmt: skip
+AUDIO_TYPES = {
+    "mp3": b"audio/mpeg",
+    "opus": b"audio/ogg",
+    "aac": b"audio/aac",
+    "flac": b"audio/flac",
+    "wav": b"audio/wav",
+    "pcm": b"audio/pcm",
+}
 AUDIO_CHUNK = b"\xff\xfb\x90\x64" + bytes(412)  # one MPEG audio frame's worth of silence
 
 
