@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
@@ -130,8 +131,6 @@ def _service_api(
         static_url="/docs/assets",
         redoc_url=None,
     )
-    document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
-    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     api.state.readiness = readiness
     api.state.metrics = app_metrics
     api.state.keys, api.state.ledger = keys, ledger
@@ -139,6 +138,10 @@ def _service_api(
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
+    # FastAPI documents the service routes from their routers; it cannot see the forwarding routes
+    service_paths = get_openapi(title=api.title, version=api.version, routes=api.routes)["paths"]
+    document = openapi.document(ROUTES, models_paths, settings, service_paths)
+    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     # ProxyError has a handler of its own: Starlette re-raises what reaches the catch-all (Exception) handler,
     # and the server then logs a traceback for what is only a refusal
     api.add_exception_handler(ProxyError, handler.handle)
