@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "fake-upstream":
         from app.fakes import demo  # the fake upstream loads only for the commands that run it
 
-        demo.fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
+        demo.serve_fake_upstream(args.host, args.port, args.token, args.deltas, args.delay)
         return
     from app.serving import server  # uvicorn and the app load only for commands that serve
     from app.serving.address import PortInUse

@@ -43,8 +43,12 @@ class Formatter(logging.Formatter):
     ) -> str:
         if self.fmt == "json":
             entry: dict[str, Any] = {
-                "ts": round(created, 3), "level": level.lower(), "logger": logger, "message": message, **fields,
-            }  # fmt: skip
+                "ts": round(created, 3),
+                "level": level.lower(),
+                "logger": logger,
+                "message": message,
+                **fields,
+            }
             if exception:
                 entry["exception"] = exception
             text = orjson.dumps(entry, default=str).decode()

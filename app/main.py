@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
@@ -42,14 +43,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("acedata_proxy")
 
 SERVICE_ROUTES = {
-    "/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics", "/admin/usage": "admin.usage", "/admin": "admin",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/admin/usage": "admin.usage",
+    "/admin": "admin",
     "/admin/": "admin",
-}  # fmt: skip
+}
 # headers a browser app may read: the request id and the limits' state (CORS hides all others)
 EXPOSED_HEADERS = [
-    "x-request-id", "retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
-    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-]  # fmt: skip
+    "x-request-id",
+    "retry-after",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+]
 
 
 def create_app(
@@ -88,9 +97,14 @@ def create_app(
         app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES), bodied)
     if settings.cors_origins:
         app = CORSMiddleware(
-            app, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"],
-            expose_headers=EXPOSED_HEADERS, allow_credentials=False, max_age=600,
-        )  # fmt: skip
+            app,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            allow_credentials=False,
+            max_age=600,
+        )
     if settings.keys_file is None and not settings.binds_publicly():  # outside CORS: unlisted origins stop here
         app = BrowserGuard(app, settings.host, settings.cors_origins)
     return ObserveMiddleware(app, app_metrics, dispatcher.resolve, access_log)
@@ -111,11 +125,12 @@ def _service_api(
         return [problem for problem in (upstream.problem(), await limiter.problem(), ledger.problem()) if problem]
 
     api = FastAPIOffline(
-        title="acedata-proxy", version=__version__, lifespan=_lifespan(settings, upstream, keys, limiter, ledger),
-        static_url="/docs/assets", redoc_url=None,
-    )  # fmt: skip
-    document = openapi.document(ROUTES, models_paths, settings)  # FastAPI cannot see the forwarding routes
-    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
+        title="acedata-proxy",
+        version=__version__,
+        lifespan=_lifespan(settings, upstream, keys, limiter, ledger),
+        static_url="/docs/assets",
+        redoc_url=None,
+    )
     api.state.readiness = readiness
     api.state.metrics = app_metrics
     api.state.keys, api.state.ledger = keys, ledger
@@ -123,6 +138,10 @@ def _service_api(
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
+    # FastAPI documents the service routes from their routers; it cannot see the forwarding routes
+    service_paths = get_openapi(title=api.title, version=api.version, routes=api.routes)["paths"]
+    document = openapi.document(ROUTES, models_paths, settings, service_paths)
+    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
     # ProxyError has a handler of its own: Starlette re-raises what reaches the catch-all (Exception) handler,
     # and the server then logs a traceback for what is only a refusal
     api.add_exception_handler(ProxyError, handler.handle)

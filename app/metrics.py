@@ -64,41 +64,61 @@ class Metrics:
         reg = self.registry
         self.requests = Counter(PREFIX + "requests", "Requests served", ["route", "model", "status"], registry=reg)
         self.duration = Histogram(
-            PREFIX + "request_duration_seconds", "Time from request to last byte sent", ["route", "model"],
-            buckets=BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.ttfb = Histogram(
-            PREFIX + "upstream_ttfb_seconds", "Time from sending upstream to its response headers", ["route", "model"],
-            buckets=BUCKETS, registry=reg,
-        )  # fmt: skip
-        self.inflight = Gauge(
-            PREFIX + "inflight_requests", "Requests being served now (streams included)", ["route"],
-            multiprocess_mode="livesum", registry=reg,
-        )  # fmt: skip
-        self.upstream_errors = Counter(
-            PREFIX + "upstream_errors", "Upstream failures by kind (connect, timeout, reset, protocol, status)",
-            ["route", "kind"], registry=reg,
-        )  # fmt: skip
-        self.tokens = Counter(
-            PREFIX + "tokens", "Tokens from the upstream's reported usage", ["route", "model", "key", "direction"],
+            PREFIX + "request_duration_seconds",
+            "Time from request to last byte sent",
+            ["route", "model"],
+            buckets=BUCKETS,
             registry=reg,
-        )  # fmt: skip
+        )
+        self.ttfb = Histogram(
+            PREFIX + "upstream_ttfb_seconds",
+            "Time from sending upstream to its response headers",
+            ["route", "model"],
+            buckets=BUCKETS,
+            registry=reg,
+        )
+        self.inflight = Gauge(
+            PREFIX + "inflight_requests",
+            "Requests being served now (streams included)",
+            ["route"],
+            multiprocess_mode="livesum",
+            registry=reg,
+        )
+        self.upstream_errors = Counter(
+            PREFIX + "upstream_errors",
+            "Upstream failures by kind (connect, timeout, reset, protocol, status)",
+            ["route", "kind"],
+            registry=reg,
+        )
+        self.tokens = Counter(
+            PREFIX + "tokens",
+            "Tokens from the upstream's reported usage",
+            ["route", "model", "key", "direction"],
+            registry=reg,
+        )
         self.disconnects = Counter(
             PREFIX + "client_disconnects", "Clients that left before the response ended", ["route"], registry=reg
         )
         self.rate_limited = Counter(PREFIX + "rate_limited", "Requests refused by a rate limit", ["key"], registry=reg)
         self.budget_remaining = Gauge(
-            PREFIX + "budget_remaining_tokens", "Tokens left in the key's budget for the period, as last seen",
-            ["key"], multiprocess_mode="mostrecent", registry=reg,
-        )  # fmt: skip
-        self.overloaded = Counter(
-            PREFIX + "overloaded", "Requests refused because the worker held PROXY_MAX_INFLIGHT already", ["route"],
+            PREFIX + "budget_remaining_tokens",
+            "Tokens left in the key's budget for the period, as last seen",
+            ["key"],
+            multiprocess_mode="mostrecent",
             registry=reg,
-        )  # fmt: skip
+        )
+        self.overloaded = Counter(
+            PREFIX + "overloaded",
+            "Requests refused because the worker held PROXY_MAX_INFLIGHT already",
+            ["route"],
+            registry=reg,
+        )
         self.spend = Counter(
-            PREFIX + "spend", "Money the ledger's tokens and units cost at PROXY_PRICES_FILE's prices (priced only)",
-            ["key", "model"], registry=reg,
-        )  # fmt: skip
+            PREFIX + "spend",
+            "Money the ledger's tokens and units cost at PROXY_PRICES_FILE's prices (priced only)",
+            ["key", "model"],
+            registry=reg,
+        )
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def inflight_for(self, route: str) -> Gauge:

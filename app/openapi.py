@@ -3,7 +3,8 @@
 The forwarding routes are plain ASGI endpoints that FastAPI cannot see, so the document is built here: each
 route of the table (app/proxy/table.py) with its request body from app/proxy/schemas.py, `model` limited to the models
 it accepts (app/proxy/catalog.py plus PROXY_EXTRA_MODELS), and every answer the gateway can give, its own errors
-included.
+included. The service routes (app/routes/) are documented by FastAPI from their routers, which use
+`json_answer` and `refusal` from here; this module adds what every answer has (x-request-id).
 Upstream bodies pass through unchanged, so their schemas name only the fields clients rely on.
 """
 
@@ -14,13 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from app import __version__
-from app.ledger.report import GROUPS
 from app.proxy.catalog import ModelCatalog
+from app.proxy.streams import MEDIA_TYPES
 from app.proxy.table import PATH_PARAMETER, RouteSpec
 from app.settings import Settings
 
-JSON, SSE, NDJSON = "application/json", "text/event-stream", "application/x-ndjson"
-MEDIA = {"json": JSON, "sse": SSE, "ndjson": NDJSON, "audio": "audio/*"}  # audio: as `response_format` asks
+JSON = MEDIA_TYPES["json"]
 FORM = "multipart/form-data"
 BINARY = {"type": "string", "format": "binary"}
 PATH_SCHEMA = {"type": "string", "pattern": "^" + PATH_PARAMETER.pattern + "$"}
@@ -252,7 +252,8 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in sorted(spec.query)
     ]
     if "ndjson" in spec.formats:  # a route that can answer NDJSON chooses its format by the accept header
-        examples = {kind: {"value": MEDIA[kind]} for kind in spec.formats}  # any other value goes upstream as sent
+        # any other value goes upstream as sent
+        examples = {kind: {"value": MEDIA_TYPES[kind]} for kind in spec.formats}
         parameters.append(
             {"name": "accept", "in": "header", "required": False, "schema": {"type": "string"}, "examples": examples}
         )
@@ -272,7 +273,8 @@ def _body_names(routes: list[RouteSpec]) -> dict[str, str]:
 
 def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list[str]]], body: str) -> dict[str, Any]:
     content = {
-        MEDIA[kind]: {"schema": _ref(spec.answer) if kind == "json" else FORMAT_SCHEMAS[kind]} for kind in spec.formats
+        MEDIA_TYPES[kind]: {"schema": _ref(spec.answer) if kind == "json" else FORMAT_SCHEMAS[kind]}
+        for kind in spec.formats
     }
     ok = {
         "description": "The upstream's answer: JSON, or a stream that ends with an error event if it breaks.",
@@ -322,52 +324,30 @@ def _models_paths(paths: list[str], security: list[dict[str, list[str]]]) -> dic
     return found
 
 
-def _get(operation_id: str, responses: dict[str, Any]) -> dict[str, Any]:
-    return {"get": {"operationId": operation_id, "responses": responses}}
+def json_answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A service route's JSON answer, for its router's `responses`."""
+    return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-def _service_paths() -> dict[str, Any]:
-    status = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
-    ready = {"description": "Ready", "headers": {"x-request-id": REQUEST_ID}, "content": {JSON: {"schema": status}}}
-    not_ready = {**ready, "description": "Not ready; `problems` says why"}
-    metrics = {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
-    return {
-        "/healthz": _get("healthz", {"200": {**ready, "description": "The process serves"}}),
-        "/readyz": _get("readyz", {"200": ready, "503": not_ready}),
-        "/metrics": _get("metrics", {"200": {**metrics, "headers": {"x-request-id": REQUEST_ID}}}),
-        "/admin/usage": _admin_usage(),
-    }
+def refusal(description: str) -> dict[str, Any]:
+    """A service route's refusal in the gateway's error envelope, for its router's `responses`."""
+    return json_answer(description, _ref("Error"))
 
 
-def _text(description: str) -> dict[str, str]:
-    return {"type": "string", "description": description}
+def _with_request_id(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every answer carries x-request-id (the observe middleware sets it): said once here, not in each router."""
+    for operations in paths.values():
+        for operation in operations.values():
+            for response in operation["responses"].values():
+                response["headers"] = {"x-request-id": REQUEST_ID}
+    return paths
 
 
-def _admin_usage() -> dict[str, Any]:
-    """GET /admin/usage: the usage ledger's report, for admin keys."""
-    counts = {name: {"type": "integer"} for name in ("requests", "input_tokens", "output_tokens", "total_tokens")}
-    line = {"type": "object", "required": list(counts), "properties": counts}
-    report = {
-        "type": "object",
-        "required": ["by", "rows", "total"],
-        "properties": {"by": {"enum": list(GROUPS)}, "rows": {"type": "array", "items": line}, "total": line},
-    }
-    ok = {"description": "The report", "headers": {"x-request-id": REQUEST_ID}, "content": {JSON: {"schema": report}}}
-    query = [
-        {"name": "key", "in": "query", "required": False, "schema": _text("Only this key's usage.")},
-        {"name": "since", "in": "query", "required": False, "schema": _text("A UTC date or ISO 8601 time.")},
-        {"name": "by", "in": "query", "required": False, "schema": {"enum": list(GROUPS), "default": "day"}},
-    ]
-    errors = {
-        "400": _json_response("A filter that cannot be used (`param` names it).", ["Error"]),
-        "401": _json_response("No client key, or an unknown one.", ["Error"]),
-        "403": _json_response("No keys file, or a key without `admin = true`.", ["Error"]),
-    }
-    operation = {"operationId": "admin.usage", "parameters": query, "responses": {"200": ok} | errors}
-    return {"get": operation | {"security": KEYED}}
-
-
-def document(routes: Iterable[RouteSpec], models_paths: list[str], settings: Settings) -> dict[str, Any]:
+def document(
+    routes: Iterable[RouteSpec], models_paths: list[str], settings: Settings, service_paths: dict[str, Any]
+) -> dict[str, Any]:
+    """The whole document: the forwarding routes and the models routes from the table, and `service_paths`, the
+    service routes as FastAPI documents them from their routers."""
     routes = list(routes)
     security = KEYED if settings.keys_file is not None else OPTIONAL
     bodies = _body_names(routes)
@@ -384,6 +364,6 @@ def document(routes: Iterable[RouteSpec], models_paths: list[str], settings: Set
             "version": __version__,
             "description": "An OpenAI-compatible gateway for the AceData Cloud API.",
         },
-        "paths": paths | _models_paths(models_paths, security) | _service_paths(),
+        "paths": paths | _models_paths(models_paths, security) | _with_request_id(service_paths),
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
     }

@@ -64,7 +64,7 @@ class BudgetHold:
 def priced_spend(rows: list[Row], prices: PriceList) -> int:
     """Millionths of the currency the ledger's rows cost; a row without a price counts nothing (a key with a money
     budget is refused unpriced models, so only a price removed since leaves such rows)."""
-    return sum(prices.micros(row[3], counted(row)) or 0 for row in rows)
+    return sum(prices.micros(row.model, counted(row)) or 0 for row in rows)
 
 
 class Budgets:

@@ -56,9 +56,12 @@ class RateLimiter:
         self.storage: MemoryStorage | RedisStorage
         if settings.redis_url:
             self.storage = RedisStorage(
-                "async+" + settings.redis_url, implementation="redispy", wrap_exceptions=True,
-                socket_timeout=1.0, socket_connect_timeout=1.0,
-            )  # fmt: skip
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                wrap_exceptions=True,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+            )
         else:
             self.storage = MemoryStorage()
         self.window = MovingWindowRateLimiter(self.storage)
@@ -103,8 +106,10 @@ class RateLimiter:
             if key.budget_amount is not None:
                 await self.budgets.reserve(key, round(key.budget_amount * MICROS), 0, True)
             if key.rpm is not None and not await self.window.test(RateLimitItemPerMinute(key.rpm), "rpm", key.name):
-                raise RateLimited(f"Key '{key.name}' is over its limit of {key.rpm} requests per minute.",
-                                  headers={"retry-after": "1"})  # fmt: skip
+                raise RateLimited(
+                    f"Key '{key.name}' is over its limit of {key.rpm} requests per minute.",
+                    headers={"retry-after": "1"},
+                )
 
     async def _admit(self, key: KeyEntry, estimate: int, info: RequestInfo, metered: bool) -> Ticket:
         ticket = Ticket()

@@ -2,9 +2,10 @@
 (app/clients/connection.py), opened by app/clients/connect.py, handed out first come, first served. A connection
 tells the pool when its response is closed, through the callback the pool gave it; the pool reads its state.
 
-Why not httpx on this path: its client layer alone costs ~100 µs a request before any I/O, as much as the whole
-hop may (docs/upstream-client.md). Requests are sent again only where the upstream cannot have acted on them: a
-connection that could not be made, or a reused one the upstream had closed before answering a byte.
+Why not httpx on this path: its client layer alone costs as much a request before any I/O as the whole hop may
+(docs/upstream-client.md; the figures: docs/performance-steps.md, step 1). Requests are sent again only where
+the upstream cannot have acted on them: a connection that could not be made, or a reused one the upstream had
+closed before answering a byte.
 """
 
 from __future__ import annotations

@@ -52,8 +52,14 @@ class Dashboard:
         ledger = f"{described.get('storage', '?')} {described.get('path', '')}".strip()
         return page(
             Figures(
-                window, routes, by_key, by_model, key_states(entries, summary, self.prices),
-                self.prices.currency if self.prices else None, self.prices.source if self.prices else None,
-                ledger, now,
+                window,
+                routes,
+                by_key,
+                by_model,
+                key_states(entries, summary, self.prices),
+                self.prices.currency if self.prices else None,
+                self.prices.source if self.prices else None,
+                ledger,
+                now,
             )
-        )  # fmt: skip
+        )

@@ -110,11 +110,15 @@ def compare(new: Sample, old: Sample) -> list[RouteNow]:
         duration, ttfb = _minus(now.duration, then.duration), _minus(now.ttfb, then.ttfb)
         rows.append(
             RouteNow(
-                name, requests / span, (now.errors - then.errors) / requests if requests > 0 else None,
-                (quantile(0.5, duration), quantile(0.99, duration)), (quantile(0.5, ttfb), quantile(0.99, ttfb)),
-                round(now.inflight), round(now.requests),
+                name,
+                requests / span,
+                (now.errors - then.errors) / requests if requests > 0 else None,
+                (quantile(0.5, duration), quantile(0.99, duration)),
+                (quantile(0.5, ttfb), quantile(0.99, ttfb)),
+                round(now.inflight),
+                round(now.requests),
             )
-        )  # fmt: skip
+        )
     return rows
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from app.access.budgets import period_of
 from app.access.keys import KeyEntry
-from app.ledger import DayRow
+from app.ledger import Counts, DayRow
 from app.ledger.report import Spend
 from app.money import Counted, PriceList
 from app.proxy.table import unit_of
@@ -49,14 +49,14 @@ class Summary:
     where a busy team's hourly rows are tens of thousands, so each look reads and prices little."""
 
     now: float
-    # (day, key, route, model) -> requests, input tokens, output tokens, units (in the route's unit)
-    days: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
+    # (day, key, route, model) -> what that day's rows counted
+    days: dict[tuple[int, str, str, str], Counts] = field(default_factory=dict)
     last_hour: dict[str, int] = field(default_factory=dict)
 
-    def cost(self, route: str, model: str, counts: list[int], prices: PriceList | None) -> float | None:
+    def cost(self, route: str, model: str, counts: Counts, prices: PriceList | None) -> float | None:
         if prices is None:
             return None
-        return prices.cost(model, Counted(counts[0], counts[1], counts[2], counts[3], unit_of(route)))
+        return prices.cost(model, Counted(*counts, unit=unit_of(route)))
 
 
 def first_hour(now: float) -> int:
@@ -67,9 +67,9 @@ def first_hour(now: float) -> int:
 
 def summarize(rows: list[DayRow], now: float) -> Summary:
     summary = Summary(now)
-    for day, key, route, model, requests, inputs, outputs, units, last in rows:
-        summary.days[(day, key, route, model)] = [requests, inputs, outputs, units]
-        summary.last_hour[key] = max(summary.last_hour.get(key, last), last)
+    for row in rows:
+        summary.days[(row.day, row.key, row.route, row.model)] = row.counts
+        summary.last_hour[row.key] = max(summary.last_hour.get(row.key, row.last_hour), row.last_hour)
     return summary
 
 
@@ -86,8 +86,8 @@ def daily(summary: Summary, prices: PriceList | None) -> tuple[Series, Series]:
     for (day, key, route, model), counts in summary.days.items():
         if 0 <= day - first_day < DAYS:
             cost = summary.cost(route, model, counts, prices)
-            by_key.add(key, day - first_day, cost, counts[0])
-            by_model.add(model, day - first_day, cost, counts[0])
+            by_key.add(key, day - first_day, cost, counts.requests)
+            by_model.add(model, day - first_day, cost, counts.requests)
     return by_key, by_model
 
 
@@ -99,8 +99,8 @@ def key_states(entries: tuple[KeyEntry, ...], summary: Summary, prices: PriceLis
     spend = {name: Spend() for name in first_day}
     for (day, key, route, model), counts in summary.days.items():
         if key in first_day and day >= first_day[key]:
-            tokens[key] += counts[1] + counts[2]
-            spend[key].add(summary.cost(route, model, counts, prices), counts[0])
+            tokens[key] += counts.tokens
+            spend[key].add(summary.cost(route, model, counts, prices), counts.requests)
     return [
         KeyState(entry, periods[name].label, tokens[entry.name], spend[entry.name], summary.last_hour.get(entry.name))
         for entry in entries

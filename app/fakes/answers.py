@@ -12,10 +12,8 @@ from typing import Any
 
 import orjson
 
-WORDS = [
-    "Hello!", "This", "answer", "streams", "from", "the", "acedata-proxy", "fake", "upstream,", "one", "piece",
-    "at", "a", "time.",
-]  # fmt: skip
+TEXT = "Hello! This answer streams from the acedata-proxy fake upstream, one piece at a time."  # its pieces wrap
+WORDS = TEXT.split()
 # a 1x1 transparent PNG: what an image request gets as b64_json
 PNG = base64.b64encode(
     bytes.fromhex(
@@ -25,7 +23,8 @@ PNG = base64.b64encode(
 ).decode()
 
 
-def answer(count: int, pad: int = 0) -> list[str]:
+def text_pieces(count: int, pad: int = 0) -> list[str]:
+    """An answer's text in `count` pieces (a stream's deltas), each padded with `pad` filler characters."""
     filler = "~" * pad
     return [WORDS[i % len(WORDS)] + filler + (" " if i < count - 1 else "") for i in range(count)]
 
@@ -142,7 +141,7 @@ def _chat_usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
     }
 
 
-def choices(body: dict[str, Any]) -> int:
+def choice_count(body: dict[str, Any]) -> int:
     """How many answers the body asks for (`n`, 1 to 128 as the schemas allow)."""
     n = body.get("n")
     return n if isinstance(n, int) and 0 < n <= 128 else 1
@@ -150,16 +149,16 @@ def choices(body: dict[str, Any]) -> int:
 
 def chat_completion(body: dict[str, Any], pieces: list[str]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces), "refusal": None, "annotations": []}
-    answers = [
-        {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"} for i in range(choices(body))
+    choices = [
+        {"index": i, "message": message, "logprobs": None, "finish_reason": "stop"} for i in range(choice_count(body))
     ]
     return {
         "id": "chatcmpl-" + uuid.uuid4().hex[:24],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model"),
-        "choices": answers,
-        "usage": _chat_usage(body, len(pieces) * len(answers)),
+        "choices": choices,
+        "usage": _chat_usage(body, len(pieces) * len(choices)),
         "system_fingerprint": "fp_fake",
     }
 
@@ -180,7 +179,7 @@ def chat_chunks(body: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    count = choices(body)
+    count = choice_count(body)
     chunks = [chunk(i, {"role": "assistant", "content": "", "refusal": None}) for i in range(count)]
     chunks += [chunk(i, {"content": piece}) for piece in pieces for i in range(count)]
     chunks += [chunk(i, {}, "stop") for i in range(count)]

@@ -111,7 +111,7 @@ def demo(settings: Settings, sock: socket.socket | None = None) -> None:
             uvloop.run(_demo(settings, sock, Path(data_dir)))
 
 
-def fake_upstream(host: str, port: int, token: str, deltas: int, delay: float) -> None:
+def serve_fake_upstream(host: str, port: int, token: str, deltas: int, delay: float) -> None:
     app = FakeUpstream(token=token, behaviour=Behaviour(deltas=deltas, delay=delay))
     app.record = False
     uvicorn.run(app, host=host, port=port, **{**UVICORN_OPTIONS, "lifespan": "off"})

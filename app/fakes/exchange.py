@@ -15,9 +15,15 @@ import orjson
 from app.types import Headers, Send
 
 UPSTREAM_ERRORS = {
-    400: "bad_request", 401: "invalid_token", 403: "used_up", 404: "no_api", 413: "request_too_large",
-    429: "too_many_requests", 500: "api_error", 504: "timeout",
-}  # fmt: skip
+    400: "bad_request",
+    401: "invalid_token",
+    403: "used_up",
+    404: "no_api",
+    413: "request_too_large",
+    429: "too_many_requests",
+    500: "api_error",
+    504: "timeout",
+}
 
 
 @dataclass

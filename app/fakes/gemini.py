@@ -31,13 +31,13 @@ def _usage(prompt: int, output: int | None) -> dict[str, int]:
 
 
 async def generate(body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-    pieces = answers.answer(out.behaviour.deltas)
+    pieces = answers.text_pieces(out.behaviour.deltas)
     usage = _usage(_prompt_tokens(body), len(pieces))
     await out.json(200, _chunk(exchange.parameter, "".join(pieces), usage, finished=True))
 
 
 async def stream(body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-    pieces = answers.answer(out.behaviour.deltas)
+    pieces = answers.text_pieces(out.behaviour.deltas)
     prompt, last = _prompt_tokens(body), len(pieces) - 1
     chunks = [
         _chunk(exchange.parameter, piece, _usage(prompt, len(pieces) if i == last else None), finished=i == last)

@@ -17,8 +17,14 @@ from app.fakes import answers
 if TYPE_CHECKING:
     from app.fakes.exchange import Exchange, Sender
 
-AUDIO_TYPES = {"mp3": b"audio/mpeg", "opus": b"audio/ogg", "aac": b"audio/aac", "flac": b"audio/flac",
-               "wav": b"audio/wav", "pcm": b"audio/pcm"}  # fmt: skip
+AUDIO_TYPES = {
+    "mp3": b"audio/mpeg",
+    "opus": b"audio/ogg",
+    "aac": b"audio/aac",
+    "flac": b"audio/flac",
+    "wav": b"audio/wav",
+    "pcm": b"audio/pcm",
+}
 AUDIO_CHUNK = b"\xff\xfb\x90\x64" + bytes(412)  # one MPEG audio frame's worth of silence
 
 
@@ -62,7 +68,7 @@ async def transcriptions(body: dict[str, Any], exchange: Exchange, out: Sender) 
     if not files.get("file"):
         await out.error(400, "The file is required.")
         return
-    text = "".join(answers.answer(out.behaviour.deltas))
+    text = "".join(answers.text_pieces(out.behaviour.deltas))
     if fields.get("model", "whisper-1") == "whisper-1":
         usage: dict[str, Any] = {"type": "duration", "seconds": math.ceil(seconds(files["file"][0]))}
     else:
@@ -72,7 +78,7 @@ async def transcriptions(body: dict[str, Any], exchange: Exchange, out: Sender) 
         await out.json(200, {"text": text, "usage": usage})
         return
     await out.start(200, b"text/event-stream; charset=utf-8")
-    for piece in answers.answer(out.behaviour.deltas):
+    for piece in answers.text_pieces(out.behaviour.deltas):
         await out.chunk(b"data: " + orjson.dumps({"type": "transcript.text.delta", "delta": piece}) + b"\n\n")
     done = {"type": "transcript.text.done", "text": text, "usage": usage}
     await out.chunk(b"data: " + orjson.dumps(done) + b"\n\n")

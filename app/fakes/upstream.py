@@ -139,7 +139,7 @@ class FakeUpstream:
         await route(request, exchange, out)
 
     async def _responses(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        pieces = answers.text_pieces(self.behaviour.deltas, self.behaviour.pad)
         if body.get("background"):
             final = answers.response(body, pieces)
             self.stored[final["id"]] = {"body": body, "response": final}
@@ -165,12 +165,12 @@ class FakeUpstream:
         if stored is None:
             await out.error(404, f"No response with id '{exchange.parameter}'.")
         elif b"stream=true" in exchange.query:
-            await self._stream_events(stored["body"], answers.answer(self.behaviour.deltas), out)
+            await self._stream_events(stored["body"], answers.text_pieces(self.behaviour.deltas), out)
         else:
             await out.json(200, stored["response"])
 
     async def _chat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        pieces = answers.text_pieces(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, answers.chat_completion(body, pieces))
             return
@@ -187,7 +187,7 @@ class FakeUpstream:
         await out.json(200, answers.images(body))
 
     async def _aichat(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        pieces = answers.text_pieces(self.behaviour.deltas, self.behaviour.pad)
         conversation = body.get("id") or str(uuid.uuid4())
         accept = exchange.header("accept") or ""
         if "application/x-ndjson" not in accept and "text/event-stream" not in accept:
@@ -206,7 +206,7 @@ class FakeUpstream:
         await out.end()
 
     async def _messages(self, body: dict[str, Any], exchange: Exchange, out: Sender) -> None:
-        pieces = answers.answer(self.behaviour.deltas, self.behaviour.pad)
+        pieces = answers.text_pieces(self.behaviour.deltas, self.behaviour.pad)
         if not body.get("stream"):
             await out.json(200, messages.message(body, pieces))
             return

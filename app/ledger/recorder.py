@@ -26,7 +26,8 @@ from app.settings import Settings
 log = logging.getLogger("acedata_proxy.ledger")
 
 FLUSH_INTERVAL = 1.0  # seconds: the most a crash can lose
-MAX_PENDING_ROWS = 50_000  # ~15 MB; at 400 rows an hour (20 keys x 20 models) that is 5 days of Redis outage
+# at 400 rows an hour (20 keys x 20 models), 5 days of Redis outage; its memory: docs/performance-facts.md
+MAX_PENDING_ROWS = 50_000
 MODEL_CHARS = 200
 T = TypeVar("T")
 
@@ -49,11 +50,11 @@ class Ledger:
         charged = info.charged
         if charged is None:
             return
-        row = (int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
+        row = RowKey(int(time.time() // 3600), info.key_name or "-", info.route, (info.model or "-")[:MODEL_CHARS])
         if info.charged_to is None:
-            self._add(row, [1, charged.input, charged.output, charged.units])
+            self._add(row, Counts(1, charged.input, charged.output, charged.units))
             return
-        self._add(row, [1, 0, 0, 0])
+        self._add(row, Counts(requests=1))
         owner = info.charged_to
         self.charge(owner.key, owner.route, owner.model, charged)
 
@@ -61,19 +62,18 @@ class Ledger:
         """Add tokens to a key's row without a request: a background response's usage, charged when it completes."""
         if tokens.total:
             self._add(
-                (int(time.time() // 3600), key, route, model[:MODEL_CHARS]),
-                [0, tokens.input, tokens.output, tokens.units],
+                RowKey(int(time.time() // 3600), key, route, model[:MODEL_CHARS]),
+                Counts(0, tokens.input, tokens.output, tokens.units),
             )
 
     def _add(self, row: RowKey, counts: Counts) -> None:
         current = self.pending.get(row)
         if current is not None:
-            for index, count in enumerate(counts):
-                current[index] += count
+            self.pending[row] = current.plus(counts)
         elif len(self.pending) < MAX_PENDING_ROWS:
             self.pending[row] = counts
         else:
-            self.dropped += counts[0]
+            self.dropped += counts.requests
 
     async def start(self) -> None:
         self.store = await self._call(self.opener, self.settings)

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from app.ledger.store import Row
+from app.ledger.store import Counts, Row
 from app.money import Counted, PriceList, shown
 from app.proxy.table import unit_of
 
@@ -57,8 +57,8 @@ def group(by: str) -> Group:
 
 def _label(row: Row, by: Group) -> str:
     if by == "day":
-        return dt.datetime.fromtimestamp(row[0] * 3600, dt.UTC).strftime("%Y-%m-%d")
-    return {"model": row[3], "key": row[1], "route": row[2]}[by]
+        return dt.datetime.fromtimestamp(row.hour * 3600, dt.UTC).strftime("%Y-%m-%d")
+    return {"model": row.model, "key": row.key, "route": row.route}[by]
 
 
 class Spend:
@@ -82,45 +82,46 @@ class Spend:
 
 def counted(row: Row) -> Counted:
     """A ledger row's counts as prices read them: its units are in its route's unit."""
-    return Counted(row[4], row[5], row[6], row[7], unit_of(row[2]))
+    return Counted(row.requests, row.input_tokens, row.output_tokens, row.units, unit_of(row.route))
 
 
 def row_cost(row: Row, prices: PriceList | None) -> float | None:
-    return prices.cost(row[3], counted(row)) if prices is not None else None
+    return prices.cost(row.model, counted(row)) if prices is not None else None
 
 
 def build(rows: Iterable[Row], by: Group, prices: PriceList | None = None) -> dict[str, Any]:
     """{"by": ..., "prices": {file, currency} | None, "rows": [{by: label, requests, input_tokens, output_tokens,
     total_tokens, cost, unpriced_requests}], "total": {...}}; by route, each row also has `unit` and `units` (a
     token route's units are its tokens)."""
-    sums: dict[str, tuple[list[int], Spend]] = {}
+    sums: dict[str, tuple[Counts, Spend]] = {}
     for row in rows:
-        counts, spend = sums.setdefault(_label(row, by), ([0, 0, 0, 0], Spend()))
-        for index, count in enumerate(row[4:]):
-            counts[index] += count
-        spend.add(row_cost(row, prices), row[4])
+        label = _label(row, by)
+        counts, spend = sums.get(label) or (Counts(), Spend())
+        sums[label] = (counts.plus(row.counts), spend)
+        spend.add(row_cost(row, prices), row.requests)
     lines = [
         {by: label, **_counts(counts, spend), **_units(label, counts, by)}
         for label, (counts, spend) in sorted(sums.items())
     ]
-    total = Spend()
-    for _, spend in sums.values():
+    total, totals = Spend(), Counts()
+    for counts, spend in sums.values():
         total.add(spend.cost, 0)
         total.unpriced += spend.unpriced
-    totals = [sum(c[i] for c, _ in sums.values()) for i in range(3)]
+        totals = totals.plus(counts)
     described = prices.describe() if prices is not None else None
     return {"by": by, "prices": described, "rows": lines, "total": _counts(totals, total)}
 
 
-def _counts(counts: list[int], spend: Spend) -> dict[str, Any]:
-    return {**dict(zip(COLUMNS, [*counts[:3], counts[1] + counts[2]], strict=True)), **spend.fields()}
+def _counts(counts: Counts, spend: Spend) -> dict[str, Any]:
+    values = (counts.requests, counts.input_tokens, counts.output_tokens, counts.tokens)
+    return {**dict(zip(COLUMNS, values, strict=True)), **spend.fields()}
 
 
-def _units(route: str, counts: list[int], by: Group) -> dict[str, Any]:
+def _units(route: str, counts: Counts, by: Group) -> dict[str, Any]:
     if by != "route":
         return {}
     unit = unit_of(route)
-    return {"unit": unit, "units": counts[3] if unit != "token" else counts[1] + counts[2]}
+    return {"unit": unit, "units": counts.units if unit != "token" else counts.tokens}
 
 
 def render(report: dict[str, Any], fmt: str) -> str:

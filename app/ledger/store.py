@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
@@ -24,14 +24,68 @@ from app.settings import Settings
 if TYPE_CHECKING:
     import redis
 
-# (hour, key, route, model) -> [requests, input tokens, output tokens, units]; hour = unix seconds // 3600 (UTC)
-RowKey = tuple[int, str, str, str]
-Counts = list[int]
-Row = tuple[int, str, str, str, int, int, int, int]
-FIELDS = "riou"  # the Redis field suffix of each count
-# (day, key, route, model, requests, input tokens, output tokens, units, last hour): rows summed per UTC day, key,
-# route and model (the route names what its units count)
-DayRow = tuple[int, str, str, str, int, int, int, int, int]
+
+class RowKey(NamedTuple):
+    """Which row a count goes to."""
+
+    hour: int  # unix seconds // 3600 (UTC)
+    key: str
+    route: str
+    model: str
+
+
+class Counts(NamedTuple):
+    """What a row counts; `units` are in the route's unit (characters, audio seconds or images)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    units: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def plus(self, other: Counts) -> Counts:
+        return Counts(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
+
+
+class Row(NamedTuple):
+    """One hour's row, as both stores read it back."""
+
+    hour: int
+    key: str
+    route: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    units: int
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.requests, self.input_tokens, self.output_tokens, self.units)
+
+
+class DayRow(NamedTuple):
+    """Rows summed per UTC day, key, route and model (the route names what its units count)."""
+
+    day: int  # hour // 24
+    key: str
+    route: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    units: int
+    last_hour: int  # the last hour with a row
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.requests, self.input_tokens, self.output_tokens, self.units)
+
+
+FIELDS = "riou"  # the Redis field suffix of each of Counts' fields
 
 
 class StoreUnavailable(Exception):
@@ -138,7 +192,7 @@ class SqliteStore:
     def rows(self, key: str | None, since_hour: int) -> list[Row]:
         query = f"SELECT {COLUMNS} FROM usage WHERE hour >= ?" + (" AND key = ?" if key is not None else "")
         params = (since_hour, key) if key is not None else (since_hour,)
-        return list(self.db.execute(query + " ORDER BY hour", params))
+        return list(map(Row._make, self.db.execute(query + " ORDER BY hour", params)))
 
     def spent(self, key: str, since_hour: int) -> int:
         query = "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE key = ? AND hour >= ?"
@@ -149,7 +203,7 @@ class SqliteStore:
         query = """SELECT hour / 24, key, route, model, SUM(requests), SUM(input_tokens), SUM(output_tokens),
                           SUM(units), MAX(hour)
                    FROM usage WHERE hour >= ? GROUP BY hour / 24, key, route, model"""
-        return list(self.db.execute(query, (since_hour,)))
+        return list(map(DayRow._make, self.db.execute(query, (since_hour,))))
 
     def describe(self) -> dict[str, str]:
         return {"storage": "sqlite"}  # never the path: /readyz answers anyone who can reach it
@@ -181,8 +235,8 @@ class SqliteStore:
 
 class RedisStore:
     """A hash per hour (`acedata-proxy:usage:<hour>`, fields `[key, route, model, r|i|o]`) and a sorted set of
-    the hours written, so a report finds them without scanning keys. redis-py loads only here: ~7 MB of memory a
-    gateway without Redis does not pay."""
+    the hours written, so a report finds them without scanning keys. redis-py loads only here: memory a gateway
+    without Redis does not pay (docs/performance-facts.md)."""
 
     def __init__(self, url: str):
         import redis
@@ -223,7 +277,7 @@ class RedisStore:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     def spent(self, key: str, since_hour: int) -> int:
-        return sum(row[5] + row[6] for row in self.rows(key, since_hour))
+        return sum(row.counts.tokens for row in self.rows(key, since_hour))
 
     def days(self, since_hour: int) -> list[DayRow]:
         return by_day(self.rows(None, since_hour))
@@ -259,14 +313,13 @@ def _rows(hour: int, fields: Mapping[bytes, bytes], only: str | None) -> Iterabl
         key, route, model, field = orjson.loads(raw)
         if only is None or key == only:
             counts.setdefault((key, route, model), [0, 0, 0, 0])[FIELDS.index(field)] += int(value)
-    return [(hour, k, r, m, c[0], c[1], c[2], c[3]) for (k, r, m), c in sorted(counts.items())]
+    return [Row(hour, *names, *found) for names, found in sorted(counts.items())]
 
 
 def by_day(rows: Iterable[Row]) -> list[DayRow]:
-    sums: dict[tuple[int, str, str, str], list[int]] = {}
-    for hour, key, route, model, *row_counts in rows:
-        counts = sums.setdefault((hour // 24, key, route, model), [0, 0, 0, 0, hour])
-        for index, count in enumerate(row_counts):
-            counts[index] += count
-        counts[4] = max(counts[4], hour)
-    return [(*day, *counts) for day, counts in sums.items()]  # type: ignore[misc]
+    sums: dict[tuple[int, str, str, str], tuple[Counts, int]] = {}
+    for row in rows:
+        day = (row.hour // 24, row.key, row.route, row.model)
+        counts, last = sums.get(day, (Counts(), row.hour))
+        sums[day] = (counts.plus(row.counts), max(last, row.hour))
+    return [DayRow(*day, *counts, last) for day, (counts, last) in sums.items()]

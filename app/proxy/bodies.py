@@ -2,10 +2,10 @@
 top-level keys (parsers keep either the first or the last: the gateway must not validate one and forward both).
 
 A body within PROXY_MAX_REQUEST_BYTES may still hold millions of tiny JSON values, each a Python object once
-parsed: 10 MB of `{}` cost 500 MB and a second of the event loop. A structural count first (bytes.count runs at
-memory speed, and counts separators inside strings too, so it only over-estimates) refuses bodies past ceilings
-that no legitimate request reaches: the largest, an embeddings request of pre-tokenized inputs, holds at most
-300,000 tokens (the upstream's per-request limit), one comma each.
+parsed: many times the body's size in memory, and the event loop stopped meanwhile (docs/performance-facts.md).
+A structural count first (bytes.count runs at memory speed, and counts separators inside strings too, so it only
+over-estimates) refuses bodies past ceilings that no legitimate request reaches: the largest, an embeddings
+request of pre-tokenized inputs, holds at most 300,000 tokens (the upstream's per-request limit), one comma each.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import re
 from app.errors import InvalidRequest
 from app.types import Body
 
-MAX_SEPARATORS = 1_000_000  # commas: about one per value (ints cost ~36 bytes each once parsed)
-MAX_CONTAINERS = 200_000  # objects and arrays: the costly values (~60 ms of parsing at the ceiling)
+MAX_SEPARATORS = 1_000_000  # commas: about one per value
+MAX_CONTAINERS = 200_000  # objects and arrays: the costly values
 MAX_FIELDS = 512  # top-level keys: the widest request schema has under a hundred
 WALK_FROM = 1024 * 1024  # bodies this large skip the per-key scans and walk their top level at once
 

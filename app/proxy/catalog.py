@@ -223,9 +223,15 @@ IMAGE_EDIT_MODELS = frozenset({"gpt-image-1", "dall-e-2"})
 
 # AceData's Gemini guide (AceDataCloud/GeminiAPI docs/gemini_generate_content_api_integration_guide.md)
 GEMINI_MODELS = frozenset(
-    {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.5-flash-lite", "gemini-3-flash-preview", "gemini-3.1-pro",
-     "gemini-2.0-flash"}
-)  # fmt: skip
+    {
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+        "gemini-2.5-flash-lite",
+        "gemini-3-flash-preview",
+        "gemini-3.1-pro",
+        "gemini-2.0-flash",
+    }
+)
 
 
 # models a route refuses but another route serves: the refusal says where (Claude on /openai/... → the /v1 base)

@@ -31,7 +31,7 @@ from app.proxy.catalog import ModelCatalog
 from app.proxy.headers import FORWARDED_REQUEST_HEADERS, header, request_headers, response_headers, unrelayable
 from app.proxy.multipart import read_form
 from app.proxy.schemas import RequestBody, parse_body, validate
-from app.proxy.streams import StreamFormat, stream_format
+from app.proxy.streams import StreamFormat, is_json, media_type, stream_format
 from app.proxy.table import RouteSpec
 from app.proxy.upstream import StreamBroken, StreamFailed, Upstream, relay, translate
 from app.proxy.usage import TextMeter, UsageTap, charge
@@ -93,8 +93,7 @@ def _path_model(scope: Scope, spec: RouteSpec) -> str | None:
 def _is_json(content_type: bytes | None) -> bool:
     if content_type is None:
         return True
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
+    return is_json(media_type(content_type))
 
 
 EARLY_CHECK_FROM = 64 * 1024  # body bytes from which the key's limits are checked before the body is read

@@ -16,11 +16,23 @@ FORWARDED_REQUEST_HEADERS = frozenset({b"accept", b"content-type", b"user-agent"
 # would point the client at the upstream host (alt-svc) or plant its cookies on the gateway's origin.
 DROPPED_RESPONSE_HEADERS = frozenset(
     {
-        b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-        b"trailers", b"transfer-encoding", b"upgrade", b"date", b"server", b"set-cookie", b"alt-svc",
-        b"x-request-id", b"content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"date",
+        b"server",
+        b"set-cookie",
+        b"alt-svc",
+        b"x-request-id",
+        b"content-length",
     }
-)  # fmt: skip
+)
 
 # What a header value may not contain (RFC 9110 5.5); the pattern uvicorn itself refuses values with.
 CONTROL_CHARACTER = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")

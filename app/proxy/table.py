@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from app.errors import Envelope
 from app.proxy import catalog, schemas
+from app.proxy.streams import Format
 from app.proxy.usage import (
     BYTES_PER_TOKEN,
     CHAT_USAGE,
@@ -27,7 +28,6 @@ from app.proxy.usage import (
     UsageFields,
 )
 
-Format = Literal["json", "sse", "ndjson", "audio"]
 Unit = Literal["token", "character", "second", "image"]
 
 # No model writes more than this in one answer; an output cap beyond it (a client may send 2**63 - 1) reserves

@@ -27,13 +27,16 @@ def build_client(settings: Settings, transport: httpx.AsyncBaseTransport | None 
     """The one client every request shares, with explicit timeouts and pool limits. An injected transport
     (unit tests) means httpx, the only client that takes one."""
     options = ClientOptions(
-        connect_timeout=settings.connect_timeout, first_byte_timeout=settings.first_byte_timeout,
-        read_timeout=settings.read_timeout, max_connections=settings.max_connections,
-        max_keepalive=settings.max_keepalive_connections, connect_retries=settings.connect_retries,
+        connect_timeout=settings.connect_timeout,
+        first_byte_timeout=settings.first_byte_timeout,
+        read_timeout=settings.read_timeout,
+        max_connections=settings.max_connections,
+        max_keepalive=settings.max_keepalive_connections,
+        connect_retries=settings.connect_retries,
         keepalive_expiry=settings.keepalive_expiry,
-    )  # fmt: skip
+    )
     if transport is not None or settings.upstream_client == "httpx":
-        from app.clients.httpx_client import HttpxClient  # ~6 MB of imports the default client does not need
+        from app.clients.httpx_client import HttpxClient  # imports the default client does not need
 
         return HttpxClient(settings.api_base_url, options, transport)
     return Http1Client(settings.api_base_url, options)

@@ -128,9 +128,12 @@ RESPONSES_USAGE = UsageFields(b'"output_tokens"', "input_tokens", "output_tokens
 CHAT_USAGE = UsageFields(b'"completion_tokens"', "prompt_tokens", "completion_tokens")
 EMBEDDINGS_USAGE = UsageFields(b'"prompt_tokens"', "prompt_tokens", None)
 MESSAGES_USAGE = UsageFields(
-    b'"output_tokens"', "input_tokens", "output_tokens",
-    input_extra=("cache_creation_input_tokens", "cache_read_input_tokens"), partial=True,
-)  # fmt: skip
+    b'"output_tokens"',
+    "input_tokens",
+    "output_tokens",
+    input_extra=("cache_creation_input_tokens", "cache_read_input_tokens"),
+    partial=True,
+)
 # gpt-transcribe reports `{"type": "tokens", "input_tokens", ...}`, whisper-1 `{"type": "duration", "seconds"}`:
 # `"type"` is the one key both carry (an event's own `"type"` has no `"usage"` before it, and is passed over)
 TRANSCRIPTION_USAGE = UsageFields(b'"type"', "input_tokens", "output_tokens", units="seconds")

@@ -20,7 +20,8 @@ from app.dashboard import page
 from app.dashboard.assets import asset_response
 from app.errors import AdminRequired, InvalidRequest
 from app.ledger import Ledger
-from app.ledger.report import ReportError, build, group, since_hour
+from app.ledger.report import GROUPS, ReportError, build, group, since_hour
+from app.openapi import KEYED, json_answer, refusal
 
 router = APIRouter(tags=["admin"])
 
@@ -46,9 +47,40 @@ def require_admin(request: Request, what: str) -> KeyEntry:
     return caller
 
 
-@router.get("/admin/usage")
-async def usage(request: Request, key: str | None = None, since: str | None = None, by: str = "day") -> dict[str, Any]:
+def _text(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
+
+_COUNTS = {name: {"type": "integer"} for name in ("requests", "input_tokens", "output_tokens", "total_tokens")}
+_LINE = {"type": "object", "required": list(_COUNTS), "properties": _COUNTS}
+USAGE_REPORT = {
+    "type": "object",
+    "required": ["by", "rows", "total"],
+    "properties": {"by": {"enum": list(GROUPS)}, "rows": {"type": "array", "items": _LINE}, "total": _LINE},
+}
+# the query is read by the route itself, which refuses a bad one with the gateway's 400, never FastAPI's 422
+USAGE_QUERY = [
+    {"name": "key", "in": "query", "required": False, "schema": _text("Only this key's usage.")},
+    {"name": "since", "in": "query", "required": False, "schema": _text("A UTC date or ISO 8601 time.")},
+    {"name": "by", "in": "query", "required": False, "schema": {"enum": list(GROUPS), "default": "day"}},
+]
+
+
+@router.get(
+    "/admin/usage",
+    operation_id="admin.usage",
+    responses={
+        200: json_answer("The report", USAGE_REPORT),
+        400: refusal("A filter that cannot be used (`param` names it)."),
+        401: refusal("No client key, or an unknown one."),
+        403: refusal("No keys file, or a key without `admin = true`."),
+    },
+    openapi_extra={"parameters": USAGE_QUERY, "security": KEYED},
+)
+async def usage(request: Request) -> dict[str, Any]:
     require_admin(request, "GET /admin/usage")
+    query = request.query_params
+    key, since, by = query.get("key"), query.get("since"), query.get("by", "day")
     try:
         grouping, first_hour = group(by), since_hour(since)
     except ReportError as exc:
@@ -58,7 +90,7 @@ async def usage(request: Request, key: str | None = None, since: str | None = No
     return {"key": key, "since": since, **report}
 
 
-@router.get("/admin", response_class=HTMLResponse)
+@router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
 @router.get("/admin/", response_class=HTMLResponse, include_in_schema=False)
 async def dashboard(request: Request) -> HTMLResponse:
     """The dashboard: its figures for an admin key sent as a bearer header; without a header, the key form."""

@@ -5,7 +5,7 @@ keys: the metrics name every key, which clients should not learn."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from app.access.auth import KeyStore
 from app.context import request_info
@@ -15,7 +15,13 @@ from app.metrics import CONTENT_TYPE_LATEST
 router = APIRouter(tags=["metrics"])
 
 
-@router.api_route("/metrics", methods=["GET", "HEAD"])
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=PlainTextResponse,  # for the document: the exposition's own content type is sent
+    responses={200: {"description": "Prometheus text format"}},
+)
+@router.head("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     if request.app.state.metrics_port is not None:
         raise NotFound("Metrics are served on PROXY_METRICS_PORT, not on this port.")

@@ -1,12 +1,12 @@
 """The worker's garbage collector, set once the app has started: what start-up built stays out of every later
 collection, and young collections come seldom.
 
-Measured under load (JSON, concurrency 64, gc.callbacks timing each collection): a full collection walked every
-object the imports and the app's construction had made and took ~40 ms of CPU, with the event loop stopped, so
-every request in flight waited it out; that is most of the tail the p99 had over the p50. `gc.freeze()` moves
-those objects to a generation no collection visits. Young collections (one per ~35 requests at CPython's default
-threshold of 700, ~0.4 ms each) all but stop at 10,000: a request's objects are freed by reference counting, so
-the net count of allocations grows slowly, and cycles (an exception's traceback) are still collected.
+Under load a full collection walked every object the imports and the app's construction had made, with the event
+loop stopped, so every request in flight waited it out: most of the tail the p99 had over the p50 (the figures:
+docs/performance-steps.md, "Under LLM-shaped load"). `gc.freeze()` moves those objects to a generation no
+collection visits. Young collections (frequent at CPython's default threshold of 700) all but stop at 10,000: a
+request's objects are freed by reference counting, so the net count of allocations grows slowly, and cycles (an
+exception's traceback) are still collected.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import HeadTooLarge, InvalidRequest, ProxyError
+from app.proxy.streams import is_json, media_type
 
 HEAD_BYTES = 64 * 1024
 HEAD_FIELDS = 100
@@ -34,13 +35,9 @@ class ClientLimits:
         return self.head_timeout + received / BODY_RATE
 
 
-def _is_json(media: bytes) -> bool:
-    return media == b"application/json" or media.endswith(b"+json")
-
-
 def _charset_problem(content_type: bytes) -> str | None:
-    media, _, parameters = content_type.lower().partition(b";")
-    if b"charset" not in parameters or not _is_json(media.strip()):
+    parameters = content_type.lower().partition(b";")[2]
+    if b"charset" not in parameters or not is_json(media_type(content_type)):
         return None
     for parameter in parameters.split(b";"):
         name, _, value = parameter.partition(b"=")

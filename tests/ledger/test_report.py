@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.ledger.report import ReportError, since_hour
-from app.ledger.store import RedisStore, SqliteStore, by_day
+from app.ledger.store import Counts, RedisStore, RowKey, SqliteStore, by_day
 from tests.helpers import ROOT, RedisServer
 
 
@@ -27,11 +27,13 @@ def hour(text: str) -> int:
 def data_dir(tmp_path: Path) -> Path:
     store = SqliteStore(tmp_path / "ledger.sqlite3")
     store.add({
-        (hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): [2, 10, 20, 0],
-        (hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): [1, 5, 1024, 0],
+        RowKey(hour("2026-11-24T10:00"), "alice", "openai.responses", "gpt-4.1"): Counts(2, 10, 20, 0),
+        RowKey(hour("2026-11-24T23:00"), "bob", "aichat.conversations", "gpt-4o"): Counts(1, 5, 1024, 0),
     })  # fmt: skip
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [3, 30, 40, 0]})
-    store.add({(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): [1, 1, 1, 0]})  # adds to the row
+    store.add({RowKey(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): Counts(3, 30, 40, 0)})
+    store.add(
+        {RowKey(hour("2026-11-25T01:00"), "alice", "openai.responses", "gpt-4.1"): Counts(1, 1, 1, 0)}
+    )  # adds to the row
     store.close()
     return tmp_path
 
@@ -144,7 +146,7 @@ def test_both_stores_sum_the_same_days(data_dir: Path, redis_server: RedisServer
     redis = RedisStore(redis_server.url)
     try:
         hourly = sqlite.rows(None, 0)
-        redis.add({row[:4]: list(row[4:]) for row in hourly})
+        redis.add({RowKey(*row[:4]): Counts(*row[4:]) for row in hourly})
         day = hour("2026-11-25T00:00") // 24
         expected = [
             (day - 1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0, hour("2026-11-24T10:00")),
@@ -168,8 +170,8 @@ unit = "character"
 
 def test_by_route_names_each_route_s_unit_and_prices_its_units(data_dir: Path):
     store = SqliteStore(data_dir / "ledger.sqlite3")
-    store.add({(hour("2026-11-25T02:00"), "alice", "openai.audio.speech", "tts-1"): [2, 6, 0, 21]})
-    store.add({(hour("2026-11-25T02:00"), "bob", "openai.audio.speech", "tts-1-hd"): [1, 3, 0, 10]})
+    store.add({RowKey(hour("2026-11-25T02:00"), "alice", "openai.audio.speech", "tts-1"): Counts(2, 6, 0, 21)})
+    store.add({RowKey(hour("2026-11-25T02:00"), "bob", "openai.audio.speech", "tts-1-hd"): Counts(1, 3, 0, 10)})
     store.close()
     env = priced(data_dir)
     with Path(env["PROXY_PRICES_FILE"]).open("a") as prices:
@@ -204,8 +206,8 @@ def test_a_ledger_from_before_units_gains_the_column(tmp_path: Path):
     old.commit()
     old.close()
     store = SqliteStore(path)
-    store.add({(1, "alice", "openai.audio.speech", "tts-1"): [1, 3, 0, 12]})
-    store.add({(1, "bob", "openai.images.generations", "dall-e-3"): [1, 10, 0, 2]})
+    store.add({RowKey(1, "alice", "openai.audio.speech", "tts-1"): Counts(1, 3, 0, 12)})
+    store.add({RowKey(1, "bob", "openai.images.generations", "dall-e-3"): Counts(1, 10, 0, 2)})
     assert store.rows(None, 0) == [
         (1, "alice", "openai.audio.speech", "tts-1", 1, 3, 0, 12),
         (1, "alice", "openai.responses", "gpt-4.1", 2, 10, 20, 0),
@@ -219,8 +221,8 @@ def test_a_ledger_from_before_units_gains_the_column(tmp_path: Path):
 
 def test_redis_counts_units_too(redis_server: RedisServer):
     store = RedisStore(redis_server.url)
-    row = (1, "alice", "openai.audio.transcriptions", "whisper-1")
-    store.add({row: [1, 30, 0, 3]})
-    store.add({row: [1, 20, 0, 2]})
+    row = RowKey(1, "alice", "openai.audio.transcriptions", "whisper-1")
+    store.add({row: Counts(1, 30, 0, 3)})
+    store.add({row: Counts(1, 20, 0, 2)})
     assert store.rows(None, 0) == [(*row, 2, 50, 0, 5)]
     store.close()

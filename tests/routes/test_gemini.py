@@ -28,7 +28,7 @@ def sdk(gateway: GatewayProcess, key: str = CLIENT_KEY, version: str | None = No
 def test_sdk_generates_content(gateway: GatewayProcess, fake: FakeUpstream, version: str | None):
     client = sdk(gateway, version=version)  # held: the SDK closes its HTTP client when this is collected
     response = client.models.generate_content(model="gemini-2.5-flash", contents="Say hi")
-    assert response.text == "".join(answers.answer(fake.behaviour.deltas))
+    assert response.text == "".join(answers.text_pieces(fake.behaviour.deltas))
     [exchange] = fake.exchanges
     assert exchange.path == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert exchange.header("x-goog-api-key") is None  # the client key never goes upstream
@@ -41,7 +41,7 @@ def test_sdk_streams_content(gateway: GatewayProcess, fake: FakeUpstream):
     fake.behaviour.deltas = 4
     client = sdk(gateway)
     chunks = list(client.models.generate_content_stream(model="gemini-2.5-pro", contents="Say hi"))
-    assert [chunk.text for chunk in chunks] == answers.answer(4)
+    assert [chunk.text for chunk in chunks] == answers.text_pieces(4)
     [exchange] = fake.exchanges
     assert (exchange.path, exchange.query) == ("/v1beta/models/gemini-2.5-pro:streamGenerateContent", b"alt=sse")
 
