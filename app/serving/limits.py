@@ -1,5 +1,5 @@
 """What one client connection may cost the serving layer, and the checks of a request head that the HTTP parser
-lets through. The bounds are in README.md ("What the gateway guarantees").
+lets through. The bounds are in docs/architecture.md ("What the gateway guarantees").
 
 - A head over HEAD_BYTES or with more than HEAD_FIELDS fields gets 431; bytes past HEAD_BYTES are never handed
   to the parser, so an endless head costs no more than the limit.
