@@ -31,7 +31,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Send
 
-Envelope = Literal["openai", "anthropic"]
+Envelope = Literal["openai", "anthropic", "google"]
 
 # Anthropic's error types by status (its API's errors page); a status not listed is an `api_error`
 ANTHROPIC_TYPES = {
@@ -43,6 +43,22 @@ ANTHROPIC_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",
+}
+
+# Google's canonical status names by HTTP status (google.rpc.Code, as the Gemini API answers them); a status not
+# listed is INTERNAL
+GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "INVALID_ARGUMENT",
+    408: "DEADLINE_EXCEEDED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    431: "INVALID_ARGUMENT",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 
 
@@ -64,8 +80,14 @@ class ProxyError(Exception):
         kind = ANTHROPIC_TYPES.get(self.status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": self.message}}
 
+    def google_envelope(self) -> dict[str, Any]:
+        status = GOOGLE_STATUSES.get(self.status, "INTERNAL")
+        return {"error": {"code": self.status, "message": self.message, "status": status}}
+
     def body(self, envelope: Envelope = "openai") -> bytes:
-        return orjson.dumps(self.anthropic_envelope() if envelope == "anthropic" else self.envelope())
+        if envelope == "anthropic":
+            return orjson.dumps(self.anthropic_envelope())
+        return orjson.dumps(self.google_envelope() if envelope == "google" else self.envelope())
 
 
 class InvalidRequest(ProxyError):

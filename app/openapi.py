@@ -72,6 +72,22 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "GoogleError": {
+        "description": "An error the gateway itself produces on the Gemini routes (the Gemini API's shape).",
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "status"],
+                "properties": {
+                    "code": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "status": {"type": "string"},
+                },
+            }
+        },
+    },
     "Message": {
         "description": "An Anthropic Messages answer, as the upstream sent it.",
         "type": "object",
@@ -281,7 +297,7 @@ def _forward_operation(spec: RouteSpec, path: str, security: list[dict[str, list
         "headers": {"x-request-id": REQUEST_ID},
         "content": content,
     }
-    own = "AnthropicError" if spec.envelope == "anthropic" else "Error"
+    own = {"anthropic": "AnthropicError", "google": "GoogleError"}.get(spec.envelope, "Error")
     responses = {"200": ok} | {
         status: _json_response(text, [own if name == "Error" else name for name in names])
         for status, (text, names) in _FORWARD_ERRORS.items()

@@ -129,10 +129,11 @@ def test_two_workers_report_the_same_exact_totals(make_gateway: GatewayFactory, 
 
 
 def test_two_workers_keep_alive_responses_are_not_delayed(make_gateway: GatewayFactory, fake: FakeUpstream):
-    """uvicorn issue #3149: with several workers on asyncio's loop, keep-alive responses waited ~40 ms for the
-    client's delayed ACK. Checked loosely (no benchmark in tests): that stall adds ~40 ms to every response once
-    the connection leaves TCP's quick-ACK start, while a busy machine slows only some of them; so the fastest
-    quarter, not the median (which a machine running other suites pushed past 30 ms), must stay under 30 ms."""
+    """With several workers on asyncio's loop, keep-alive responses waited ~40 ms for the client's delayed ACK
+    (https://github.com/encode/uvicorn/issues/3149). Checked loosely (no benchmark in tests): that stall adds ~40 ms
+    to every response once the connection leaves TCP's quick-ACK start, while a busy machine slows only some of
+    them; so the fastest quarter, not the median (which a machine running other suites pushed past 30 ms), must
+    stay under 30 ms."""
     gateway = make_gateway("--workers", "2")
     with httpx.Client(base_url=gateway.url) as client:
         client.get("/healthz")

@@ -42,8 +42,9 @@ def unanswered(exc: httpx.HTTPError) -> bool:
 
 
 # h11 0.16 reads a chunk line as size [";" ext] OWS CRLF: whitespace between the size and the ";", which RFC 9112
-# 7.1.1 allows (BWS), ends the body with "illegal chunk header" (python-hyper/h11#133 let only trailing whitespace
-# through). h11 has no option for it; its chunked reader looks this pattern up for every chunk line.
+# 7.1.1 allows (BWS), ends the body with "illegal chunk header" (h11's change that let only trailing whitespace
+# through: https://github.com/python-hyper/h11/pull/133). h11 has no option for it; its chunked reader looks this
+# pattern up for every chunk line.
 H11_CHUNK_HEADER = rb"(?P<chunk_size>([0-9A-Fa-f]){1,20})(?P<chunk_ext>;.*)?[ \t]*\r\n"
 CHUNK_HEADER = re.compile(rb"(?P<chunk_size>[0-9A-Fa-f]{1,20})(?:[ \t]*(?P<chunk_ext>;.*))?[ \t]*\r\n")
 

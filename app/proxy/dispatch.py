@@ -48,6 +48,9 @@ class Dispatcher:
             table.setdefault(key, Route(name, envelope, {})).endpoints[method] = endpoint
             if envelope != "openai":
                 self.families.append((path.removesuffix("{id}").rstrip("/") + "/", envelope))
+        for (prefix, _), route in self.actions.items():  # a prefix the OpenAI models route shares stays OpenAI's
+            if route.envelope != "openai" and prefix not in self.prefixed:
+                self.families.append((prefix, route.envelope))
         self.fallback = fallback
         self.labels = labels
 

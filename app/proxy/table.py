@@ -334,6 +334,7 @@ GEMINI_GENERATE = RouteSpec(
     paths=("/v1beta/models/{model}:generateContent", "/v1/models/{model}:generateContent"),
     upstream_path="/v1beta/models/{model}:generateContent",
     summary="Gemini's native API (google-genai's generate_content); the model is in the path",
+    envelope="google",  # errors as the Gemini API answers them: google-genai reads `error.status`
     schema=schemas.GenerateContent,
     models=catalog.GEMINI_MODELS,
     answer="GenerateContentResponse",

@@ -31,7 +31,8 @@ from app.types import ASGIApp
 log = logging.getLogger("acedata_proxy.server")
 
 # uvloop sets TCP_NODELAY on accepted sockets; with asyncio's loop and several workers, responses waited for the
-# client's delayed ACK (~40 ms each; see uvicorn issue #3149), so the fast loop is also the correct one.
+# client's delayed ACK (~40 ms each; https://github.com/encode/uvicorn/issues/3149), so the fast loop is also the
+# correct one.
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
@@ -210,7 +211,8 @@ def log_listening(sock: socket.socket) -> None:
 
 def loopback_socket(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     # proto given explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto is IPPROTO_TCP, and
-    # without it every response written in two parts waits ~40 ms for the peer's delayed ACK (uvicorn #3149)
+    # without it every response written in two parts waits ~40 ms for the peer's delayed ACK
+    # (https://github.com/encode/uvicorn/issues/3149)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

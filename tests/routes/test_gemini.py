@@ -70,12 +70,16 @@ def test_bad_requests_are_refused(
 ):
     response = client.post(path, json=body)
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["param"] == param
+    error = response.json()["error"]  # the Gemini API's envelope: code, message, status
+    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+    assert param in error["message"]
     assert fake.exchanges == []
 
 
 def test_unknown_actions_and_query_parameters(client: httpx.Client, fake: FakeUpstream):
-    assert client.post("/v1beta/models/gemini-2.5-flash:countTokens", json=BODY).status_code == 404
+    unknown = client.post("/v1beta/models/gemini-2.5-flash:countTokens", json=BODY)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["status"] == "NOT_FOUND"
     stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
     assert client.post(stream + "?key=sk-leak", json=BODY).status_code == 400
     assert client.get("/v1/models/gpt-4o").status_code == 200  # the models route still answers beside Gemini's
@@ -90,10 +94,10 @@ def test_keys_allowlists_and_the_ledger(make_gateway: GatewayFactory, tmp_path: 
     wrong, allowed = sdk(gateway, "sk-wrong"), sdk(gateway, flash)
     with pytest.raises(errors.ClientError) as caught:
         wrong.models.generate_content(model="gemini-2.5-flash", contents="hi")
-    assert caught.value.code == 401
+    assert (caught.value.code, caught.value.status) == (401, "UNAUTHENTICATED")
     with pytest.raises(errors.ClientError) as caught:
         allowed.models.generate_content(model="gemini-2.5-pro", contents="hi")
-    assert caught.value.code == 403
+    assert (caught.value.code, caught.value.status) == (403, "PERMISSION_DENIED")
     fake.behaviour.deltas = 3
     chunks = list(allowed.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"))
     assert chunks[-1].usage_metadata is not None
