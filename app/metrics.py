@@ -157,8 +157,9 @@ class Metrics:
             self._child(self.tokens, route, model, key, "input").inc(charged.input)
         if charged.output:
             self._child(self.tokens, route, model, key, "output").inc(charged.output)
-        counted = Counted(requests, charged.input, charged.output, charged.units, unit_of(route))
-        cost = self.prices.cost(priced, counted) if self.prices is not None else None
+        if self.prices is None:  # no price file: nothing to price, and nothing built to price it
+            return
+        cost = self.prices.cost(priced, Counted(requests, charged.input, charged.output, charged.units, unit_of(route)))
         if cost:
             self._child(self.spend, key, model).inc(cost)
 

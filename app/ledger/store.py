@@ -47,7 +47,13 @@ class Counts(NamedTuple):
         return self.input_tokens + self.output_tokens
 
     def plus(self, other: Counts) -> Counts:
-        return Counts(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
+        # field by field, not zip over both: this runs once per request on the event loop
+        return Counts(
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.units + other.units,
+        )
 
 
 class Row(NamedTuple):
