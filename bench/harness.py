@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from tests.helpers import cpu_seconds as process_cpu_seconds
 from tests.helpers import listening_ports, raw_exchange, wait_for
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -361,17 +362,13 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-CLOCK_TICKS = float(os.sysconf("SC_CLK_TCK"))
-
-
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its descendants (utime and stime in /proc/<pid>/stat)."""
-    ticks = 0
+    """User + system CPU time of a process and its descendants (tests.helpers reads one process's)."""
+    total = 0.0
     for member in process_tree(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLOCK_TICKS
+        with contextlib.suppress(OSError):  # a member that exited meanwhile
+            total += process_cpu_seconds(member)
+    return total
 
 
 def _sum_kb(pid: int, filename: str, key: str) -> float:
