@@ -63,8 +63,9 @@ def _literal(key: str) -> bytes | None:
 
 # The walk's tokens. At depth 1: a string (escapes included) or a bracket. Elsewhere: the run up to the next bracket
 # outside a string, consumed in one match. Possessive, so that the engine keeps no backtracking state.
-TOKEN = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[{}\[\]]')
-RUN = re.compile(rb'(?:[^"{}\[\]]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+')
+STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # a JSON string, escapes included
+TOKEN = re.compile(STRING + rb"|[{}\[\]]")
+RUN = re.compile(rb'(?:[^"{}\[\]]++|' + STRING + rb")*+")
 COLON_NEXT = re.compile(rb"[ \t\r\n]*+:")
 QUOTE, OPENING = ord('"'), b"{["
 
