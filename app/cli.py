@@ -17,9 +17,8 @@ from app.access import keys
 from app.access.budgets import period_of
 from app.ledger import STORE_ERRORS, Store, open_store
 from app.ledger.report import FORMATS, GROUPS, ReportError, build, render, since_hour
+from app.ledger.store import sqlite_path
 from app.settings import Settings, unknown_variables, variable_names
-
-LEDGER_FILE = "ledger.sqlite3"  # in PROXY_DATA_DIR, as open_store names it
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,21 +125,21 @@ def _list_keys(entries: list[keys.KeyEntry], settings: Settings) -> None:
 def _ledger(settings: Settings, command: str) -> Store | None:
     """The ledger's store for reading, said on stderr (stdout may be csv or json); None when nothing was ever
     recorded here (no file is created)."""
-    if not settings.redis_url and not (settings.data_dir / LEDGER_FILE).exists():
+    if not settings.redis_url and not (sqlite_path(settings)).exists():
         return None
     try:
         store = open_store(settings)
     except STORE_ERRORS as exc:
         sys.exit(f"acedata-proxy {command}: cannot open the usage ledger: {exc}")
     storage = store.describe()["storage"]  # /readyz's words, which never name a path: the CLI's reader may see it
-    shown = "PROXY_REDIS_URL" if storage == "redis" else str(settings.data_dir / LEDGER_FILE)
+    shown = "PROXY_REDIS_URL" if storage == "redis" else str(sqlite_path(settings))
     print(f"acedata-proxy {command}: reading the usage ledger in {storage} ({shown})", file=sys.stderr)
     return store
 
 
 def _missing(settings: Settings) -> str:
     return (
-        f"no usage ledger at {settings.data_dir / LEDGER_FILE}: no gateway has recorded a request with this "
+        f"no usage ledger at {sqlite_path(settings)}: no gateway has recorded a request with this "
         "PROXY_DATA_DIR (or set PROXY_REDIS_URL to read a shared ledger)"
     )
 

@@ -116,10 +116,15 @@ class Store(Protocol):
     def claim(self, response_id: str) -> bool: ...
 
 
+def sqlite_path(settings: Settings) -> Path:
+    """Where the SQLite ledger is kept (PROXY_DATA_DIR), for the store and for the CLI that names it."""
+    return settings.data_dir / "ledger.sqlite3"
+
+
 def open_store(settings: Settings) -> Store:
     if settings.redis_url:
         return RedisStore(settings.redis_url)
-    return SqliteStore(settings.data_dir / "ledger.sqlite3")
+    return SqliteStore(sqlite_path(settings))
 
 
 SCHEMA = """
