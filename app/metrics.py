@@ -1,8 +1,14 @@
 """Prometheus metrics (docs/contract.md names), built on an injected registry, and their exposition.
 
+A request's contribution goes into plain dictionaries (`Pending`): no lock, no label lookup and no bucket walk
+per request, which prometheus_client's own objects cost (docs/performance-facts.md). They
+are added to the prometheus_client objects, which hold the totals, before anything reads them (a scrape, the
+dashboard), so every scrape is exact.
+
 With several workers, prometheus_client's multiprocess mode keeps each worker's values in files under
 PROMETHEUS_MULTIPROC_DIR (prepared by `server.serve` before the workers start); a scrape, answered by any worker,
-merges them all, so every scrape sees the same complete totals.
+merges them all. There each request's contribution is written through at once, so every scrape sees the same
+complete totals.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import glob
 import os
 import re
 import tempfile
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import (
@@ -36,6 +43,34 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 NO_KEY = "-"
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "multiprocess_dir", "prepare_multiprocess_dir"]
+
+Series = tuple[Any, tuple[str, ...]]  # a metric and its label values
+
+
+class Pending:
+    """What requests added since the last flush. A histogram's series holds a count per bucket (BUCKETS, then
+    +Inf) and, last, the sum of what it observed."""
+
+    __slots__ = ("counts", "gauges", "observed")
+
+    def __init__(self) -> None:
+        self.counts: dict[Series, float] = {}
+        self.observed: dict[Series, list[float]] = {}
+        self.gauges: dict[Series, float] = {}  # the value to set
+
+    def add(self, metric: Any, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        series = (metric, labels)
+        self.counts[series] = self.counts.get(series, 0.0) + amount
+
+    def observe(self, metric: Any, labels: tuple[str, ...], value: float) -> None:
+        slots = self.observed.get((metric, labels))
+        if slots is None:
+            slots = self.observed[(metric, labels)] = [0.0] * (len(BUCKETS) + 2)
+        slots[bisect_left(BUCKETS, value)] += 1  # the first bound >= value: Prometheus' `le`
+        slots[-1] += value
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.observed or self.gauges)
 
 
 def multiprocess_dir() -> str | None:
@@ -119,31 +154,57 @@ class Metrics:
             ["key", "model"],
             registry=reg,
         )
-        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._children: dict[Series, Any] = {}
+        self.pending = Pending()
+        self.write_through = multiprocess_dir() is not None  # other workers' scrapes read the files at once
 
-    def inflight_for(self, route: str) -> Gauge:
-        return self._child(self.inflight, route)  # type: ignore[no-any-return]
+    def entered(self, route: str) -> None:
+        """A request began: it counts in the in-flight gauge until `record`."""
+        self.pending.add(self.inflight, (route,))
+        if self.write_through:
+            self.flush()
 
     def record(self, info: RequestInfo, status: int, seconds: float) -> None:
         """Everything one finished request contributes; called once, when it ends."""
-        model = info.model_label
-        route, key = info.route, info.key_name or NO_KEY
-        self._child(self.requests, route, model, str(status)).inc()
-        self._child(self.duration, route, model).observe(seconds)
+        model, route, pending = info.model_label, info.route, self.pending
+        pending.add(self.inflight, (route,), -1.0)
+        pending.add(self.requests, (route, model, str(status)))
+        pending.observe(self.duration, (route, model), seconds)
         if info.upstream_ttfb is not None:
-            self._child(self.ttfb, route, model).observe(info.upstream_ttfb)
+            pending.observe(self.ttfb, (route, model), info.upstream_ttfb)
         if info.upstream_error is not None:
-            self._child(self.upstream_errors, route, info.upstream_error).inc()
+            pending.add(self.upstream_errors, (route, info.upstream_error))
         if info.client_disconnected:
-            self._child(self.disconnects, route).inc()
+            pending.add(self.disconnects, (route,))
         if info.rate_limited:
-            self._child(self.rate_limited, key).inc()
+            pending.add(self.rate_limited, (info.key_name or NO_KEY,))
         if info.overloaded:
-            self._child(self.overloaded, route).inc()
+            pending.add(self.overloaded, (route,))
         if info.charged is not None:
-            self._count_tokens(info, route, model, key)
+            self._count_tokens(info, route, model, info.key_name or NO_KEY)
         if info.budget_remaining is not None:
-            self._child(self.budget_remaining, key).set(info.budget_remaining)
+            pending.gauges[(self.budget_remaining, (info.key_name or NO_KEY,))] = info.budget_remaining
+        if self.write_through:
+            self.flush()
+
+    def flush(self) -> None:
+        """Add what is pending to prometheus_client's objects. A histogram's buckets and sum are added to the
+        child's own values (what its observe() increments), a bucket at a time rather than an observation at a
+        time; tests/test_metrics.py checks the result against observe()'s."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, Pending()
+        for (metric, labels), amount in pending.counts.items():
+            if amount:
+                self._child(metric, *labels).inc(amount)
+        for (metric, labels), slots in pending.observed.items():
+            child = self._child(metric, *labels)
+            for bucket, count in zip(child._buckets, slots[:-1], strict=True):
+                if count:
+                    bucket.inc(count)
+            child._sum.inc(slots[-1])
+        for (metric, labels), value in pending.gauges.items():
+            self._child(metric, *labels).set(value)
 
     def _count_tokens(self, info: RequestInfo, route: str, model: str, key: str) -> None:
         """What the request was charged (app/proxy/usage.py's one rule), to its own key, or to the key that created
@@ -154,14 +215,14 @@ class Metrics:
         if owner is not None:  # as the ledger records it: the tokens on the creator's row, no request
             route, model, key, priced, requests = owner.route, owner.label, owner.key, owner.model, 0
         if charged.input:
-            self._child(self.tokens, route, model, key, "input").inc(charged.input)
+            self.pending.add(self.tokens, (route, model, key, "input"), charged.input)
         if charged.output:
-            self._child(self.tokens, route, model, key, "output").inc(charged.output)
+            self.pending.add(self.tokens, (route, model, key, "output"), charged.output)
         if self.prices is None:  # no price file: nothing to price, and nothing built to price it
             return
         cost = self.prices.cost(priced, Counted(requests, charged.input, charged.output, charged.units, unit_of(route)))
         if cost:
-            self._child(self.spend, key, model).inc(cost)
+            self.pending.add(self.spend, (key, model), cost)
 
     def _child(self, metric: Any, *values: str) -> Any:
         """metric.labels(*values), remembered: label values are bounded, so this cache is too, and labels()
@@ -182,6 +243,7 @@ class Metrics:
 
     def source(self) -> CollectorRegistry:
         """What /metrics shows (and the dashboard reads): this registry, or every worker's values merged."""
+        self.flush()
         directory = multiprocess_dir()
         if directory is None:
             return self.registry

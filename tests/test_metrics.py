@@ -9,8 +9,13 @@ from typing import Any
 
 import httpx
 import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.context import RequestInfo
 from app.fakes.upstream import FakeUpstream
+from app.metrics import BUCKETS, Metrics
+from app.proxy.usage import Tokens
 from tests.helpers import (
     CLIENT_KEY,
     GatewayFactory,
@@ -174,3 +179,46 @@ def test_text_log_line_has_the_request_fields(gateway: GatewayProcess, fake: Fak
     for field in ["method=POST", "route=openai.responses", "model=gpt-4.1", "status=200", "duration_ms=", "bytes="]:
         assert field in line
     assert "tokens_in=3 tokens_out=5" in line
+
+
+def test_batched_counts_match_prometheus_clients_own():
+    """A request's contribution waits in plain dictionaries until something reads the metrics; what a scrape then
+    shows is what prometheus_client's own inc() and observe() give (its private bucket values are written, so a
+    release that changes them fails here, not in production)."""
+    metrics = Metrics(CollectorRegistry())
+    expected = CollectorRegistry()
+    requests = Counter("acedata_proxy_requests", "Requests served", ["route", "model", "status"], registry=expected)
+    durations = Histogram("d", "d", ["route", "model"], buckets=BUCKETS, registry=expected)
+    tokens = Counter("t", "t", ["route", "model", "key", "direction"], registry=expected)
+    live = Gauge("acedata_proxy_inflight_requests", "i", ["route"], registry=expected)
+    seconds = [0.0004, 0.001, 0.0011, 0.3, 0.3, 42.0, 700.0]  # on a bound, between, past the last one
+    for second in seconds:
+        info = RequestInfo("id", route="chat", model="m", model_label="m", charged=Tokens(3, 5))
+        metrics.entered("chat")
+        metrics.record(info, 200, second)
+        requests.labels("chat", "m", "200").inc()
+        durations.labels("chat", "m").observe(second)
+        tokens.labels("chat", "m", "-", "input").inc(3)
+        tokens.labels("chat", "m", "-", "output").inc(5)
+    metrics.entered("chat")  # one still in flight
+    live.labels("chat").inc()
+    ours, theirs = scraped(metrics.exposition()), scraped(generate_latest(expected))
+    duration_samples = [(name, labels, v) for name, labels, v in ours if name.startswith(PREFIX_DURATION)]
+    assert [v for _, _, v in duration_samples] == [v for name, _, v in theirs if name.startswith("d_")]
+    assert ("acedata_proxy_requests_total", {"route": "chat", "model": "m", "status": "200"}, 7.0) in ours
+    assert ("acedata_proxy_inflight_requests", {"route": "chat"}, 1.0) in ours
+    output = ("acedata_proxy_tokens_total", {"route": "chat", "model": "m", "key": "-", "direction": "output"}, 35.0)
+    assert output in ours
+    assert not metrics.pending  # read: nothing waits any more
+
+
+PREFIX_DURATION = "acedata_proxy_request_duration_seconds_"
+
+
+def scraped(text: bytes) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]

@@ -49,13 +49,11 @@ class ObserveMiddleware:
                 info.bytes_out += len(message.get("body", b""))
             await send(message)
 
-        inflight = self.metrics.inflight_for(info.route)
-        inflight.inc()
+        self.metrics.entered(info.route)
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            inflight.dec()
-            self._done(scope, info)
+            self._done(scope, info)  # the metrics' record() ends its in-flight count
 
     def _done(self, scope: Scope, info: RequestInfo) -> None:
         # 499 (nginx's "client closed request") when the client left before any status was sent

@@ -43,6 +43,9 @@ UVICORN_OPTIONS: dict[str, Any] = {
     # no websockets are served: an upgrade request is an ordinary request (the websocket libraries' debug output
     # printed every header of one, authorization included)
     "ws": "none",
+    # nothing here reads the client's address or scheme, so uvicorn's X-Forwarded-* rewriting would only add a
+    # middleware frame to every request (and let a forwarded header change what the scope says)
+    "proxy_headers": False,
 }
 
 
