@@ -206,6 +206,23 @@ def test_disconnect_while_upstream_thinks(
     assert value(after, disconnects, route=route) == value(before, disconnects, route=route) + 1
 
 
+def test_disconnect_with_a_pipelined_request_queued(gateway: GatewayProcess, fake: FakeUpstream):
+    """A client pipelines a second request behind one the upstream is still thinking about, then leaves: the
+    upstream request is closed at once all the same, and the queued request is never forwarded."""
+    fake.behaviour.headers_delay = 30
+    body = orjson.dumps({"model": "gpt-4.1", "input": "hi"})
+    one = (
+        "POST /openai/responses HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(one + one)
+        wait_for(lambda: len(fake.exchanges) == 1 and fake.open_requests == 1, what="request upstream")
+    assert wait_for(lambda: fake.exchanges[0].closed_early, timeout=1, what="upstream closed") < 1
+    assert_nothing_left_open(gateway, fake, "openai.responses")
+    assert len(fake.exchanges) == 1
+
+
 def test_disconnect_mid_ndjson_stream(gateway: GatewayProcess, fake: FakeUpstream):
     fake.behaviour.deltas, fake.behaviour.delay = 50, 0.2
     with httpx.stream("POST", gateway.url + "/aichat/conversations", json=AICHAT, headers=NDJSON) as response:

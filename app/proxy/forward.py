@@ -15,7 +15,7 @@ from app.access.auth import KeyStore
 from app.access.keys import KeyEntry
 from app.access.ratelimit import RateLimiter, Ticket
 from app.clients import UpstreamFailure, UpstreamResponse
-from app.context import RequestInfo, request_info
+from app.context import WATCH_KEY, DisconnectWatch, RequestInfo, request_info
 from app.errors import (
     InvalidRequest,
     ModelNotAllowed,
@@ -48,7 +48,8 @@ class ClientGone(Exception):
 
 
 class _Watch:
-    """Cancels the request's task when the client disconnects, until the final byte is handed over."""
+    """Cancels the request's task when the client disconnects, until the final byte is handed over: a task that
+    waits on receive(), for servers that put no DisconnectWatch in the scope (app/context.py)."""
 
     __slots__ = ("disconnected", "finished")
 
@@ -62,6 +63,9 @@ class _Watch:
         if not self.finished:
             self.disconnected = True
             task.cancel()
+
+
+Watch = DisconnectWatch | _Watch  # the server's, or the endpoint's own task
 
 
 def _query(raw: bytes, allowed: frozenset[str]) -> str:
@@ -274,8 +278,13 @@ class ForwardEndpoint:
     ) -> None:
         loop = self.upstream.loop  # known, not asked for: asyncio asks the OS for its pid on every lookup
         task: asyncio.Task[None] = asyncio.current_task(loop)  # type: ignore[assignment]
-        watch = _Watch()
-        watcher = loop.create_task(watch.run(receive, task))
+        watch: Watch | None = scope.get(WATCH_KEY)
+        watcher = None
+        if isinstance(watch, DisconnectWatch):
+            watch.arm(task)
+        else:
+            watch = _Watch()
+            watcher = loop.create_task(watch.run(receive, task))
         try:
             await self._exchange(scope, send, exchange, info, watch)
         except asyncio.CancelledError:
@@ -286,9 +295,10 @@ class ForwardEndpoint:
             log.info("client disconnected; upstream request closed")
         finally:
             watch.finished = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
-    async def _exchange(self, scope: Scope, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch) -> None:
+    async def _exchange(self, scope: Scope, send: Send, exchange: _Exchange, info: RequestInfo, watch: Watch) -> None:
         headers = request_headers(scope["headers"], self.upstream.require_ready(), info.request_id, self.forwarded)
         sent_at = time.perf_counter()
         try:
@@ -305,7 +315,12 @@ class ForwardEndpoint:
             await response.aclose()
 
     async def _relay(
-        self, response: UpstreamResponse, send: Send, exchange: _Exchange, info: RequestInfo, watch: _Watch
+        self,
+        response: UpstreamResponse,
+        send: Send,
+        exchange: _Exchange,
+        info: RequestInfo,
+        watch: DisconnectWatch | _Watch,
     ) -> None:
         if (problem := unrelayable(response.status, response.headers)) is not None:
             info.upstream_error = "protocol"

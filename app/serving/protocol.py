@@ -23,6 +23,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.context import WATCH_KEY, DisconnectWatch
 from app.errors import HeadTooLarge, InvalidRequest, ProxyError, RequestTimeout
 from app.serving.limits import HEAD_BYTES, ClientLimits, head_problem
 
@@ -81,6 +82,7 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
         self.head_since: float | None = None  # when the current head began to be awaited
         self.body_since: float | None = None  # when the current body began to be awaited
         self.body_bytes = 0
+        self.watches: list[DisconnectWatch] = []  # the request being served's, and any queued behind it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(HeldWriteTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -111,6 +113,16 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
         self.head_left = self.head_since = None
         self.body_since, self.body_bytes = self.loop.time(), 0  # a request without a body completes at once
         super().on_headers_complete()
+        watch = self.scope[WATCH_KEY] = DisconnectWatch(self.flow.resume_reading)  # type: ignore[literal-required]
+        if self.pipeline:  # queued behind a request still being served (uvicorn serves them in turn)
+            self.watches.append(watch)
+        else:
+            self.watches = [watch]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        for watch in self.watches:
+            watch.trip()
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)

@@ -164,11 +164,11 @@ def test_the_live_window_anchors_on_the_newest_sample_at_least_its_length_old():
     info = RequestInfo("r", route="openai.responses")
     for at in (1010.0, 1200.0, 1400.0):
         metrics.record(info, 200, 0.01)
-        window, rows = view.look(metrics.registry, now=at)
+        window, rows = view.look(metrics.source(), now=at)
     assert window == pytest.approx(390.0)  # anchored on the 1010 s sample (1 request then)
     assert rows[0].requests == 3
     assert rows[0].rate == pytest.approx(2 / 390)
-    window, rows = view.look(metrics.registry, now=1600.0)
+    window, rows = view.look(metrics.source(), now=1600.0)
     assert window == pytest.approx(400.0)  # anchored on the 1200 s sample now
     assert rows[0].rate == pytest.approx(1 / 400)
     assert rows[0].error_rate == 0.0
