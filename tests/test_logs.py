@@ -35,3 +35,23 @@ def test_credentials_are_redacted_from_every_record(fmt: str, message: str):
 def test_text_values_that_could_forge_fields_are_quoted(value: object, shown: str):
     line = Formatter("text").line(0, "INFO", "acedata_proxy.access", "request", {"path": value, "status": 1}, None)
     assert line.endswith(f"request path={shown} status=1")
+
+
+ACCESS = {
+    "method": "POST", "path": "/openai/responses", "route": "openai.responses", "model": "gpt-4.1", "status": 200,
+    "duration_ms": 2.12, "bytes": 400, "request_id": "0123456789abcdef0123456789abcdef", "key": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [ACCESS, {**ACCESS, "key": "team-a", "tokens_in": 1, "tokens_out": 2},
+     {**ACCESS, "path": "/a b=c", "model": 'x" y', "tokens_in": 1, "tokens_out": 2, "upstream_error": "status"},
+     {**ACCESS, "model": None, "client_disconnected": True}],
+)  # fmt: skip
+def test_access_lines_read_as_any_other_record_does(fields: dict[str, object]):
+    """The access log's own path writes its common fields in one go; the text must be what the generic one
+    writes, quoting included."""
+    formatter = Formatter("text")
+    generic = formatter.line(0, "INFO", "acedata_proxy.access", "request", fields, None)
+    assert formatter.line(0, "INFO", "acedata_proxy.access", "request", fields, None, access=True) == generic

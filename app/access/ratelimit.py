@@ -48,6 +48,10 @@ class Ticket:
     budget: BudgetHold | None = None
     money: BudgetHold | None = None
 
+    def holds(self) -> bool:
+        """Whether anything was reserved: a request that holds nothing has nothing to settle."""
+        return self.window_key is not None or self.budget is not None or self.money is not None
+
 
 class RateLimiter:
     def __init__(self, settings: Settings, ledger: Ledger, prices: PriceList | None = None):
@@ -179,7 +183,7 @@ class RateLimiter:
     async def settle(self, ticket: Ticket, info: RequestInfo) -> None:
         """When the request ends, its reservations are replaced by what it was charged (`info.charged`, the one
         rule of app/proxy/usage.py). A background response's creation keeps them until it completes."""
-        if (ticket.window_key is None and ticket.budget is None and ticket.money is None) or info.deferred:
+        if not ticket.holds() or info.deferred:
             return
         # a background response's usage charged by its retrieval belongs to its creator (settle_later), not here
         used = info.charged.total if info.charged is not None and info.charged_to is None else 0

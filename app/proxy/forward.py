@@ -207,7 +207,8 @@ class ForwardEndpoint:
             await self._forward(scope, receive, send, exchange, info)
         finally:
             info.charged = charge(info)  # the one rule, read by the limits, the ledger and the metrics alike
-            await self.limiter.settle(exchange.ticket, info)
+            if exchange.ticket.holds():  # most requests hold nothing: no coroutine made to settle nothing
+                await self.limiter.settle(exchange.ticket, info)
             self.ledger.record(info)
 
     async def _admit(self, scope: Scope, receive: Receive, info: RequestInfo) -> _Exchange:
@@ -232,7 +233,8 @@ class ForwardEndpoint:
             )
         await self._background(scope, key, parsed, exchange)
         info.estimate = self.spec.estimate(size, parsed, self.settings.tpm_output_reservation)
-        exchange.ticket = await self.limiter.admit(key, info, metered=self.spec.metered)
+        if key is not None:
+            exchange.ticket = await self.limiter.admit(key, info, metered=self.spec.metered)
         return exchange
 
     async def _background(
