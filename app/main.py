@@ -25,7 +25,6 @@ from app.ledger import Ledger
 from app.metrics import Metrics
 from app.middleware.admission import AdmissionMiddleware
 from app.middleware.browsers import BrowserGuard
-from app.middleware.cutoff import ShutdownCutoff
 from app.middleware.observe import ObserveMiddleware
 from app.proxy.dispatch import Dispatcher
 from app.proxy.forward import ForwardEndpoint
@@ -91,7 +90,7 @@ def create_app(
     )
     service = (f"GET {path}" for path in (*SERVICE_ROUTES, "/openapi.json", "/docs"))
     api.state.served = [*dispatcher.served(), *service, "HEAD /"]
-    app: ASGIApp = ShutdownCutoff(dispatcher)  # inside Observe, which then records what it sends
+    app: ASGIApp = dispatcher
     if settings.max_inflight is not None:  # unset: not even the count is paid for
         bodied = (spec.name for spec in ROUTES if spec.schema is not None)
         app = AdmissionMiddleware(app, settings.max_inflight, (spec.name for spec in ROUTES), bodied)

@@ -1,1 +1,2 @@
-"""Pure ASGI middleware around every request: observation, admission control, the shutdown cutoff."""
+"""Pure ASGI middleware around every request: observation (and what the shutdown cutoff leaves a request),
+admission control, the browser guard."""

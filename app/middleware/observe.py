@@ -1,8 +1,10 @@
-"""Pure ASGI middleware around every request: the x-request-id, the in-flight gauge, and, when the request
-ends, its metrics and one access log line (both read from the RequestInfo the endpoint filled in)."""
+"""Pure ASGI middleware around every request: the x-request-id, the in-flight gauge, what a request cut by the
+end of the shutdown grace still gets (app/middleware/cutoff.py), and, when the request ends, its metrics and one
+access log line (both read from the RequestInfo the endpoint filled in)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -10,6 +12,7 @@ from app.context import SCOPE_KEY, RequestInfo, request_id_from
 from app.errors import Envelope
 from app.logs import AccessLog
 from app.metrics import Metrics
+from app.middleware.cutoff import Progress, answer_cut
 from app.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -36,22 +39,33 @@ class ObserveMiddleware:
         info.route, info.envelope = self.resolve(scope["path"])
         scope[SCOPE_KEY] = info
         request_id = info.request_id.encode()
+        progress = Progress()
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 info.status = message["status"]
-                message["headers"] = [
+                progress.headers = message["headers"] = [
                     *message.get("headers", ()),
                     *info.response_headers,
                     (b"x-request-id", request_id),
                 ]
             else:
-                info.bytes_out += len(message.get("body", b""))
+                body = message.get("body", b"")
+                info.bytes_out += len(body)
+                progress.sent(body, message.get("more_body", False))
             await send(message)
 
         self.metrics.entered(info.route)
         try:
             await self.app(scope, receive, observed_send)
+        except asyncio.CancelledError:
+            # uvicorn cancels only at the end of the shutdown grace; a client's disconnect is handled (and
+            # uncancelled) by the endpoint before it gets here
+            if not await answer_cut(progress, observed_send, info.envelope):
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
         finally:
             self._done(scope, info)  # the metrics' record() ends its in-flight count
 

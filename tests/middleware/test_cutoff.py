@@ -1,5 +1,6 @@
-"""ShutdownCutoff in-process: what a request cancelled by the end of the shutdown grace sends, by how far its
-response had gone. (Over real sockets, with SIGTERM: tests/test_resilience.py.)"""
+"""The shutdown cutoff in-process, through ObserveMiddleware, which answers it: what a request cancelled by the end
+of the shutdown grace sends, by how far its response had gone. (Over real sockets, with SIGTERM:
+tests/test_resilience.py.)"""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import asyncio
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
-from app.context import SCOPE_KEY, RequestInfo
-from app.middleware.cutoff import ShutdownCutoff
-from app.types import Message, Receive, Scope, Send
+from app.errors import Envelope
+from app.logs import AccessLog, CoalescingHandler, Formatter
+from app.metrics import Metrics
+from app.middleware.observe import ObserveMiddleware
+from app.types import ASGIApp, Message, Receive, Scope, Send
 
 SCOPE = {"type": "http", "method": "POST", "path": "/openai/responses", "headers": []}
 
@@ -25,7 +29,13 @@ def app_that_hangs_after(messages: list[Message], hanging: asyncio.Event):
     return app
 
 
-async def cut(messages: list[Message], scope: Scope = SCOPE) -> list[Message]:
+def observed(app: ASGIApp, envelope: Envelope) -> ObserveMiddleware:
+    handler = CoalescingHandler()
+    handler.setFormatter(Formatter("text"))
+    return ObserveMiddleware(app, Metrics(CollectorRegistry()), lambda _path: ("route", envelope), AccessLog(handler))
+
+
+async def cut(messages: list[Message], envelope: Envelope = "openai") -> list[Message]:
     """Run the app until it hangs, then cancel it as uvicorn does when the grace is over."""
     sent: list[Message] = []
 
@@ -37,7 +47,7 @@ async def cut(messages: list[Message], scope: Scope = SCOPE) -> list[Message]:
         return {}
 
     hanging = asyncio.Event()
-    task = asyncio.create_task(ShutdownCutoff(app_that_hangs_after(messages, hanging))(scope, receive, send))
+    task = asyncio.create_task(observed(app_that_hangs_after(messages, hanging), envelope)(dict(SCOPE), receive, send))
     await hanging.wait()
     task.cancel()
     await task  # ended, not cancelled: the guard answered
@@ -83,10 +93,7 @@ async def test_json_body_under_way_is_aborted():
 
 async def test_anthropic_route_gets_its_own_envelope_and_error_event():
     """The envelope resolved with the route (RequestInfo.envelope), before and after the stream began."""
-    info = RequestInfo("test")
-    info.envelope = "anthropic"
-    scope = {**SCOPE, "path": "/v1/messages", SCOPE_KEY: info}
-    _, refused = await cut([], scope)
+    _, refused = await cut([], "anthropic")
     assert orjson.loads(refused["body"])["error"]["type"] == "overloaded_error"
-    [last] = await cut([start(b"text/event-stream"), body(b"event: ping\ndata: {}\n\n")], scope)
+    [last] = await cut([start(b"text/event-stream"), body(b"event: ping\ndata: {}\n\n")], "anthropic")
     assert last["body"].startswith(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error"')
