@@ -107,6 +107,12 @@ class DisconnectWatch:
         else:
             self.resume_reading()
 
+    def finish(self) -> None:
+        """The final byte is handed over: nothing cancels the task any more, and the watch, which the connection
+        keeps until its next request, no longer keeps the task."""
+        self.finished = True
+        self.task = None
+
     def trip(self) -> None:
         """The client's connection is gone."""
         self.lost = True

@@ -44,7 +44,8 @@ async def test_nothing_is_cancelled_once_the_last_byte_is_handed_over():
     watch, _ = watch_and_reads()
     task = asyncio.create_task(hang())
     watch.arm(task)
-    watch.finished = True
+    watch.finish()
+    assert watch.task is None  # the connection keeps the watch until its next request, not the task
     watch.trip()
     assert not task.cancelling()
     assert not watch.disconnected

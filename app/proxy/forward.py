@@ -64,6 +64,9 @@ class _Watch:
             self.disconnected = True
             task.cancel()
 
+    def finish(self) -> None:
+        self.finished = True
+
 
 Watch = DisconnectWatch | _Watch  # the server's, or the endpoint's own task
 
@@ -296,7 +299,7 @@ class ForwardEndpoint:
             info.client_disconnected = True
             log.info("client disconnected; upstream request closed")
         finally:
-            watch.finished = True
+            watch.finish()
             if watcher is not None:
                 watcher.cancel()
 
@@ -345,7 +348,7 @@ class ForwardEndpoint:
                 info.input_tokens, info.output_tokens = readers.usage.input_tokens, readers.usage.output_tokens
                 info.units = readers.usage.units
         await self._settle_background(exchange, readers, info)
-        watch.finished = True
+        watch.finish()
         await send({"type": "http.response.body", "body": last, "more_body": False})
 
     def _readers(self, status: int, fmt: StreamFormat, exchange: _Exchange, info: RequestInfo) -> Readers | None:
