@@ -69,6 +69,9 @@ class HeldWriteTransport:
         self.held = None
         self.transport.abort()
 
+    def is_closing(self) -> bool:  # asked once a response (the lookup through __getattr__ costs more than the call)
+        return self.transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:  # everything else is the real transport's
         return getattr(self.transport, name)
 
