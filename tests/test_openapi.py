@@ -16,10 +16,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
 
+from app import openapi
 from app.fakes.upstream import FakeUpstream
 from app.proxy.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.proxy.table import ROUTES
 from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
+from tests.helpers.inprocess import gateway_on
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all
 INTEGER_FIELDS = ("n", "max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "dimensions")
@@ -57,6 +59,25 @@ def test_openapi_json_documents_the_forwarding_routes(gateway: GatewayProcess):
     }
     assert "get" in document["paths"]["/v1/responses/{id}"]
     assert "stream" in {p["name"] for p in document["paths"]["/v1/responses/{id}"]["get"]["parameters"]}
+
+
+async def test_the_document_is_built_when_first_asked_for(fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch):
+    """Not at start: every gateway and test app would pay for JSON schemas that only /openapi.json and /docs use."""
+    built: list[str] = []
+
+    def document(*args: Any) -> dict[str, Any]:
+        built.append("document")
+        return real(*args)
+
+    real = openapi.document
+    monkeypatch.setattr(openapi, "document", document)
+    async with gateway_on(fake) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert built == []
+        first = await client.get("/openapi.json")
+        assert first.status_code == 200
+        assert (await client.get("/openapi.json")).json() == first.json()
+    assert built == ["document"]
 
 
 def test_docs_are_served_without_a_cdn(gateway: GatewayProcess):
