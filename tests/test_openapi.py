@@ -20,7 +20,7 @@ from app import openapi
 from app.fakes.upstream import FakeUpstream
 from app.proxy.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.proxy.table import ROUTES
-from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
+from tests.helpers import GatewayProcess, assert_no_secrets
 from tests.helpers.inprocess import gateway_on
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all
@@ -92,13 +92,15 @@ def test_docs_are_served_without_a_cdn(gateway: GatewayProcess):
     assert "/openapi.json" in page.text
 
 
-def test_openapi_json_follows_the_model_settings(make_gateway: GatewayFactory):
-    extra = make_gateway(PROXY_EXTRA_MODELS="gpt-9-preview")
-    schemas = httpx.get(extra.url + "/openapi.json").json()["components"]["schemas"]
+async def test_openapi_json_follows_the_model_settings(fake: FakeUpstream):
+    """In-process: the document over real sockets is the session gateway's above, and PROXY_EXTRA_MODELS reaching
+    a gateway process is tests/routes/test_models.py's."""
+    async with gateway_on(fake, extra_models=("gpt-9-preview",)) as extra:
+        schemas = (await extra.get("/openapi.json")).json()["components"]["schemas"]
     assert "gpt-9-preview" in schemas["ResponsesCreate"]["properties"]["model"]["enum"]
     assert "gpt-9-preview" in schemas["AichatConversation"]["properties"]["model"]["enum"]
-    anything = make_gateway(PROXY_ALLOW_ANY_MODEL="true")
-    schemas = httpx.get(anything.url + "/openapi.json").json()["components"]["schemas"]
+    async with gateway_on(fake, allow_any_model=True) as anything:
+        schemas = (await anything.get("/openapi.json")).json()["components"]["schemas"]
     assert "enum" not in schemas["ResponsesCreate"]["properties"]["model"]
 
 
