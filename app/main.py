@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -137,10 +138,8 @@ def _service_api(
     api.include_router(health.router)
     api.include_router(metrics.router)
     api.include_router(admin.router)
-    # FastAPI documents the service routes from their routers; it cannot see the forwarding routes
-    service_paths = get_openapi(title=api.title, version=api.version, routes=api.routes)["paths"]
-    document = openapi.document(ROUTES, models_paths, settings, service_paths)
-    api.openapi = lambda: document  # type: ignore[method-assign]  # FastAPI's documented way to replace it
+    # FastAPI's documented way to replace the document
+    api.openapi = _document_on_first_use(api, settings, models_paths)  # type: ignore[method-assign]
     # ProxyError has a handler of its own: Starlette re-raises what reaches the catch-all (Exception) handler,
     # and the server then logs a traceback for what is only a refusal
     api.add_exception_handler(ProxyError, handler.handle)
@@ -148,6 +147,19 @@ def _service_api(
     api.add_exception_handler(HTTPException, handler.handle)
     api.router.redirect_slashes = False  # a redirect would name the client's Host: unknown paths get the 404
     return api
+
+
+def _document_on_first_use(api: FastAPI, settings: Settings, models_paths: list[str]) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, built when /openapi.json or /docs first asks for it: building it takes longer than the
+    rest of the app (a JSON schema per request body), and no other request needs it."""
+
+    @functools.cache
+    def document() -> dict[str, Any]:
+        # FastAPI documents the service routes from their routers; it cannot see the forwarding routes
+        service_paths = get_openapi(title=api.title, version=api.version, routes=api.routes)["paths"]
+        return openapi.document(ROUTES, models_paths, settings, service_paths)
+
+    return document
 
 
 def _lifespan(

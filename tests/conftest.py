@@ -25,6 +25,7 @@ from tests.helpers import (
     stop_gateway,
 )
 from tests.helpers.inprocess import gateway_on
+from tests.helpers.tls import reuse_default_tls_contexts
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,14 @@ def leak_scanner() -> Iterator[LeakScanner]:
         patch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
         patch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async_request)
         yield scanner
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_tls_context() -> Iterator[None]:
+    """httpx loads the CA bundle for every client it makes: a fifth of the suite's CPU, spent on nothing."""
+    with pytest.MonkeyPatch.context() as patch:
+        reuse_default_tls_contexts(patch)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -92,19 +101,32 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str
     stop_gateway(process)
 
 
-@pytest.fixture
-def make_gateway(tmp_path: Path, gateway_env: dict[str, str]) -> Iterator[GatewayFactory]:
-    """Start gateways with other settings: make_gateway(PROXY_READ_TIMEOUT="0.5")."""
+def _gateways(workdir: Path, gateway_env: dict[str, str]) -> Iterator[GatewayFactory]:
     started: list[GatewayProcess] = []
 
     def factory(*args: str, **env: str) -> GatewayProcess:
-        process = start_gateway(tmp_path, {**gateway_env, **env}, args)
+        process = start_gateway(workdir, {**gateway_env, **env}, args)
         started.append(process)
         return process
 
     yield factory
     for process in started:
         stop_gateway(process)
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, gateway_env: dict[str, str]) -> Iterator[GatewayFactory]:
+    """Start gateways with other settings: make_gateway(PROXY_READ_TIMEOUT="0.5")."""
+    yield from _gateways(tmp_path, gateway_env)
+
+
+@pytest.fixture(scope="module")
+def make_module_gateway(
+    tmp_path_factory: pytest.TempPathFactory, gateway_env: dict[str, str]
+) -> Iterator[GatewayFactory]:
+    """make_gateway for a gateway several tests of a module share (each start costs ~1 s of CPU): for tests that
+    need the same settings and keep to state of their own (their own key, say), stopped after the module."""
+    yield from _gateways(tmp_path_factory.mktemp("module-gateway"), gateway_env)
 
 
 @pytest.fixture

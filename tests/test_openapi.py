@@ -16,10 +16,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
 
+from app import openapi
 from app.fakes.upstream import FakeUpstream
 from app.proxy.catalog import AICHAT_MODELS, CHAT_MODELS, RESPONSES_MODELS, V1_CHAT_MODELS
 from app.proxy.table import ROUTES
-from tests.helpers import GatewayFactory, GatewayProcess, assert_no_secrets
+from tests.helpers import GatewayProcess, assert_no_secrets
+from tests.helpers.inprocess import gateway_on
 
 EXAMPLES = {GenerationMode.POSITIVE: 40, GenerationMode.NEGATIVE: 40}  # per route with a body: ~20 s in all
 INTEGER_FIELDS = ("n", "max_tokens", "max_output_tokens", "max_completion_tokens", "top_logprobs", "dimensions")
@@ -59,6 +61,25 @@ def test_openapi_json_documents_the_forwarding_routes(gateway: GatewayProcess):
     assert "stream" in {p["name"] for p in document["paths"]["/v1/responses/{id}"]["get"]["parameters"]}
 
 
+async def test_the_document_is_built_when_first_asked_for(fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch):
+    """Not at start: every gateway and test app would pay for JSON schemas that only /openapi.json and /docs use."""
+    built: list[str] = []
+
+    def document(*args: Any) -> dict[str, Any]:
+        built.append("document")
+        return real(*args)
+
+    real = openapi.document
+    monkeypatch.setattr(openapi, "document", document)
+    async with gateway_on(fake) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert built == []
+        first = await client.get("/openapi.json")
+        assert first.status_code == 200
+        assert (await client.get("/openapi.json")).json() == first.json()
+    assert built == ["document"]
+
+
 def test_docs_are_served_without_a_cdn(gateway: GatewayProcess):
     """Swagger UI's page and every asset it loads come from the gateway itself (offline machines, air gaps)."""
     page = httpx.get(gateway.url + "/docs")
@@ -71,13 +92,15 @@ def test_docs_are_served_without_a_cdn(gateway: GatewayProcess):
     assert "/openapi.json" in page.text
 
 
-def test_openapi_json_follows_the_model_settings(make_gateway: GatewayFactory):
-    extra = make_gateway(PROXY_EXTRA_MODELS="gpt-9-preview")
-    schemas = httpx.get(extra.url + "/openapi.json").json()["components"]["schemas"]
+async def test_openapi_json_follows_the_model_settings(fake: FakeUpstream):
+    """In-process: the document over real sockets is the session gateway's above, and PROXY_EXTRA_MODELS reaching
+    a gateway process is tests/routes/test_models.py's."""
+    async with gateway_on(fake, extra_models=("gpt-9-preview",)) as extra:
+        schemas = (await extra.get("/openapi.json")).json()["components"]["schemas"]
     assert "gpt-9-preview" in schemas["ResponsesCreate"]["properties"]["model"]["enum"]
     assert "gpt-9-preview" in schemas["AichatConversation"]["properties"]["model"]["enum"]
-    anything = make_gateway(PROXY_ALLOW_ANY_MODEL="true")
-    schemas = httpx.get(anything.url + "/openapi.json").json()["components"]["schemas"]
+    async with gateway_on(fake, allow_any_model=True) as anything:
+        schemas = (await anything.get("/openapi.json")).json()["components"]["schemas"]
     assert "enum" not in schemas["ResponsesCreate"]["properties"]["model"]
 
 

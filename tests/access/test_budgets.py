@@ -22,6 +22,7 @@ from app.access import keys
 from app.access.budgets import period_of
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, SdkFactory, scrape, value
+from tests.helpers.cli import cli_in_process
 
 # the fake reports 3 input + 5 output tokens; reserved at admission: body bytes / 4 + max_output_tokens
 BODY: dict[str, Any] = {"model": "gpt-4.1", "input": "one two three", "max_output_tokens": 5}
@@ -113,10 +114,8 @@ def test_restart_keeps_the_periods_spend(make_gateway: GatewayFactory, tmp_path:
     month = period_of("month")
     assert abs(int(refused.headers["retry-after"]) - (month.end - time.time())) <= 5
     assert len(fake.exchanges) == 5
-    listing = subprocess.run(
-        [sys.executable, "-m", "app", "keys", "list", "--file", str(path)], capture_output=True, text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(tmp_path / "data")}, timeout=30,
-    ).stdout  # fmt: skip
+    env = {"PROXY_DATA_DIR": str(tmp_path / "data")}
+    listing = cli_in_process("keys", "list", "--file", str(path), cwd=tmp_path, env=env).stdout
     [line] = [line for line in listing.splitlines() if line.startswith("steady")]
     assert line.split()[4:7] == [month.label, "40", "40"]  # period, spent, budget
 

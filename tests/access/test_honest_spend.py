@@ -12,11 +12,15 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from app.access import keys
 from app.fakes.upstream import FakeUpstream
 from app.proxy.table import IMAGE_OUTPUT_TOKENS
 from tests.helpers import GatewayFactory, GatewayProcess, RedisServer, sse_events, wait_for_async, wait_for_report
+
+ARTIST_BUDGET = 20_000
+Team = tuple[GatewayProcess, dict[str, str]]  # a gateway and its keys, by name
 
 
 def key_files(tmp_path: Path, **limits: dict[str, Any]) -> tuple[Path, dict[str, str]]:
@@ -32,13 +36,18 @@ def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def test_a_stream_without_usage_is_charged_the_text_it_relayed(
-    make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream
-):
+@pytest.fixture(scope="module")
+def team(make_module_gateway: GatewayFactory, tmp_path_factory: pytest.TempPathFactory) -> Team:
+    """One gateway for the tests that read only their own key's spend (a report with key=)."""
+    user, artist = {"tpm": 10_000_000}, {"budget_tokens": ARTIST_BUDGET, "budget_period": "day"}
+    path, created = key_files(tmp_path_factory.mktemp("team"), user=user, artist=artist)
+    return make_module_gateway(PROXY_KEYS_FILE=str(path)), created
+
+
+def test_a_stream_without_usage_is_charged_the_text_it_relayed(team: Team, fake: FakeUpstream):
     """OpenAI SDK streams leave include_usage off: the answer reports nothing, so the relayed text is measured,
     every choice of `n` counted (a token a piece at least)."""
-    path, created = key_files(tmp_path, user={"tpm": 10_000_000})
-    gateway = make_gateway(PROXY_KEYS_FILE=str(path))
+    gateway, created = team
     fake.behaviour.deltas = 20
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "n": 64, "stream": True}
     with httpx.stream("POST", gateway.url + "/v1/chat/completions", json=body, headers=bearer(created["user"])) as r:
@@ -54,14 +63,10 @@ def test_a_stream_without_usage_is_charged_the_text_it_relayed(
     assert output == max(len(relayed), math.ceil(size / 4)) >= 64 * 20
 
 
-def test_a_burst_of_many_image_requests_stays_within_the_budget_bound(
-    make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream
-):
+def test_a_burst_of_many_image_requests_stays_within_the_budget_bound(team: Team, fake: FakeUpstream):
     """Each request asks for 10 images: it reserves 10 images' worth, so one is admitted where, counting one
     image each, a burst would have spent ten times the budget."""
-    budget = 20_000
-    path, created = key_files(tmp_path, artist={"budget_tokens": budget, "budget_period": "day"})
-    gateway = make_gateway(PROXY_KEYS_FILE=str(path))
+    gateway, created = team
     body = {"model": "gpt-image-1", "prompt": "a red circle", "n": 10}
 
     async def burst() -> list[int]:
@@ -73,7 +78,7 @@ def test_a_burst_of_many_image_requests_stays_within_the_budget_bound(
     assert sorted(statuses) == [200] + [429] * 9
     reservation = len(orjson.dumps(body)) // 4 + 10 * IMAGE_OUTPUT_TOKENS
     spent = wait_for_report(gateway, created["admin"], 1, key="artist")["total"]["total_tokens"]
-    assert 10 * 1056 <= spent <= budget + reservation  # the fake reports 1056 output tokens an image
+    assert 10 * 1056 <= spent <= ARTIST_BUDGET + reservation  # the fake reports 1056 output tokens an image
 
 
 def test_an_absurd_output_cap_is_a_bounded_reservation_not_an_outage(

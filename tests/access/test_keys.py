@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.access import keys
 from app.access.keys import KeysFileError
-from tests.helpers import ROOT
+from tests.helpers.cli import cli_in_process
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "keys", *args], cwd=cwd, capture_output=True, text=True, timeout=30,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(cwd / "data")},
-    )  # fmt: skip
+    return cli_in_process("keys", *args, cwd=cwd, env={"PROXY_DATA_DIR": str(cwd / "data")})
 
 
 def test_create_prints_the_key_once_and_stores_only_its_digest(tmp_path: Path):

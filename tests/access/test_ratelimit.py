@@ -25,6 +25,7 @@ from tests.helpers import (
 )
 
 BODY: dict[str, Any] = {"model": "gpt-4.1", "input": "one two three"}  # the fake reports 3 input + 5 output tokens
+Team = tuple[GatewayProcess, dict[str, str]]  # a gateway and its keys, by name
 
 
 @pytest.fixture
@@ -41,12 +42,23 @@ def post(gateway: GatewayProcess, key: str | None, body: dict[str, Any] | None =
     return httpx.post(gateway.url + "/openai/responses", json=body or BODY, headers=headers, timeout=30)
 
 
-def test_keys_allowlists_and_typed_sdk_errors(
-    make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream, make_sdk: SdkFactory
-):
-    alice = add_key(keys_file, "alice", models=["gpt-4o"])
-    bob, admin = add_key(keys_file, "bob"), add_key(keys_file, "ops", admin=True)
-    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+@pytest.fixture(scope="module")
+def team(make_module_gateway: GatewayFactory, tmp_path_factory: pytest.TempPathFactory) -> Team:
+    """One gateway for the tests whose keys file needs nothing else: each test's limits are on keys of its own."""
+    path = tmp_path_factory.mktemp("team") / "keys.toml"
+    created = {
+        "alice": add_key(path, "alice", models=["gpt-4o"]),
+        "bob": add_key(path, "bob"),
+        "carol": add_key(path, "carol", rpm=3),
+        "dave": add_key(path, "dave", tpm=40),
+        "ops": add_key(path, "ops", admin=True),
+    }
+    return make_module_gateway(PROXY_KEYS_FILE=str(path)), created
+
+
+def test_keys_allowlists_and_typed_sdk_errors(team: Team, fake: FakeUpstream, make_sdk: SdkFactory):
+    gateway, created = team
+    alice, bob, admin = created["alice"], created["bob"], created["ops"]
 
     missing = post(gateway, None)
     assert missing.status_code == 401
@@ -70,11 +82,9 @@ def test_keys_allowlists_and_typed_sdk_errors(
         assert secret not in httpx.get(gateway.url + "/metrics", headers={"authorization": f"Bearer {admin}"}).text
 
 
-def test_rpm_limit_429_with_retry_after_and_headers(
-    make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream, make_sdk: SdkFactory
-):
-    key, admin = add_key(keys_file, "carol", rpm=3), add_key(keys_file, "ops", admin=True)
-    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+def test_rpm_limit_429_with_retry_after_and_headers(team: Team, fake: FakeUpstream, make_sdk: SdkFactory):
+    gateway, created = team
+    key, admin = created["carol"], created["ops"]
     responses = [post(gateway, key) for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert [r.headers["x-ratelimit-remaining-requests"] for r in responses] == ["2", "1", "0"]
@@ -90,9 +100,9 @@ def test_rpm_limit_429_with_retry_after_and_headers(
     assert value(scrape(gateway, admin), "acedata_proxy_rate_limited_total", key="carol") == 2
 
 
-def test_tpm_counts_reported_usage_streams_included(make_gateway: GatewayFactory, keys_file: Path, fake: FakeUpstream):
-    key, admin = add_key(keys_file, "dave", tpm=40), add_key(keys_file, "ops", admin=True)
-    gateway = make_gateway(PROXY_KEYS_FILE=str(keys_file))
+def test_tpm_counts_reported_usage_streams_included(team: Team, fake: FakeUpstream):
+    gateway, created = team
+    key, admin = created["dave"], created["ops"]
     statuses = []
     for index in range(8):
         body = {**BODY, "stream": index % 2 == 1}  # streams count their usage too

@@ -7,8 +7,6 @@ bounds them, and a unit route's model without a price is unpriced, never 0."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +14,8 @@ import pytest
 
 from app.access import keys
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import ROOT, GatewayFactory, GatewayProcess, scrape, value, wait_for_report, wav
+from tests.helpers import GatewayFactory, GatewayProcess, scrape, value, wait_for_report, wav
+from tests.helpers.cli import cli_in_process
 
 
 def send_media(gateway: GatewayProcess, key: str, image_model: str) -> None:
@@ -96,11 +95,8 @@ def test_unit_routes_are_priced_in_every_report(make_gateway: GatewayFactory, tm
     for model, cost in (("tts-1", 0.011), ("whisper-1", 0.03), ("dall-e-2", 0.04)):
         assert value(samples, "acedata_proxy_spend_total", key="user", model=model) == pytest.approx(cost), model
     assert value(samples, "acedata_proxy_spend_total", key="user", model="tts-1-hd") == 0  # unpriced adds nothing
-    listing = subprocess.run(
-        [sys.executable, "-m", "app", "keys", "list", "--file", str(path)], capture_output=True, text=True,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(tmp_path / "data"),
-             "PROXY_PRICES_FILE": str(tmp_path / "prices.toml")}, timeout=30,
-    ).stdout  # fmt: skip
+    env = {"PROXY_DATA_DIR": str(tmp_path / "data"), "PROXY_PRICES_FILE": str(tmp_path / "prices.toml")}
+    listing = cli_in_process("keys", "list", "--file", str(path), cwd=tmp_path, env=env).stdout
     [line] = [line for line in listing.splitlines() if line.startswith("user")]
     assert "0.0810" in line.split()
     page = httpx.get(gateway.url + "/admin", headers={"authorization": f"Bearer {admin}"}, timeout=30).text

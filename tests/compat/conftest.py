@@ -1,5 +1,9 @@
 """One keyed gateway for the whole compatibility suite, in front of the session's fake upstream: real clients
-(openai-python, the openai npm package, LangChain, the Agents SDK) run against it as users would run them."""
+(openai-python, the openai npm package, LangChain, the Agents SDK) run against it as users would run them.
+
+The anthropic and Agents SDK tests import their SDK where a test uses it, not at the top: every xdist worker
+collects (imports) every test module but runs each on one worker only (--dist loadfile), and each SDK takes ~2 s of
+CPU to import. (LangChain's stays at the top: imported in a test, it left an unclosed connection at exit.)"""
 
 from __future__ import annotations
 

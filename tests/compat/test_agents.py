@@ -7,23 +7,17 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 import orjson
 import pytest
-from agents import (
-    Agent,
-    OpenAIChatCompletionsModel,
-    Runner,
-    function_tool,
-    set_default_openai_client,
-    set_tracing_disabled,
-)
-from agents.models import _openai_shared
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers.compat import ConnectionAudit, KeyedGateway
+
+if TYPE_CHECKING:
+    from agents import Agent
 
 EXPECTED = "Hello! This answer streams from"
 
@@ -33,6 +27,9 @@ async def client(keyed_gateway: KeyedGateway, connection_audit: ConnectionAudit)
     """The gateway as the SDK's default client for one test (the previous one comes back afterwards; tracing
     stays off, so that nothing later in the session exports traces); the suite's audit checks that nothing but
     loopback was reached meanwhile."""
+    from agents import set_default_openai_client, set_tracing_disabled  # here, not at the top: see conftest.py
+    from agents.models import _openai_shared
+
     previous = _openai_shared.get_default_openai_client()
     since = len(connection_audit.hosts)
     gateway_client = openai.AsyncOpenAI(
@@ -47,6 +44,8 @@ async def client(keyed_gateway: KeyedGateway, connection_audit: ConnectionAudit)
 
 
 def weather_agent(calls: list[str]) -> Agent:
+    from agents import Agent, function_tool
+
     @function_tool
     def get_weather(city: str) -> str:
         """The weather in a city."""
@@ -61,6 +60,8 @@ def requests_to(fake: FakeUpstream, path: str) -> list[dict[str, Any]]:
 
 
 async def test_agent_without_tools(client: openai.AsyncOpenAI, fake: FakeUpstream):
+    from agents import Agent, Runner
+
     agent = Agent(name="plain", instructions="Be brief.", model="gpt-4.1")
 
     result = await Runner.run(agent, "Say hello")
@@ -71,6 +72,8 @@ async def test_agent_without_tools(client: openai.AsyncOpenAI, fake: FakeUpstrea
 
 
 async def test_agent_calls_its_function_tool(client: openai.AsyncOpenAI, fake: FakeUpstream):
+    from agents import Runner
+
     calls: list[str] = []
 
     result = await Runner.run(weather_agent(calls), "What is the weather in Paris?")
@@ -85,6 +88,8 @@ async def test_agent_calls_its_function_tool(client: openai.AsyncOpenAI, fake: F
 
 @pytest.mark.parametrize("with_tool", [False, True], ids=["no-tools", "tool"])
 async def test_agent_run_streamed(client: openai.AsyncOpenAI, fake: FakeUpstream, with_tool: bool):
+    from agents import Agent, Runner
+
     calls: list[str] = []
     agent = weather_agent(calls) if with_tool else Agent(name="plain", instructions="Be brief.", model="gpt-4.1")
 
@@ -102,6 +107,8 @@ async def test_agent_run_streamed(client: openai.AsyncOpenAI, fake: FakeUpstream
 
 
 async def test_agent_on_chat_completions_model(client: openai.AsyncOpenAI, fake: FakeUpstream):
+    from agents import Agent, OpenAIChatCompletionsModel, Runner
+
     model = OpenAIChatCompletionsModel(model="claude-sonnet-4-5-20250929", openai_client=client)
     agent = Agent(name="plain", instructions="Be brief.", model=model)
 

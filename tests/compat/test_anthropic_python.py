@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import pytest
-from anthropic.lib.streaming import AsyncMessageStreamManager
-from anthropic.types import ToolChoiceAnyParam, ToolParam
 
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import UPSTREAM_TOKEN, GatewayFactory
 from tests.helpers.compat import MAX_REQUEST_BYTES, KeyedGateway, collect, resolve
 
-Client = anthropic.Anthropic | anthropic.AsyncAnthropic
-ClientFactory = Callable[..., Client]
+# anthropic is imported where a test uses it, not at the top: see tests/compat/conftest.py
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic.types import ToolChoiceAnyParam, ToolParam
+
+    Client = anthropic.Anthropic | anthropic.AsyncAnthropic
+    ClientFactory = Callable[..., Client]
 MODEL = "claude-sonnet-4-5-20250929"
 HELLO: list[Any] = [{"role": "user", "content": "Say hello"}]
 ANSWER = "Hello! This answer streams from"
@@ -27,6 +29,8 @@ ANSWER = "Hello! This answer streams from"
 @pytest.fixture(params=["sync", "async"])
 async def sdk(request: pytest.FixtureRequest, keyed_gateway: KeyedGateway) -> AsyncIterator[ClientFactory]:
     """sdk() is a client of the flavour under test on the shared keyed gateway, with the "app" key."""
+    import anthropic
+
     made: list[Client] = []
     kind = anthropic.Anthropic if request.param == "sync" else anthropic.AsyncAnthropic
 
@@ -64,12 +68,14 @@ async def test_create_plain_and_streamed(sdk: ClientFactory, fake: FakeUpstream)
 
 
 async def test_stream_helper_and_tool_use(sdk: ClientFactory, fake: FakeUpstream):
+    import anthropic
+
     async def read(stream: Any) -> tuple[list[str], Any]:
         text = [event.text for event in await collect(stream) if event.type == "text"]
         return text, await resolve(stream.get_final_message())
 
     manager = sdk().messages.stream(model="claude-opus-5-5", max_tokens=64, messages=HELLO)
-    if isinstance(manager, AsyncMessageStreamManager):
+    if isinstance(manager, anthropic.AsyncMessageStreamManager):
         async with manager as stream:
             text, final = await read(stream)
     else:
@@ -80,8 +86,9 @@ async def test_stream_helper_and_tool_use(sdk: ClientFactory, fake: FakeUpstream
 
     weather: ToolParam = {"name": "get_weather", "description": "Weather in a city", "input_schema": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
+    choice: ToolChoiceAnyParam = {"type": "any"}
     called = await resolve(sdk().messages.create(model=MODEL, max_tokens=64, messages=HELLO, tools=[weather],
-                                                 tool_choice=ToolChoiceAnyParam(type="any")))  # fmt: skip
+                                                 tool_choice=choice))  # fmt: skip
     assert called.stop_reason == "tool_use"
     assert (called.content[0].name, called.content[0].input) == ("get_weather", {"city": "Paris"})
 
@@ -106,6 +113,8 @@ async def test_models_list_in_anthropic_shape(sdk: ClientFactory):
 
 
 async def test_typed_errors_from_the_gateway(sdk: ClientFactory, fake: FakeUpstream):
+    import anthropic
+
     client = sdk()
     bad = await raises(anthropic.BadRequestError, lambda: client.messages.create(model=MODEL, max_tokens=0,
                                                                                 messages=HELLO))  # fmt: skip
@@ -124,6 +133,8 @@ async def test_typed_errors_from_the_gateway(sdk: ClientFactory, fake: FakeUpstr
 
 
 async def test_rate_limit_is_rate_limit_error(sdk: ClientFactory, fake: FakeUpstream, request: pytest.FixtureRequest):
+    import anthropic
+
     client = sdk(f"rpm1-anthropic-{request.node.callspec.params['sdk']}")
     await resolve(client.messages.count_tokens(model=MODEL, messages=HELLO))
     error = await raises(anthropic.RateLimitError, lambda: client.messages.count_tokens(model=MODEL, messages=HELLO))
@@ -132,6 +143,8 @@ async def test_rate_limit_is_rate_limit_error(sdk: ClientFactory, fake: FakeUpst
 
 
 async def test_mid_stream_failure_raises(sdk: ClientFactory, fake: FakeUpstream):
+    import anthropic
+
     fake.behaviour.cut_after = 3
     call = lambda: sdk().messages.create(model=MODEL, max_tokens=64, messages=HELLO, stream=True)  # noqa: E731
     error = await raises(anthropic.APIStatusError, call)
@@ -139,6 +152,8 @@ async def test_mid_stream_failure_raises(sdk: ClientFactory, fake: FakeUpstream)
 
 
 def both_clients(url: str) -> Iterator[Client]:
+    import anthropic
+
     for kind in (anthropic.Anthropic, anthropic.AsyncAnthropic):
         yield kind(base_url=url, api_key="unused", max_retries=0, timeout=30)
 
@@ -151,16 +166,22 @@ async def check_status(url: str, kind: type[anthropic.APIStatusError], status: i
 
 
 async def test_unreachable_upstream_is_internal_server_error(make_gateway: GatewayFactory, closed_port: int):
+    import anthropic
+
     gateway = make_gateway(ACEDATACLOUD_API_BASE_URL=f"http://127.0.0.1:{closed_port}")
     await check_status(gateway.url, anthropic.InternalServerError, 502, "api_error")
 
 
 async def test_no_token_is_service_unavailable(make_gateway: GatewayFactory):
+    import anthropic
+
     gateway = make_gateway(ACEDATACLOUD_API_TOKEN="")
     await check_status(gateway.url, anthropic.ServiceUnavailableError, 503, "overloaded_error")
 
 
 async def test_slow_upstream_is_gateway_timeout(make_gateway: GatewayFactory, fake: FakeUpstream):
+    import anthropic
+
     gateway = make_gateway(PROXY_FIRST_BYTE_TIMEOUT="0.3")
     fake.behaviour.headers_delay = 30  # far past the timeout: the gateway gives up, the fake is cancelled
     await check_status(gateway.url, anthropic.GatewayTimeoutError, 504, "api_error")

@@ -9,14 +9,14 @@ import io
 import json
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from app.ledger.report import ReportError, since_hour
 from app.ledger.store import Counts, RedisStore, RowKey, SqliteStore, by_day
-from tests.helpers import ROOT, RedisServer
+from tests.helpers import RedisServer
+from tests.helpers.cli import cli_in_process
 
 
 def hour(text: str) -> int:
@@ -47,10 +47,7 @@ output = 8.0
 
 
 def usage(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", "usage", *args], capture_output=True, text=True, timeout=30, cwd=data_dir,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PROXY_DATA_DIR": str(data_dir), **env},
-    )  # fmt: skip
+    return cli_in_process("usage", *args, cwd=data_dir, env={"PROXY_DATA_DIR": str(data_dir), **env})
 
 
 def priced(data_dir: Path) -> dict[str, str]:

@@ -110,9 +110,9 @@ def test_reset_or_garbage_before_headers_is_502(make_gateway: GatewayFactory, ra
     assert_gateway_error(post_json(gateway), 502, "upstream_unavailable")
 
 
-@pytest.fixture
-def impatient(make_gateway: GatewayFactory) -> GatewayProcess:
-    return make_gateway(PROXY_READ_TIMEOUT="0.5")
+@pytest.fixture(scope="module")
+def impatient(make_module_gateway: GatewayFactory) -> GatewayProcess:
+    return make_module_gateway(PROXY_READ_TIMEOUT="0.5")
 
 
 def test_silent_upstream_is_504_within_the_read_timeout(impatient: GatewayProcess, fake: FakeUpstream):

@@ -4,23 +4,28 @@ as x-goog-api-key, /v1 and /v1beta both forwarded to the upstream's /v1beta, usa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import orjson
 import pytest
-from google import genai
-from google.genai import errors, types
 
 from app.access import keys
 from app.fakes import answers
 from app.fakes.upstream import FakeUpstream
 from tests.helpers import CLIENT_KEY, GatewayFactory, GatewayProcess, wait_for_report
 
+if TYPE_CHECKING:
+    from google import genai
+
 BODY = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
 
 
 def sdk(gateway: GatewayProcess, key: str = CLIENT_KEY, version: str | None = None) -> genai.Client:
-    options = types.HttpOptions(base_url=gateway.url, api_version=version, timeout=30_000)
+    # imported here, not at the top: every xdist worker collects this module, one runs it (1 s of CPU)
+    from google import genai
+
+    options = genai.types.HttpOptions(base_url=gateway.url, api_version=version, timeout=30_000)
     return genai.Client(api_key=key, http_options=options)
 
 
@@ -87,15 +92,17 @@ def test_unknown_actions_and_query_parameters(client: httpx.Client, fake: FakeUp
 
 
 def test_keys_allowlists_and_the_ledger(make_gateway: GatewayFactory, tmp_path: Path, fake: FakeUpstream):
+    from google import genai  # as in sdk()
+
     path = tmp_path / "keys.toml"
     admin = keys.create(path, "admin", admin=True)
     flash = keys.create(path, "flash", models=["gemini-2.5-flash"])
     gateway = make_gateway(PROXY_KEYS_FILE=str(path))
     wrong, allowed = sdk(gateway, "sk-wrong"), sdk(gateway, flash)
-    with pytest.raises(errors.ClientError) as caught:
+    with pytest.raises(genai.errors.ClientError) as caught:
         wrong.models.generate_content(model="gemini-2.5-flash", contents="hi")
     assert (caught.value.code, caught.value.status) == (401, "UNAUTHENTICATED")
-    with pytest.raises(errors.ClientError) as caught:
+    with pytest.raises(genai.errors.ClientError) as caught:
         allowed.models.generate_content(model="gemini-2.5-pro", contents="hi")
     assert (caught.value.code, caught.value.status) == (403, "PERMISSION_DENIED")
     fake.behaviour.deltas = 3
