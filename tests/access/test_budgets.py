@@ -21,7 +21,7 @@ import pytest
 from app.access import keys
 from app.access.budgets import period_of
 from app.fakes.upstream import FakeUpstream
-from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, SdkFactory, scrape, value
+from tests.helpers import ROOT, GatewayFactory, GatewayProcess, RedisServer, SdkFactory, scrape, value, wait_for
 from tests.helpers.cli import cli_in_process
 
 # the fake reports 3 input + 5 output tokens; reserved at admission: body bytes / 4 + max_output_tokens
@@ -38,6 +38,11 @@ COST = USED * 0.001
 def post(gateway: GatewayProcess, key: str, model: str = "gpt-4.1") -> httpx.Response:
     body = {**BODY, "model": model}
     return httpx.post(gateway.url + "/openai/responses", json=body, headers={"authorization": f"Bearer {key}"})
+
+
+def idle(gateway: GatewayProcess, admin: str) -> bool:
+    """Nothing in flight: every request has ended, and so settled what it reserved."""
+    return value(scrape(gateway, admin), "acedata_proxy_inflight_requests", route="openai.responses") == 0
 
 
 def price_file(tmp_path: Path) -> str:
@@ -80,6 +85,7 @@ def test_a_concurrent_burst_overshoots_by_at_most_one_reservation(
     path = tmp_path / "keys.toml"
     budget = 100
     burst = keys.create(path, "burst", budget_tokens=budget)
+    admin = keys.create(path, "ops", admin=True)
     env = {"PROXY_KEYS_FILE": str(path), "PROXY_REDIS_URL": redis_server.url}
     gateways = [make_gateway(**env), make_gateway(**env)]
 
@@ -93,7 +99,9 @@ def test_a_concurrent_burst_overshoots_by_at_most_one_reservation(
     assert statuses.count(429) == 40 - admitted
     assert admitted >= 1
     assert admitted * USED <= budget + RESERVED  # the bound docs/team-gateway.md states
-    # in flight, reservations (RESERVED each) filled the budget; settled, they gave back what was not used
+    # in flight, reservations (RESERVED each) filled the budget; settled, they gave back what was not used. A
+    # request settles once its last byte is sent, so the client may have its answer a moment before: wait for it
+    wait_for(lambda: all(idle(gateway, admin) for gateway in gateways), what="the burst's requests settled")
     for index in range(budget // USED + 1):
         if post(gateways[index % 2], burst).status_code == 429:
             break
