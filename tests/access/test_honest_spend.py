@@ -68,14 +68,19 @@ def test_a_burst_of_many_image_requests_stays_within_the_budget_bound(team: Team
     image each, a burst would have spent ten times the budget."""
     gateway, created = team
     body = {"model": "gpt-image-1", "prompt": "a red circle", "n": 10}
+    fake.behaviour.headers_delay = 2.0  # the first request holds its reservation while the rest arrive
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(headers=bearer(created["artist"]), timeout=30) as http:
-            posts = [http.post(gateway.url + "/v1/images/generations", json=body) for _ in range(10)]
-            return [response.status_code for response in await asyncio.gather(*posts)]
+            first = asyncio.ensure_future(http.post(gateway.url + "/v1/images/generations", json=body))
+            await wait_for_async(lambda: len(fake.exchanges) == 1, 10, "the first request upstream")
+            posts = [http.post(gateway.url + "/v1/images/generations", json=body) for _ in range(9)]
+            rest = [response.status_code for response in await asyncio.gather(*posts)]
+            assert not first.done()  # refused while the first was in flight, not after it settled
+            return [(await first).status_code, *rest]
 
     statuses = asyncio.run(burst())
-    assert sorted(statuses) == [200] + [429] * 9
+    assert statuses == [200] + [429] * 9
     reservation = len(orjson.dumps(body)) // 4 + 10 * IMAGE_OUTPUT_TOKENS
     spent = wait_for_report(gateway, created["admin"], 1, key="artist")["total"]["total_tokens"]
     assert 10 * 1056 <= spent <= ARTIST_BUDGET + reservation  # the fake reports 1056 output tokens an image
