@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import httpx2
 import openai
 import pytest
 
@@ -30,19 +31,12 @@ from tests.helpers.tls import reuse_default_tls_contexts
 
 @pytest.fixture(scope="session")
 def leak_scanner() -> Iterator[LeakScanner]:
-    """Wraps httpx's real transports for the whole session, so every client the tests make is covered."""
+    """Wraps the real transports of httpx and httpx2 (the Agents SDK's and google-genai's) for the whole session,
+    so every client the tests make is covered."""
     scanner = LeakScanner()
-    sync_send, async_send = httpx.HTTPTransport.handle_request, httpx.AsyncHTTPTransport.handle_async_request
-
-    def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
-        return scanner.scan(sync_send(self, request), request)
-
-    async def handle_async_request(self: httpx.AsyncHTTPTransport, request: httpx.Request) -> httpx.Response:
-        return scanner.scan(await async_send(self, request), request)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
-        patch.setattr(httpx.AsyncHTTPTransport, "handle_async_request", handle_async_request)
+        scanner.watch(patch, httpx)
+        scanner.watch(patch, httpx2)
         yield scanner
 
 

@@ -9,8 +9,10 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import httpx2
 import pytest
 
 from app.access import keys
@@ -64,9 +66,12 @@ def test_the_session_scanner_sees_leaks_in_headers_and_split_bodies(leak_scanner
     )
 
 
-async def test_the_session_scanner_sees_async_clients_too(leak_scanner: LeakScanner, leaky: str):
-    async with httpx.AsyncClient() as client:
-        await client.get(leaky)
+@pytest.mark.parametrize("package", [httpx, httpx2], ids=["httpx", "httpx2"])
+async def test_the_session_scanner_sees_async_clients_too(leak_scanner: LeakScanner, leaky: str, package: Any):
+    """httpx2 is the fork the Agents SDK and google-genai bring: their responses are scanned as httpx's are."""
+    async with package.AsyncClient() as client, client.stream("GET", leaky) as response:
+        async for _ in response.aiter_raw(3):
+            pass
     found, leak_scanner.leaks = leak_scanner.leaks, []
     assert sorted(found) == sorted(
         [f"{CLIENT_KEY!r} in the headers of {leaky}", f"{UPSTREAM_TOKEN!r} in the body of {leaky}"]

@@ -1,16 +1,21 @@
 """The secrets every test's gateway is given, and the scans that prove they never come back out: in any
-response an httpx client receives (headers and streamed bodies, chunk boundaries included), a log or /metrics."""
+response an httpx or httpx2 client receives (headers and streamed bodies, chunk boundaries included; httpx2 is the
+fork under the Agents SDK and google-genai), a log or /metrics."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any, TypeVar
 
 import httpx
+import httpx2
+import pytest
 
 # Distinctive values, so that a leak scan finding them means a leak and nothing else.
 UPSTREAM_TOKEN = "upstream-secret-6f1c9e2ab7"
 CLIENT_KEY = "sk-client-key-must-stay-here-42"
 SECRETS = (UPSTREAM_TOKEN, CLIENT_KEY)
+R = TypeVar("R", httpx.Response, httpx2.Response)
 
 
 def assert_no_secrets(text: str | bytes, where: str) -> None:
@@ -30,7 +35,7 @@ class LeakScanner:
     def found(self, data: bytes) -> list[str]:
         return [secret for secret in SECRETS if secret.encode() in data]
 
-    def headers(self, response: httpx.Response, url: str) -> None:
+    def headers(self, response: httpx.Response | httpx2.Response, url: str) -> None:
         self.responses += 1
         raw = b"\n".join(name + b": " + value for name, value in response.headers.raw)
         self.leaks += [f"{secret!r} in the headers of {url}" for secret in self.found(raw)]
@@ -40,15 +45,34 @@ class LeakScanner:
         self.leaks += [f"{secret!r} in the body of {url}" for secret in self.found(window)]
         return window[-self.overlap :]
 
-    def scan(self, response: httpx.Response, request: httpx.Request) -> httpx.Response:
-        """Scans the headers now and the body as it is read."""
+    def scan(self, response: R, request: Any) -> R:
+        """Scans the headers now and the body as it is read (a response of either package)."""
         self.headers(response, str(request.url))
-        response.stream = ScannedStream(response.stream, self, str(request.url))
+        if isinstance(response, httpx.Response):
+            response.stream = ScannedStream(response.stream, self, str(request.url))
+        else:
+            response.stream = ScannedStream2(response.stream, self, str(request.url))
         return response
+
+    def watch(self, patch: pytest.MonkeyPatch, package: Any) -> None:
+        """Every response the real transports of `package` (httpx or httpx2) receive, for as long as `patch`."""
+        sync_send, async_send = package.HTTPTransport.handle_request, package.AsyncHTTPTransport.handle_async_request
+
+        def handle_request(transport: Any, request: Any) -> Any:
+            return self.scan(sync_send(transport, request), request)
+
+        async def handle_async_request(transport: Any, request: Any) -> Any:
+            return self.scan(await async_send(transport, request), request)
+
+        patch.setattr(package.HTTPTransport, "handle_request", handle_request)
+        patch.setattr(package.AsyncHTTPTransport, "handle_async_request", handle_async_request)
+
+
+Stream = httpx.SyncByteStream | httpx.AsyncByteStream | httpx2.SyncByteStream | httpx2.AsyncByteStream
 
 
 class ScannedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
-    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream, scanner: LeakScanner, url: str):
+    def __init__(self, stream: Stream, scanner: LeakScanner, url: str):
         self.stream, self.scanner, self.url, self.tail = stream, scanner, url, b""
 
     def __iter__(self) -> Iterator[bytes]:
@@ -66,3 +90,7 @@ class ScannedStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self.stream.aclose()  # type: ignore[union-attr]
+
+
+class ScannedStream2(ScannedStream, httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """The same scan, as a stream httpx2's responses accept."""
