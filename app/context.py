@@ -88,7 +88,7 @@ class DisconnectWatch:
 
     The serving layer (app/serving/protocol.py) puts one in each request's scope and trips it from the
     connection's own connection_lost, so no task per request has to wait on receive() for the disconnect
-    (that task cost ~30 µs a request, docs/performance-facts.md). Elsewhere (an in-process ASGI client) the
+    (that task cost ~30 µs a request, docs/performance-steps.md). Elsewhere (an in-process ASGI client) the
     endpoint runs such a task itself, app/proxy/forward.py's `_Watch`."""
 
     __slots__ = ("disconnected", "finished", "lost", "resume_reading", "task")

@@ -1,9 +1,9 @@
 """Prometheus metrics (docs/contract.md names), built on an injected registry, and their exposition.
 
 A request's contribution goes into plain dictionaries (`Pending`): no lock, no label lookup and no bucket walk
-per request, which prometheus_client's own objects cost (docs/performance-facts.md). They
-are added to the prometheus_client objects, which hold the totals, before anything reads them (a scrape, the
-dashboard), so every scrape is exact.
+per request, which prometheus_client's own objects cost (docs/performance-facts.md). They are added to the
+prometheus_client objects, which hold the totals, before anything reads them (a scrape, the dashboard), so every
+scrape is exact.
 
 With several workers, prometheus_client's multiprocess mode keeps each worker's values in files under
 PROMETHEUS_MULTIPROC_DIR (prepared by `server.serve` before the workers start); a scrape, answered by any worker,

@@ -2,10 +2,10 @@
 
 uvicorn cancels such requests; ObserveMiddleware, around every request already, catches that cancellation and
 asks `answer_cut` (no layer of its own: every message and every suspension of every request would pass through
-it). Left alone, one that has not answered yet would get uvicorn's plain-text 500 and
-a stream would be cut mid-body. Instead: no status sent yet, a 503 in the error envelope (SDKs retry it); a
-stream, a last error event in its own format, as for any failure after a stream began (docs/contract.md); a JSON body
-under way has no such format, so its connection is still aborted, never left looking complete.
+it). Left alone, one that has not answered yet would get uvicorn's plain-text 500 and a stream would be cut
+mid-body. Instead: no status sent yet, a 503 in the error envelope (SDKs retry it); a stream, a last error event
+in its own format, as for any failure after a stream began (docs/contract.md); a JSON body under way has no such
+format, so its connection is still aborted, never left looking complete.
 """
 
 from __future__ import annotations

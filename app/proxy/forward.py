@@ -325,7 +325,7 @@ class ForwardEndpoint:
         send: Send,
         exchange: _Exchange,
         info: RequestInfo,
-        watch: DisconnectWatch | _Watch,
+        watch: Watch,
     ) -> None:
         if (problem := unrelayable(response.status, response.headers)) is not None:
             info.upstream_error = "protocol"
