@@ -27,6 +27,7 @@ from tests.helpers import (
     wait_healthy,
 )
 from tests.helpers.cli import cli_in_process
+from tests.helpers.servers import SETTINGS_PREFIXES
 
 
 @pytest.fixture
@@ -200,7 +201,7 @@ def test_keys_file_problems_stop_the_start_in_one_line(
         path.write_text(content)
     args, env = ("serve", "--port", str(taken_port)), {"PROXY_KEYS_FILE": str(path)}
     if content == "owner-only":  # as a process, run the way a user runs it (and, as root, without its privileges)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
         result = subprocess.run(
             [*prefix, sys.executable, "-m", "app", *args], cwd=tmp_path, timeout=30,
             env={**clean, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
+from tests.helpers.servers import SETTINGS_PREFIXES, clean_env
 
 
 def _status(exited: SystemExit, stderr: io.StringIO) -> int:
@@ -28,14 +29,16 @@ def _status(exited: SystemExit, stderr: io.StringIO) -> int:
 
 
 def cli_in_process(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`acedata-proxy ARGS` in `cwd`, with `env` as its only gateway settings (PROXY_*, ACEDATACLOUD_*)."""
+    """`acedata-proxy ARGS` in `cwd`, with the gateway settings (PROXY_*, ACEDATACLOUD_*) a process started by
+    CliProcess would have: `env`, and the usage ledger in `cwd` unless `env` names another."""
     stdout, stderr = io.StringIO(), io.StringIO()
     status = 0
+    settings = {name: value for name, value in clean_env(cwd, **env).items() if name.startswith(SETTINGS_PREFIXES)}
     with pytest.MonkeyPatch.context() as patch:
         for name in os.environ:
-            if name.startswith(("PROXY_", "ACEDATACLOUD_")):
+            if name.startswith(SETTINGS_PREFIXES):
                 patch.delenv(name)
-        for name, value in env.items():
+        for name, value in settings.items():
             patch.setenv(name, value)
         patch.chdir(cwd)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

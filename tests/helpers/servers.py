@@ -83,10 +83,13 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = START
         raise RuntimeError(f"the server exited with {proc.returncode}")
 
 
+SETTINGS_PREFIXES = ("PROXY_", "ACEDATACLOUD_")  # the gateway's settings in the environment
+
+
 def clean_env(workdir: Path, **env: str) -> dict[str, str]:
     """The test run's environment without any gateway settings, plus `env` and this checkout on the path; the
     usage ledger in `workdir` (shared by the processes one test starts), never in the user's own data directory."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PROXY_", "ACEDATACLOUD_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
     return {**clean, "PYTHONPATH": str(ROOT), "PROXY_DATA_DIR": str(workdir / "data"), **env}
 
 
